@@ -1,0 +1,87 @@
+"""Shapes the generated project: prunes what was not selected, compiles the protos."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+SLUG = "{{ cookiecutter.project_slug }}"
+BROKERS = [b.strip() for b in "{{ cookiecutter.brokers }}".split(",") if b.strip()]
+INCLUDE_SAMPLE = "{{ cookiecutter.include_sample }}" == "True"
+REPO_DIR = Path("""{{ cookiecutter._repo_dir }}""")
+
+ROOT = Path.cwd()
+SRC = ROOT / "src" / PACKAGE
+
+# broker type -> the files that implement it (a module, or a package directory)
+BROKER_FILES = {
+    "pulsar": ["transport/broker/pulsar.py"],
+    "nats": ["transport/broker/nats.py"],
+    "jetstream": ["transport/broker/jetstream.py"],
+}
+SAMPLE_FILES = [
+    "service/report.py",
+    "service/saver.py",
+    "data/models.py",
+    "data/repo.py",
+    "data/publisher.py",
+]
+SAMPLE_TESTS = ["tests/test_report_saver.py"]
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def prune() -> None:
+    for broker, files in BROKER_FILES.items():
+        if broker not in BROKERS:
+            for name in files:
+                remove(SRC / name)
+    if not INCLUDE_SAMPLE:
+        for name in SAMPLE_FILES:
+            remove(SRC / name)
+        for name in SAMPLE_TESTS:
+            remove(ROOT / name)
+
+
+def copy_protos() -> None:
+    source = REPO_DIR / "proto"
+    if INCLUDE_SAMPLE and source.is_dir():
+        shutil.copytree(source, ROOT / "proto", dirs_exist_ok=True)
+
+
+def compile_protos() -> bool:
+    if not (ROOT / "proto").is_dir():
+        return True
+    result = subprocess.run(
+        [sys.executable, "tools/compile_protos.py"], cwd=ROOT, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        print(
+            "NOTE: the protos were not compiled here (" + result.stderr.strip().splitlines()[-1]
+            + "); run `make install` in the project, which compiles them."
+        )
+        return False
+    return True
+
+
+def main() -> None:
+    prune()
+    copy_protos()
+    compile_protos()
+    print(f"""
+Generated {SLUG}. Next steps:
+
+    cd {SLUG}
+    make install      # venv, dependencies, compiled protos
+    make test         # the service's own tests
+    make dev          # report + saver in one process, embedded defaults
+""")
+
+
+main()

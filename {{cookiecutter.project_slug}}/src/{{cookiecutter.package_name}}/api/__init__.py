@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC modules (from proto/, by tools/compile_protos.py)."""

@@ -1,0 +1,1 @@
+"""Transports: the broker plugin layer (broker/)."""

@@ -1,0 +1,56 @@
+"""The broker transport layer: one API, several brokers (see base.Broker).
+
+Self-contained: nothing here imports from the service, data or server layers.
+"""
+
+from .base import (
+    Backoff,
+    Broker,
+    Delivery,
+    Envelope,
+    Handler,
+    InitialPosition,
+    MessageContext,
+    SubscribeOptions,
+    Subscription,
+    SubscriptionType,
+)
+from .codec import Codec
+from .dispatch import DLQ_DELIVERIES, DLQ_ORIGINAL_TOPIC, DLQ_REASON
+from .errors import (
+    BrokerError,
+    BrokerUnavailable,
+    DecodeError,
+    Reject,
+    Retry,
+    UnknownBrokerType,
+)
+from .middleware import LoggingMiddleware, Middleware
+from .registry import create_broker, known_types
+
+__all__ = [
+    "DLQ_DELIVERIES",
+    "DLQ_ORIGINAL_TOPIC",
+    "DLQ_REASON",
+    "Backoff",
+    "Broker",
+    "BrokerError",
+    "BrokerUnavailable",
+    "Codec",
+    "DecodeError",
+    "Delivery",
+    "Envelope",
+    "Handler",
+    "InitialPosition",
+    "LoggingMiddleware",
+    "MessageContext",
+    "Middleware",
+    "Reject",
+    "Retry",
+    "SubscribeOptions",
+    "Subscription",
+    "SubscriptionType",
+    "UnknownBrokerType",
+    "create_broker",
+    "known_types",
+]

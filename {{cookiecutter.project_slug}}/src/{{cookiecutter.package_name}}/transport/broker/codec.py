@@ -1,0 +1,140 @@
+"""Encoding published messages and decoding delivered ones by the handler's annotation.
+
+Supported types, both ways: protobuf messages, pydantic models, dataclasses, dict (JSON) and
+bytes. The decoder for a handler is built once, at subscribe time, so the hot path is a
+single call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from google.protobuf.message import Message as ProtobufMessage
+
+from .errors import DecodeError
+
+try:  # pydantic is optional: only needed when a handler takes a pydantic model
+    import pydantic
+except ImportError:  # pragma: no cover - pydantic is a dependency of the generated project
+    pydantic = None  # type: ignore[assignment]
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+OCTET_STREAM = "application/octet-stream"
+
+Decoder = Callable[[bytes, str | None], Any]
+
+
+def _is_pydantic_model(tp: Any) -> bool:
+    return pydantic is not None and inspect.isclass(tp) and issubclass(tp, pydantic.BaseModel)
+
+
+class Codec:
+    """Turns Python objects into bytes for the wire and back."""
+
+    def encode(self, msg: Any) -> tuple[bytes, str]:
+        """Return the payload and its content type."""
+        if isinstance(msg, bytes | bytearray | memoryview):
+            return bytes(msg), OCTET_STREAM
+        if isinstance(msg, ProtobufMessage):
+            return msg.SerializeToString(), PROTOBUF
+        if pydantic is not None and isinstance(msg, pydantic.BaseModel):
+            return msg.model_dump_json().encode(), JSON
+        if dataclasses.is_dataclass(msg) and not isinstance(msg, type):
+            return json.dumps(dataclasses.asdict(msg), separators=(",", ":")).encode(), JSON
+        if isinstance(msg, dict | list | str | int | float | bool):
+            return json.dumps(msg, separators=(",", ":")).encode(), JSON
+        raise TypeError(
+            f"cannot encode a {type(msg).__name__}; publish bytes, a dict, a dataclass, "
+            "a pydantic model or a protobuf message"
+        )
+
+    def decoder_for(self, handler: Callable[..., Any]) -> Decoder:
+        """Build the decoder that the handler's first parameter annotation asks for."""
+        return self.decoder_for_type(message_type_of(handler))
+
+    def decoder_for_type(self, tp: Any) -> Decoder:
+        if tp is bytes or tp is Any or tp is inspect.Parameter.empty:
+            return lambda payload, _ct: payload
+        if inspect.isclass(tp) and issubclass(tp, ProtobufMessage):
+            return _protobuf_decoder(tp)
+        if _is_pydantic_model(tp):
+            return _pydantic_decoder(tp)
+        if inspect.isclass(tp) and dataclasses.is_dataclass(tp):
+            return _dataclass_decoder(tp)
+        if tp is dict or typing.get_origin(tp) is dict:
+            return _dict_decoder
+        raise TypeError(
+            f"a handler cannot take a {tp!r}; annotate its first parameter with bytes, dict, "
+            "a dataclass, a pydantic model or a protobuf message class"
+        )
+
+
+def message_type_of(handler: Callable[..., Any]) -> Any:
+    """The annotation of the handler's first parameter (bytes when it has none)."""
+    params = list(inspect.signature(handler).parameters.values())
+    if not params:
+        raise TypeError(f"handler {handler!r} must take (message, context)")
+    try:
+        hints = typing.get_type_hints(handler)
+    except Exception:  # unresolvable forward references: fall back to the raw annotation
+        hints = {}
+    tp = hints.get(params[0].name, params[0].annotation)
+    return bytes if tp is inspect.Parameter.empty else tp
+
+
+def _json_object(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"payload is not valid JSON: {exc}") from exc
+
+
+def _dict_decoder(payload: bytes, _content_type: str | None) -> Any:
+    value = _json_object(payload)
+    if not isinstance(value, dict):
+        raise DecodeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _protobuf_decoder(cls: type[ProtobufMessage]) -> Decoder:
+    def decode(payload: bytes, content_type: str | None) -> Any:
+        msg = cls()
+        try:
+            if content_type == JSON:
+                json_format.Parse(payload, msg)
+            else:
+                msg.ParseFromString(payload)
+        except (ProtobufDecodeError, json_format.ParseError, UnicodeDecodeError) as exc:
+            raise DecodeError(f"payload is not a valid {cls.DESCRIPTOR.full_name}: {exc}") from exc
+        return msg
+
+    return decode
+
+
+def _pydantic_decoder(cls: Any) -> Decoder:
+    def decode(payload: bytes, _content_type: str | None) -> Any:
+        try:
+            return cls.model_validate_json(payload)
+        except pydantic.ValidationError as exc:
+            raise DecodeError(f"payload is not a valid {cls.__name__}: {exc}") from exc
+
+    return decode
+
+
+def _dataclass_decoder(cls: Any) -> Decoder:
+    def decode(payload: bytes, _content_type: str | None) -> Any:
+        value = _dict_decoder(payload, None)
+        try:
+            return cls(**value)
+        except TypeError as exc:
+            raise DecodeError(f"payload is not a valid {cls.__name__}: {exc}") from exc
+
+    return decode

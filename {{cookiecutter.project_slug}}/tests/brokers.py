@@ -1,0 +1,59 @@
+"""How the tests get a connected broker of each included type.
+
+Real brokers run as real processes (nats-server, pulsar-lite) started once per test session
+on free loopback ports; the memory broker needs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from {{ cookiecutter.package_name }}.transport.broker import Broker, known_types
+from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBroker
+from {{ cookiecutter.package_name }}.transport.broker.memory import MemoryBroker, MemoryHub
+
+#: broker types whose plugin this project includes; the conformance suite runs on each
+BROKER_TYPES = known_types()
+
+#: which embedded server each broker type needs (None: no server)
+SERVER_KIND: dict[str, str | None] = {
+    "memory": None,
+    "nats": "nats",
+    "jetstream": "nats",
+    "pulsar": "pulsar",
+}
+
+
+def make_broker(type_name: str, server: EmbeddedBroker | MemoryHub | None) -> Broker:
+    """A new, not yet connected broker of `type_name` pointed at `server`.
+
+    For the memory broker the "server" is a hub that the test's connections share.
+    """
+    if type_name == "memory":
+        assert isinstance(server, MemoryHub)
+        return MemoryBroker(server)
+    raise AssertionError(f"no test factory for broker type {type_name!r}")
+
+
+def unique(name: str) -> str:
+    """A topic or group name no other test uses (so tests can share one server)."""
+    return f"{name}-{uuid.uuid4().hex[:10]}"
+
+
+async def eventually(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.02
+) -> None:
+    """Wait until `predicate()` holds; fail with a clear message after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from {{ cookiecutter.package_name }}.transport.broker import Broker
+from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBroker, start_embedded
+from {{ cookiecutter.package_name }}.transport.broker.memory import MemoryHub
+
+from .brokers import BROKER_TYPES, SERVER_KIND, make_broker
+
+
+@pytest.fixture(scope="session")
+def embedded_servers() -> Iterator[dict[str, EmbeddedBroker]]:
+    """Embedded broker servers, started on first use and stopped at the end of the session."""
+    servers: dict[str, EmbeddedBroker] = {}
+    yield servers
+    for server in servers.values():
+        server.cleanup()
+
+
+def server_for(type_name: str, servers: dict[str, EmbeddedBroker]) -> EmbeddedBroker | None:
+    kind = SERVER_KIND.get(type_name)
+    if kind is None:
+        return None
+    if kind not in servers:
+        servers[kind] = start_embedded(kind)
+    return servers[kind]
+
+
+@pytest.fixture(params=BROKER_TYPES)
+def broker_type(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def broker_factory(
+    broker_type: str, embedded_servers: dict[str, EmbeddedBroker]
+) -> AsyncIterator[object]:
+    """Connects new brokers of the parametrized type; closes them all after the test."""
+    server = server_for(broker_type, embedded_servers) or MemoryHub()
+    made: list[Broker] = []
+
+    async def connect() -> Broker:
+        broker = make_broker(broker_type, server)
+        await broker.connect()
+        made.append(broker)
+        return broker
+
+    yield connect
+    for broker in reversed(made):
+        await broker.close(timeout=5)
+
+
+@pytest.fixture
+async def broker(broker_factory) -> Broker:  # type: ignore[no-untyped-def]
+    return await broker_factory()

@@ -1,0 +1,53 @@
+"""Compiles proto/ into src/{{ cookiecutter.package_name }}/api/ with grpcio-tools.
+
+The protos are compiled from a copy laid out under the package path, so the generated modules
+import each other as `{{ cookiecutter.package_name }}.api....` and need no sys.path tricks.
+Run it after editing a .proto: `make proto`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+ROOT = Path(__file__).resolve().parent.parent
+PROTO = ROOT / "proto"
+SRC = ROOT / "src"
+
+
+def main() -> int:
+    try:
+        import grpc_tools
+        from grpc_tools import protoc
+    except ImportError:
+        print("grpcio-tools is not installed; run `pip install grpcio-tools`", file=sys.stderr)
+        return 1
+    protos = sorted(PROTO.rglob("*.proto"))
+    if not protos:
+        print(f"no .proto files under {PROTO}", file=sys.stderr)
+        return 1
+    include = Path(grpc_tools.__file__).parent / "_proto"
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / PACKAGE / "api"
+        shutil.copytree(PROTO, staged)
+        files = [str(p.relative_to(tmp)) for p in sorted(staged.rglob("*.proto"))]
+        args = [
+            "grpc_tools.protoc", f"-I{tmp}", f"-I{include}",
+            f"--python_out={SRC}", f"--grpc_python_out={SRC}", f"--pyi_out={SRC}", *files,
+        ]
+        if protoc.main(args) != 0:
+            print("protoc failed; see the messages above", file=sys.stderr)
+            return 1
+    api = SRC / PACKAGE / "api"
+    for directory in [api, *[p for p in api.rglob("*") if p.is_dir()]]:
+        if directory.name != "__pycache__":
+            (directory / "__init__.py").touch()
+    print(f"compiled {len(protos)} proto file(s) into {api.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
