@@ -10,8 +10,18 @@ from .base import Broker
 from .errors import UnknownBrokerType
 
 #: type name -> "module:factory" (relative to this package); plugins not generated are absent
+{%- set brokers = cookiecutter.brokers.replace(' ', '').split(',') %}
 PLUGINS: dict[str, str] = {
     "memory": ".memory:MemoryBroker",
+{%- if 'nats' in brokers %}
+    "nats": ".nats:NatsBroker",
+{%- endif %}
+{%- if 'jetstream' in brokers %}
+    "jetstream": ".jetstream:JetStreamBroker",
+{%- endif %}
+{%- if 'pulsar' in brokers %}
+    "pulsar": ".pulsar:PulsarBroker",
+{%- endif %}
 }
 
 
