@@ -9,7 +9,6 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 SLUG = "{{ cookiecutter.project_slug }}"
 BROKERS = [b.strip() for b in "{{ cookiecutter.brokers }}".split(",") if b.strip()]
 INCLUDE_SAMPLE = "{{ cookiecutter.include_sample }}" == "True"
-REPO_DIR = Path("""{{ cookiecutter._repo_dir }}""")
 
 ROOT = Path.cwd()
 SRC = ROOT / "src" / PACKAGE
@@ -23,9 +22,10 @@ BROKER_FILES = {
 SAMPLE_FILES = [
     "service/report.py",
     "service/saver.py",
-    "data/models.py",
     "data/repo.py",
     "data/publisher.py",
+    "sample_client.py",
+    "demo.py",
 ]
 SAMPLE_TESTS = ["tests/test_report_saver.py"]
 
@@ -43,16 +43,11 @@ def prune() -> None:
             for name in files:
                 remove(SRC / name)
     if not INCLUDE_SAMPLE:
+        remove(ROOT / "proto")
         for name in SAMPLE_FILES:
             remove(SRC / name)
         for name in SAMPLE_TESTS:
             remove(ROOT / name)
-
-
-def copy_protos() -> None:
-    source = REPO_DIR / "proto"
-    if INCLUDE_SAMPLE and source.is_dir():
-        shutil.copytree(source, ROOT / "proto", dirs_exist_ok=True)
 
 
 def compile_protos() -> bool:
@@ -72,7 +67,6 @@ def compile_protos() -> bool:
 
 def main() -> None:
     prune()
-    copy_protos()
     compile_protos()
     print(f"""
 Generated {SLUG}. Next steps:

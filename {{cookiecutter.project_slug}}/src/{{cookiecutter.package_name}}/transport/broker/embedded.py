@@ -26,17 +26,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int,
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+    what: str = "the embedded broker",
+) -> None:
+    """Wait until something listens on loopback `port`; fail early if `process` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise BrokerError(f"the embedded broker exited at start with code {process.returncode}")
+            raise BrokerError(f"{what} exited at start with code {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
-    raise BrokerError(f"the embedded broker did not open port {port} within {timeout}s")
+    raise BrokerError(f"{what} did not open port {port} within {timeout}s")
 
 
 @dataclass

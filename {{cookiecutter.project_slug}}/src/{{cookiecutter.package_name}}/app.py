@@ -1,0 +1,56 @@
+"""The App: starts its servers in order, waits for SIGINT/SIGTERM, stops them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from .server import Server
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    def __init__(self, name: str, servers: Sequence[Server], stop_timeout: float = 15.0) -> None:
+        self.name = name
+        self.servers = list(servers)
+        self.stop_timeout = stop_timeout
+        self._started: list[Server] = []
+        self._stop_requested = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    async def start(self) -> None:
+        for server in self.servers:
+            await server.start()
+            self._started.append(server)
+
+    async def stop(self) -> None:
+        """Stop the started servers in reverse order, each within the stop timeout."""
+        while self._started:
+            server = self._started.pop()
+            try:
+                await asyncio.wait_for(server.stop(self.stop_timeout), self.stop_timeout + 5)
+            except TimeoutError:
+                log.error("%s did not stop within %.0fs", server.name, self.stop_timeout)
+            except Exception:
+                log.exception("%s failed to stop cleanly", server.name)
+
+    async def run(self) -> None:
+        """Run until SIGINT or SIGTERM (or `request_stop()`), then stop gracefully."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self.start()
+            log.info("%s started (%s)", self.name, ", ".join(s.name for s in self.servers))
+            await self._stop_requested.wait()
+            log.info("%s stopping", self.name)
+        finally:
+            await self.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        log.info("%s stopped", self.name)

@@ -1,0 +1,105 @@
+"""Builds the configured broker, starting an embedded one when no address is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .conf import BrokerConfig
+from .transport.broker import Backoff, Broker, BrokerError, LoggingMiddleware, SubscribeOptions
+from .transport.broker.embedded import EmbeddedBroker, start_embedded
+from .transport.broker.registry import plugin_factory
+
+log = logging.getLogger(__name__)
+
+SCHEMES = {"nats": "nats://", "jetstream": "nats://", "pulsar": "pulsar://"}
+
+
+def _with_scheme(address: str, scheme: str) -> str:
+    return address if "://" in address else scheme + address
+
+
+def plugin_settings(cfg: BrokerConfig, addresses: list[str]) -> dict[str, Any]:
+    """The keyword arguments of the plugin's constructor for `cfg`."""
+    if cfg.type in ("nats", "jetstream"):
+        nats = cfg.nats
+        if addresses and not nats.servers:
+            nats = nats.model_copy(
+                update={"servers": [_with_scheme(a, "nats://") for a in addresses]}
+            )
+        return {"settings": nats}
+    if cfg.type == "pulsar":
+        pulsar = cfg.pulsar
+        if addresses and not pulsar.service_urls:
+            pulsar = pulsar.model_copy(
+                update={"service_urls": [_with_scheme(a, "pulsar://") for a in addresses]}
+            )
+        return {"settings": pulsar}
+    return {}
+
+
+def has_address(cfg: BrokerConfig) -> bool:
+    return bool(cfg.addresses() or cfg.nats.servers or cfg.pulsar.service_urls)
+
+
+def build_broker(cfg: BrokerConfig, addresses: list[str] | None = None) -> Broker:
+    """A new, unconnected broker of the configured type (raises UnknownBrokerType)."""
+    factory = plugin_factory(cfg.type)
+    broker = factory(**plugin_settings(cfg, addresses if addresses is not None else cfg.addresses()))
+    broker.middleware.append(LoggingMiddleware())
+    return broker
+
+
+def subscribe_options(cfg: BrokerConfig) -> SubscribeOptions:
+    sub = cfg.subscriber
+    return SubscribeOptions(
+        max_deliveries=sub.max_deliveries,
+        concurrency=sub.concurrency,
+        backoff=Backoff(initial=sub.backoff_initial, maximum=sub.backoff_max),
+        ack_wait=sub.ack_wait,
+    )
+
+
+async def connect_with_retries(broker: Broker, attempts: int, where: str) -> None:
+    """Connect, retrying with a growing pause; after `attempts` failures, one clear error."""
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            await broker.connect()
+            return
+        except BrokerError as exc:
+            if attempt == attempts:
+                raise BrokerError(
+                    f"cannot connect to the {broker.type_name} broker at {where} after "
+                    f"{attempts} attempts ({exc}); check that it runs and that broker.address "
+                    "(MQ_NAME_SERVER) points at it"
+                ) from None
+            log.warning("broker not reachable (attempt %d of %d): %s", attempt, attempts, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def broker_resource(cfg: BrokerConfig) -> AsyncIterator[Broker]:
+    """A connected broker for the app's lifetime (a dependency-injector resource)."""
+    embedded: EmbeddedBroker | None = None
+    addresses = cfg.addresses()
+    if cfg.type != "memory" and not has_address(cfg):
+        embedded = await asyncio.to_thread(start_embedded, cfg.type)
+        addresses = [embedded.url]
+        log.info("started the embedded %s broker at %s (no address configured)", cfg.type, embedded.url)
+    broker = build_broker(cfg, addresses)
+    where = ", ".join(addresses) or "the configured servers"
+    try:
+        await connect_with_retries(broker, cfg.connect_attempts, where)
+    except BaseException:
+        if embedded:
+            embedded.cleanup()
+        raise
+    try:
+        yield broker
+    finally:
+        await broker.close(timeout=10)
+        if embedded:
+            embedded.cleanup()

@@ -1,0 +1,162 @@
+"""The command line: serve a role, run everything in one process, post sample reports, demo.
+
+    {{ cookiecutter.project_slug }} serve report|saver   one service (its servers and resources)
+    {{ cookiecutter.project_slug }} dev                  report + saver in one process
+    {{ cookiecutter.project_slug }} broker               an embedded broker in the foreground
+{%- if cookiecutter.include_sample %}
+    {{ cookiecutter.project_slug }} publish --count N    post N sample reports over gRPC
+    {{ cookiecutter.project_slug }} count                rows the saver has stored
+    {{ cookiecutter.project_slug }} demo                 broker + saver + report + 1000 reports
+{%- endif %}
+
+Expected failures (bad config, unreachable broker or database) end with one sentence on
+stderr and exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .app import App
+from .conf import AppConfig, ConfigError, load_config
+from .containers import ROLES, Container
+from .transport.broker import BrokerError, known_types
+from .transport.broker.embedded import start_embedded
+
+log = logging.getLogger("{{ cookiecutter.package_name }}")
+EXIT_USAGE = 2
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> AppConfig:
+    config = load_config(args.config, overrides=overrides)
+    setup_logging(config.log_level)
+    return config
+
+
+async def run_role(config: AppConfig, role: str) -> None:
+    container = Container(config=config)
+    try:
+        servers = [await getattr(container, name)() for name in ROLES[role]]
+        await App(f"{config.name}:{role}", servers, config.shutdown_timeout).run()
+    finally:
+        await container.shutdown_resources()
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    config = load(args)
+    asyncio.run(run_role(config, args.role))
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    config = load(args, {"broker": {"type": args.broker}})
+    log.info("dev mode: all services in one process on the %s broker", config.broker.type)
+    asyncio.run(run_role(config, "all"))
+
+
+def cmd_broker(args: argparse.Namespace) -> None:
+    setup_logging("INFO")
+    server = start_embedded(args.type, store=args.store)
+    print(f"{args.type} broker listening at {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        assert server.process is not None
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.cleanup()
+{%- if cookiecutter.include_sample %}
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from .sample_client import post_reports
+
+    config = load(args)
+    target = args.target or config.grpc.address
+    ok = asyncio.run(post_reports(target, args.count, args.concurrency, show_progress=True))
+    if ok < args.count:
+        raise SystemExit(1)
+
+
+def cmd_count(args: argparse.Namespace) -> None:
+    from .sample_client import count_rows
+
+    config = load(args)
+    print(asyncio.run(count_rows(config.database, args.expect, args.timeout)))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    setup_logging("WARNING")
+    raise SystemExit(run_demo(args.broker, args.count, args.workdir))
+{%- endif %}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="{{ cookiecutter.project_slug }}", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML config file (default: configs/config.yaml, if present)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one service")
+    serve.add_argument("role", choices=sorted(ROLES))
+    serve.set_defaults(func=cmd_serve)
+
+    dev = sub.add_parser("dev", help="run every service in one process")
+    dev.add_argument("--broker", default="memory", choices=known_types(),
+                     help="broker type (default: memory); real ones start embedded if needed")
+    dev.set_defaults(func=cmd_dev)
+
+    broker = sub.add_parser("broker", help="run an embedded broker in the foreground")
+    broker.add_argument("--type", default="pulsar" if "pulsar" in known_types() else "nats",
+                        choices=[t for t in known_types() if t != "memory"] or ["nats"])
+    broker.add_argument("--store", help="store directory (default: a temporary one)")
+    broker.set_defaults(func=cmd_broker)
+{%- if cookiecutter.include_sample %}
+
+    publish = sub.add_parser("publish", help="post sample reports over gRPC")
+    publish.add_argument("--count", type=int, default=1000)
+    publish.add_argument("--concurrency", type=int, default=32)
+    publish.add_argument("--target", help="host:port of `serve report` (default: grpc.address)")
+    publish.set_defaults(func=cmd_publish)
+
+    count = sub.add_parser("count", help="print how many reports the saver stored")
+    count.add_argument("--expect", type=int, help="wait until at least this many are stored")
+    count.add_argument("--timeout", type=float, default=60.0)
+    count.set_defaults(func=cmd_count)
+
+    demo = sub.add_parser("demo", help="run broker, saver and report; post reports; compare")
+    demo.add_argument("--broker", default=None, help="broker type (default: the configured one)")
+    demo.add_argument("--count", type=int, default=1000)
+    demo.add_argument("--workdir", default="data/demo", help="where the demo keeps its files")
+    demo.set_defaults(func=cmd_demo)
+{%- endif %}
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, BrokerError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+{%- set brokers = cookiecutter.brokers.replace(' ', '').split(',') -%}
+{%- if 'pulsar' in brokers %}{% set default_broker = 'pulsar' %}
+{%- elif 'jetstream' in brokers %}{% set default_broker = 'jetstream' %}
+{%- elif 'nats' in brokers %}{% set default_broker = 'nats' %}
+{%- else %}{% set default_broker = 'memory' %}{% endif -%}
+"""Typed configuration: `configs/config.yaml`, then environment variables on top.
+
+Every setting has a dotted path (`broker.type`) and can be set from the environment in two
+ways: by a well-known name from the table `ENVIRONMENT` (the names of the Coze Studio eventbus
+guides, such as `COZE_MQ_TYPE`, `MQ_NAME_SERVER`, `PULSAR_JWT_TOKEN`, `NATS_SERVER_URL`), or
+generically as `{{ cookiecutter.package_name.upper() }}__<SECTION>__<KEY>` (for example
+`{{ cookiecutter.package_name.upper() }}__DATABASE__URL`). Environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .transport.broker.settings import NatsSettings, PulsarSettings
+
+ENV_PREFIX = "{{ cookiecutter.package_name.upper() }}__"
+DEFAULT_CONFIG = Path("configs/config.yaml")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the setting and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubscriberConfig(_Section):
+    """Defaults for every subscription of the broker server."""
+
+    max_deliveries: int = Field(5, ge=1)
+    concurrency: int = Field(16, ge=1)
+    backoff_initial: float = Field(0.5, gt=0)
+    backoff_max: float = Field(30.0, gt=0)
+    ack_wait: float = Field(30.0, gt=0)
+
+
+class BrokerConfig(_Section):
+    type: str = "{{ default_broker }}"
+    # One address or a comma-separated list for the chosen type; empty starts the embedded
+    # broker (pulsar-lite or nats-server) on a free loopback port.
+    address: str = ""
+    group: str = "saver"  # the consumer group (Pulsar subscription) of the saver
+    connect_attempts: int = Field(5, ge=1)  # bounded retries at start before giving up
+    subscriber: SubscriberConfig = Field(default_factory=SubscriberConfig)
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    pulsar: PulsarSettings = Field(default_factory=PulsarSettings)
+
+    @field_validator("type")
+    @classmethod
+    def _lowercase(cls, value: str) -> str:
+        return value.strip().lower()
+
+    def addresses(self) -> list[str]:
+        return [a.strip() for a in self.address.split(",") if a.strip()]
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite+aiosqlite:///data/{{ cookiecutter.package_name }}.db"
+    echo: bool = False
+    create_tables: bool = True  # production uses migrations: set false there
+
+
+class GrpcConfig(_Section):
+    address: str = "127.0.0.1:9000"  # where `serve report` listens and `publish` connects
+    max_message_bytes: int = 4 * 1024 * 1024
+
+
+class TopicsConfig(_Section):
+    report: str = "events.realtime-warehousing"
+    user_report: str = "events.user-report"
+
+
+class AppConfig(_Section):
+    name: str = "{{ cookiecutter.project_slug }}"
+    log_level: str = "INFO"
+    shutdown_timeout: float = Field(15.0, gt=0)
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    grpc: GrpcConfig = Field(default_factory=GrpcConfig)
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
+
+
+#: well-known environment names -> dotted setting paths (several names may feed one path;
+#: where two are set, the one listed later wins)
+ENVIRONMENT: dict[str, str] = {
+    "COZE_MQ_TYPE": "broker.type",
+    "BROKER_TYPE": "broker.type",
+    "MQ_NAME_SERVER": "broker.address",
+    "BROKER_ADDRESS": "broker.address",
+    "NATS_SERVER_URL": "broker.nats.servers",
+    "NATS_JWT_TOKEN": "broker.nats.jwt_token",
+    "NATS_NKEY_SEED": "broker.nats.nkey_seed",
+    "NATS_CREDENTIALS": "broker.nats.credentials",
+    "NATS_USERNAME": "broker.nats.user",
+    "NATS_PASSWORD": "broker.nats.password",
+    "NATS_TOKEN": "broker.nats.token",
+    "NATS_TLS_CA_FILE": "broker.nats.tls.ca_file",
+    "NATS_STREAM_REPLICAS": "broker.nats.stream.replicas",
+    "PULSAR_JWT_TOKEN": "broker.pulsar.jwt_token",
+    "PULSAR_TLS_TRUST_CERTS_FILE": "broker.pulsar.tls.ca_file",
+    "DATABASE_URL": "database.url",
+    "GRPC_ADDRESS": "grpc.address",
+    "LOG_LEVEL": "log_level",
+}
+
+#: settings that take a comma-separated list in the environment
+LIST_SETTINGS = {"broker.nats.servers", "broker.pulsar.service_urls", "broker.nats.stream.subjects"}
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    node = data
+    *parents, leaf = path.split(".")
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[leaf] = value
+
+
+def _env_value(path: str, raw: str) -> Any:
+    if path in LIST_SETTINGS:
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return raw
+
+
+def environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The nested settings that `environ` sets, by well-known and by generic names."""
+    data: dict[str, Any] = {}
+    for name, path in ENVIRONMENT.items():
+        if environ.get(name, "") != "":
+            _set_path(data, path, _env_value(path, environ[name]))
+    # NATS_USE_JETSTREAM=true turns a NATS broker type into JetStream (as in the NATS guide)
+    broker = data.get("broker", {})
+    use_jetstream = environ.get("NATS_USE_JETSTREAM", "").strip().lower() in ("1", "true", "yes")
+    if use_jetstream and broker.get("type", "").strip().lower() == "nats":
+        broker["type"] = "jetstream"
+    for name, raw in environ.items():
+        if name.startswith(ENV_PREFIX) and raw != "":
+            path = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+            _set_path(data, path, _env_value(path, raw))
+    return data
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown setting {where!r}; check its spelling against the README table"
+    return f"{source}: setting {where!r} is invalid: {first['msg']}"
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> AppConfig:
+    """Read the YAML file (if it exists), apply the environment, then `overrides`."""
+    environ = os.environ if environ is None else environ
+    config_path = Path(path) if path else Path(environ.get("CONFIG_FILE", DEFAULT_CONFIG))
+    data: dict[str, Any] = {}
+    if config_path.exists():
+        try:
+            loaded = yaml.safe_load(config_path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_path} is not valid YAML ({exc}); fix its syntax") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config_path} must hold a mapping of sections, not a list or value")
+        data = loaded
+    elif path:
+        raise ConfigError(f"config file {config_path} does not exist; pass an existing file")
+    data = _merge(data, environment_overrides(environ))
+    if overrides:
+        data = _merge(data, overrides)
+    source = f"configuration ({config_path} + environment)"
+    try:
+        return AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None

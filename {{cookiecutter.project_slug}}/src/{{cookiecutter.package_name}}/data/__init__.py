@@ -1,0 +1,1 @@
+"""The data layer: the database, repositories and the event publisher."""

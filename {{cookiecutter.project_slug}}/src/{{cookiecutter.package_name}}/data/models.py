@@ -1,0 +1,50 @@
+"""The database tables (SQLAlchemy 2.0 typed models)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, DateTime, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+{%- if cookiecutter.include_sample %}
+
+
+class RealtimeWarehousing(Base):
+    """One row per report event; `event_id` is unique, so a redelivery never adds a row."""
+
+    __tablename__ = "realtime_warehousing"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    event_name: Mapped[str] = mapped_column(String(128))
+    report_data: Mapped[str] = mapped_column(Text)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    saved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+
+
+class AcceptStatus(Base):
+    """The accept status of each user report (one row per event id)."""
+
+    __tablename__ = "accept_status"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+{%- endif %}

@@ -1,0 +1,76 @@
+"""Repositories: idempotent inserts keyed by event id, and the counts the demo reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..api.events.v1.events_pb2 import RealTimeWarehousingData, UserReportData
+from .db import Database
+from .models import AcceptStatus, Base, RealtimeWarehousing
+
+
+def _from_millis(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+class _EventRepo:
+    """Inserts rows keyed by a unique `event_id`; rows whose id is already stored are skipped."""
+
+    model: type[Base]
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
+        self._insert = insert(self.model).on_conflict_do_nothing(index_elements=["event_id"])
+
+    async def insert_rows(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert in one transaction; returns how many rows were new."""
+        if not rows:
+            return 0
+        async with self.db.sessions.begin() as session:
+            result = await session.execute(self._insert, list(rows))
+        return max(result.rowcount, 0)
+
+    async def count(self) -> int:
+        async with self.db.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(self.model)) or 0)
+
+
+class RealtimeWarehousingRepo(_EventRepo):
+    model = RealtimeWarehousing
+
+    async def save(self, events: Sequence[RealTimeWarehousingData]) -> int:
+        return await self.insert_rows(
+            [
+                {
+                    "event_id": e.event_id,
+                    "user_id": e.user_id,
+                    "event_name": e.event_name,
+                    "report_data": e.report_data,
+                    "create_time": _from_millis(e.create_time_ms),
+                }
+                for e in events
+            ]
+        )
+
+
+class AcceptStatusRepo(_EventRepo):
+    model = AcceptStatus
+
+    async def save(self, statuses: Sequence[UserReportData]) -> int:
+        return await self.insert_rows(
+            [
+                {
+                    "event_id": s.event_id,
+                    "user_id": s.user_id,
+                    "status": s.status,
+                    "create_time": _from_millis(s.create_time_ms),
+                }
+                for s in statuses
+            ]
+        )

@@ -1,0 +1,1 @@
+"""The service layer: gRPC servicers and broker subscriber handlers."""

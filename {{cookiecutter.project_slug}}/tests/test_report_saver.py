@@ -1,0 +1,130 @@
+"""The sample pair in one process: a real gRPC call -> broker -> saver -> row in SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from dependency_injector import providers
+from sqlalchemy import select
+
+from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import RealTimeWarehousingData
+from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
+from {{ cookiecutter.package_name }}.app import App
+from {{ cookiecutter.package_name }}.conf import load_config
+from {{ cookiecutter.package_name }}.containers import ROLES, Container
+from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
+from {{ cookiecutter.package_name }}.transport.broker.embedded import free_port
+from {{ cookiecutter.package_name }}.transport.broker.memory import MemoryBroker
+
+from .brokers import eventually
+
+
+async def memory_broker() -> AsyncIterator[MemoryBroker]:
+    broker = MemoryBroker()
+    await broker.connect()
+    yield broker
+    await broker.close(timeout=5)
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[tuple[Container, str]]:
+    """Report and saver in one App, on an in-memory broker and a fresh SQLite file."""
+    address = f"127.0.0.1:{free_port()}"
+    config = load_config(
+        environ={},
+        overrides={
+            "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"},
+            "grpc": {"address": address},
+            "broker": {"subscriber": {"backoff_initial": 0.05}},
+        },
+    )
+    container = Container(config=config)
+    # the one test double: the broker choice (an in-memory broker instead of the configured one)
+    container.broker.override(providers.Resource(memory_broker))
+    servers = [await getattr(container, name)() for name in ROLES["all"]]
+    app = App("test", servers, stop_timeout=5)
+    await app.start()
+    yield container, address
+    await app.stop()
+    await container.shutdown_resources()
+
+
+async def stored_rows(container: Container) -> list[RealtimeWarehousing]:
+    db = await container.database()
+    async with db.sessions() as session:
+        return list((await session.scalars(select(RealtimeWarehousing))).all())
+
+
+async def test_post_report_is_saved_as_a_row(running: tuple[Container, str]) -> None:
+    container, address = running
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = report_pb2_grpc.ReportServiceStub(channel)
+        reply = await stub.PostReport(
+            report_pb2.PostReportRequest(user_id="u1", event_name="click", content="hello")
+        )
+    assert reply.code == 0 and reply.event_id
+
+    async def saved() -> bool:
+        return len(await stored_rows(container)) == 1
+
+    await eventually(saved)
+    [row] = await stored_rows(container)
+    assert (row.event_id, row.user_id, row.event_name, row.report_data) == (
+        reply.event_id, "u1", "click", "hello"
+    )
+
+
+async def test_many_reports_make_as_many_rows(running: tuple[Container, str]) -> None:
+    container, address = running
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = report_pb2_grpc.ReportServiceStub(channel)
+        for n in range(50):
+            await stub.PostReport(
+                report_pb2.PostReportRequest(user_id=f"u{n % 3}", event_name="e", content=str(n))
+            )
+
+    async def saved() -> bool:
+        return len(await stored_rows(container)) == 50
+
+    await eventually(saved)
+    assert sorted(int(r.report_data) for r in await stored_rows(container)) == list(range(50))
+
+
+async def test_a_redelivered_event_is_stored_once(running: tuple[Container, str]) -> None:
+    container, _address = running
+    broker = await container.broker()
+    event = RealTimeWarehousingData(event_id="same-id", user_id="u", event_name="e", report_data="x")
+    topic = container.config().topics.report
+    for _ in range(3):
+        await broker.publish(topic, event, key="u")
+    repo = await container.realtime_repo()
+    await eventually(lambda: _has_rows(repo, 1))
+    assert await repo.count() == 1
+
+
+async def _has_rows(repo, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return await repo.count() >= n
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "problem"),
+    [
+        ({"user_id": "", "event_name": "e"}, "user_id is required"),
+        ({"user_id": "u", "event_name": ""}, "event_name is required"),
+        ({"user_id": "u", "event_name": "e", "content": "x" * 70_000}, "content is longer"),
+    ],
+)
+async def test_invalid_report_is_refused_and_nothing_published(
+    running: tuple[Container, str], request_fields: dict[str, str], problem: str
+) -> None:
+    container, address = running
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = report_pb2_grpc.ReportServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.PostReport(report_pb2.PostReportRequest(**request_fields))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert problem in (raised.value.details() or "")
+    assert await (await container.realtime_repo()).count() == 0
