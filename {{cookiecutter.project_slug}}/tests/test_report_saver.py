@@ -20,6 +20,7 @@ from {{ cookiecutter.package_name }}.transport.broker.embedded import free_port
 from {{ cookiecutter.package_name }}.transport.broker.memory import MemoryBroker
 
 from .brokers import eventually
+from .databases import DATABASES, scratch_postgres_database
 
 
 async def memory_broker() -> AsyncIterator[MemoryBroker]:
@@ -29,14 +30,24 @@ async def memory_broker() -> AsyncIterator[MemoryBroker]:
     await broker.close(timeout=5)
 
 
+@pytest.fixture(params=DATABASES)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database of each kind the project supports."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    else:
+        async with scratch_postgres_database() as url:
+            yield url
+
+
 @pytest.fixture
-async def running(tmp_path: Path) -> AsyncIterator[tuple[Container, str]]:
-    """Report and saver in one App, on an in-memory broker and a fresh SQLite file."""
+async def running(database_url: str) -> AsyncIterator[tuple[Container, str]]:
+    """Report and saver in one App, on an in-memory broker and a fresh database."""
     address = f"127.0.0.1:{free_port()}"
     config = load_config(
         environ={},
         overrides={
-            "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"},
+            "database": {"url": database_url},
             "grpc": {"address": address},
             "broker": {"subscriber": {"backoff_initial": 0.05}},
         },
@@ -96,7 +107,9 @@ async def test_many_reports_make_as_many_rows(running: tuple[Container, str]) ->
 async def test_a_redelivered_event_is_stored_once(running: tuple[Container, str]) -> None:
     container, _address = running
     broker = await container.broker()
-    event = RealTimeWarehousingData(event_id="same-id", user_id="u", event_name="e", report_data="x")
+    event = RealTimeWarehousingData(
+        event_id="same-id", user_id="u", event_name="e", report_data="x"
+    )
     topic = container.config().topics.report
     for _ in range(3):
         await broker.publish(topic, event, key="u")

@@ -47,7 +47,9 @@ def has_address(cfg: BrokerConfig) -> bool:
 def build_broker(cfg: BrokerConfig, addresses: list[str] | None = None) -> Broker:
     """A new, unconnected broker of the configured type (raises UnknownBrokerType)."""
     factory = plugin_factory(cfg.type)
-    broker = factory(**plugin_settings(cfg, addresses if addresses is not None else cfg.addresses()))
+    if addresses is None:
+        addresses = cfg.addresses()
+    broker = factory(**plugin_settings(cfg, addresses))
     broker.middleware.append(LoggingMiddleware())
     return broker
 
@@ -83,12 +85,14 @@ async def connect_with_retries(broker: Broker, attempts: int, where: str) -> Non
 
 async def broker_resource(cfg: BrokerConfig) -> AsyncIterator[Broker]:
     """A connected broker for the app's lifetime (a dependency-injector resource)."""
+    plugin_factory(cfg.type)  # an unknown type fails here, before any process is started
     embedded: EmbeddedBroker | None = None
     addresses = cfg.addresses()
     if cfg.type != "memory" and not has_address(cfg):
         embedded = await asyncio.to_thread(start_embedded, cfg.type)
         addresses = [embedded.url]
-        log.info("started the embedded %s broker at %s (no address configured)", cfg.type, embedded.url)
+        log.info("no broker address configured: started an embedded %s broker at %s",
+                 cfg.type, embedded.url)
     broker = build_broker(cfg, addresses)
     where = ", ".join(addresses) or "the configured servers"
     try:

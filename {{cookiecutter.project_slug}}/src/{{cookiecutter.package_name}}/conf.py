@@ -185,7 +185,12 @@ def load_config(
         try:
             loaded = yaml.safe_load(config_path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_path} is not valid YAML ({exc}); fix its syntax") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "syntax error"
+            raise ConfigError(
+                f"{config_path} is not valid YAML ({problem}{where}); fix its syntax"
+            ) from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{config_path} must hold a mapping of sections, not a list or value")
         data = loaded

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
+{% if cookiecutter.include_sample -%}
+from .api.report.v1 import report_pb2_grpc
+{% endif -%}
 from .broker_factory import broker_resource, subscribe_options
 from .conf import AppConfig
-from .server.broker import BrokerServer
-from .server.grpc import GrpcServer
-from .server.subscribers import register_subscribers
-{%- if cookiecutter.include_sample %}
-from .api.report.v1 import report_pb2_grpc
 from .data.db import database_resource
+{%- if cookiecutter.include_sample %}
 from .data.publisher import EventPublisher
 from .data.repo import AcceptStatusRepo, RealtimeWarehousingRepo
-from .server.grpc import GrpcService
+{%- endif %}
+from .server.broker import BrokerServer
+from .server.grpc import GrpcServer{% if cookiecutter.include_sample %}, GrpcService{% endif %}
+from .server.subscribers import register_subscribers
+{%- if cookiecutter.include_sample %}
 from .service.report import ReportService
 from .service.saver import SaverService
 
@@ -29,8 +32,6 @@ def report_grpc_services(report: ReportService) -> list[GrpcService]:
             "report.v1.ReportService", report, report_pb2_grpc.add_ReportServiceServicer_to_server
         )
     ]
-{%- else %}
-from .data.db import database_resource
 {%- endif %}
 
 

@@ -18,7 +18,7 @@ from .transport.broker.embedded import EmbeddedBroker, free_port, start_embedded
 
 
 def _spawn(role: str, env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
-    log = open(log_dir / f"{role}.log", "wb")  # noqa: SIM115 - lives as long as the process
+    log = open(log_dir / f"{role}.log", "wb")  # lives as long as the process
     return subprocess.Popen(
         [sys.executable, "-m", __package__ or "", "serve", role] if role != "dev"
         else [sys.executable, "-m", __package__ or "", "dev", "--broker", "memory"],

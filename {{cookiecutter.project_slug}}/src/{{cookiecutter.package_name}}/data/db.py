@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, InvalidRequestError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from ..conf import ConfigError, DatabaseConfig
@@ -52,7 +52,7 @@ def create_engine(cfg: DatabaseConfig) -> AsyncEngine:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     try:
         engine = create_async_engine(url, echo=cfg.echo, pool_pre_ping=True)
-    except (ArgumentError, ImportError) as exc:
+    except (ArgumentError, ImportError, InvalidRequestError) as exc:
         raise ConfigError(
             f"database.url {url.render_as_string(hide_password=True)!r} cannot be used ({exc}); "
             "use an async driver: sqlite+aiosqlite:// or postgresql+asyncpg://"

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+{% if cookiecutter.include_sample -%}
 from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, DateTime, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+{%- else -%}
+from sqlalchemy.orm import DeclarativeBase
+{%- endif %}
 
 
 class Base(DeclarativeBase):
     pass
-
-
 {%- if cookiecutter.include_sample %}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class RealtimeWarehousing(Base):

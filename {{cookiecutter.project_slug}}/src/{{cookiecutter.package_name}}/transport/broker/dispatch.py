@@ -104,7 +104,8 @@ class Dispatcher:
             return await self._dead_letter(delivery, f"rejected: {exc}")
         except Exception as exc:  # any handler failure is a retry, up to max_deliveries
             if delivery.redelivery_count + 1 >= self.options.max_deliveries:
-                reason = f"failed {delivery.redelivery_count + 1} times: {type(exc).__name__}: {exc}"
+                attempts = delivery.redelivery_count + 1
+                reason = f"failed {attempts} times: {type(exc).__name__}: {exc}"
                 return await self._dead_letter(delivery, reason)
             delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else None
             if delay is None:

@@ -19,7 +19,7 @@ class DecodeError(Exception):
     """A message body does not match the handler's type: it is dead-lettered, never retried."""
 
 
-class Retry(Exception):  # noqa: N818 - it names the outcome a handler asks for
+class Retry(Exception):
     """Raised by a handler: redeliver this message, after `delay` seconds if given.
 
     Counts towards `max_deliveries` like any failure.
@@ -30,7 +30,7 @@ class Retry(Exception):  # noqa: N818 - it names the outcome a handler asks for
         self.delay = delay
 
 
-class Reject(Exception):  # noqa: N818 - it names the outcome a handler asks for
+class Reject(Exception):
     """Raised by a handler: this message can never succeed; dead-letter it now."""
 
     def __init__(self, reason: str) -> None:

@@ -37,7 +37,9 @@ class _Group:
 
 
 class MemorySubscription(Subscription):
-    def __init__(self, broker: MemoryBroker, group: _Group, topic: str, loop: ConsumerLoop[Delivery]):
+    def __init__(
+        self, broker: MemoryBroker, group: _Group, topic: str, loop: ConsumerLoop[Delivery]
+    ) -> None:
         self.topic = topic
         self.group = group.name
         self._broker = broker

@@ -74,7 +74,7 @@ class ConsumerLoop(Generic[T]):
         if pending:
             _done, still = await asyncio.wait(pending, timeout=timeout)
             for task in still:
-                log.warning("%s: handler did not finish within %ss; cancelling", self._name, timeout)
+                log.warning("%s: handler still running after %ss; cancelling", self._name, timeout)
                 task.cancel()
             for task in still:
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -1,0 +1,32 @@
+# The template repo's two commands: `make demo` and `make test`. Both bootstrap .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+READY := $(VENV)/.ready
+DEMO_DIR := build/demo
+DEMO_BROKER ?=
+DEMO_COUNT ?= 1000
+
+.PHONY: demo test test-fast lint clean
+
+$(READY): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(READY)
+
+demo: $(READY)  ## generate a service, run report + saver on embedded defaults, post reports
+	rm -rf $(DEMO_DIR)
+	$(BIN)/cookiecutter --no-input --output-dir $(DEMO_DIR) .
+	$(MAKE) -C $(DEMO_DIR)/report-pipeline install PYTHON=$(abspath $(BIN)/python)
+	cd $(DEMO_DIR)/report-pipeline && .venv/bin/report-pipeline demo --count $(DEMO_COUNT) \
+		$(if $(DEMO_BROKER),--broker $(DEMO_BROKER))
+
+test: $(READY)  ## every test: the template's own, and each generated project's
+	$(BIN)/pytest tests
+
+lint: $(READY)
+	$(BIN)/ruff check hooks tests
+
+clean:
+	rm -rf build .pytest_cache

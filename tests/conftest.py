@@ -1,0 +1,60 @@
+"""Helpers that use the template the way a user does: cookiecutter, venv, pip, pytest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+TEMPLATE = Path(__file__).resolve().parent.parent
+
+
+def generate(output_dir: Path, **answers: str) -> subprocess.CompletedProcess[str]:
+    """Run cookiecutter without prompts; answers override cookiecutter.json's defaults."""
+    extra = [f"{key}={value}" for key, value in answers.items()]
+    return subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", str(output_dir),
+         str(TEMPLATE), *extra],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+def generate_ok(output_dir: Path, **answers: str) -> Path:
+    result = generate(output_dir, **answers)
+    assert result.returncode == 0, f"generation failed:\n{result.stdout}\n{result.stderr}"
+    [project] = [p for p in output_dir.iterdir() if p.is_dir()]
+    return project
+
+
+def install(project: Path) -> Path:
+    """A venv of the project's own with the project installed (editable, dev extras)."""
+    env_dir = project / ".venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    run([str(python), "-m", "pip", "install", "--quiet", "-e", ".[dev]"], cwd=project, timeout=900)
+    return python
+
+
+def run(
+    cmd: list[str], cwd: Path, timeout: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n"
+        f"{result.stderr[-6000:]}"
+    )
+    return result
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    path = tmp_path / "out"
+    path.mkdir()
+    return path
