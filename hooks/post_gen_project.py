@@ -13,11 +13,17 @@ INCLUDE_SAMPLE = "{{ cookiecutter.include_sample }}" == "True"
 ROOT = Path.cwd()
 SRC = ROOT / "src" / PACKAGE
 
-# broker type -> the files that implement it (a module, or a package directory)
+# file patterns -> the broker types that need them (kept when any of them was chosen);
+# patterns are relative to the package (src/<package>/) or, for tests/, to the project
 BROKER_FILES = {
-    "pulsar": ["transport/broker/pulsar.py"],
-    "nats": ["transport/broker/nats.py"],
-    "jetstream": ["transport/broker/jetstream.py"],
+    "transport/broker/pulsar*.py": {"pulsar"},
+    "tests/test_pulsar*.py": {"pulsar"},
+    "transport/broker/nats.py": {"nats"},
+    "tests/test_nats_core*.py": {"nats"},
+    "transport/broker/jetstream*.py": {"jetstream"},
+    "tests/test_jetstream*.py": {"jetstream"},
+    "transport/broker/_nats*.py": {"nats", "jetstream"},
+    "tests/test_nats*.py": {"nats", "jetstream"},
 }
 SAMPLE_FILES = [
     "service/report.py",
@@ -38,10 +44,11 @@ def remove(path: Path) -> None:
 
 
 def prune() -> None:
-    for broker, files in BROKER_FILES.items():
-        if broker not in BROKERS:
-            for name in files:
-                remove(SRC / name)
+    for pattern, needed_by in BROKER_FILES.items():
+        if needed_by.isdisjoint(BROKERS):
+            base = ROOT if pattern.startswith("tests/") else SRC
+            for path in base.glob(pattern):
+                remove(path)
     if not INCLUDE_SAMPLE:
         remove(ROOT / "proto")
         for name in SAMPLE_FILES:
