@@ -35,6 +35,15 @@ def make_broker(type_name: str, server: EmbeddedBroker | MemoryHub | None) -> Br
     if type_name == "memory":
         assert isinstance(server, MemoryHub)
         return MemoryBroker(server)
+    if type_name == "pulsar":
+        from {{ cookiecutter.package_name }}.transport.broker.pulsar import PulsarBroker
+        from {{ cookiecutter.package_name }}.transport.broker.settings import PulsarSettings
+
+        assert isinstance(server, EmbeddedBroker)
+        # short timeouts: a test that provokes a failure should not wait the 30 s default
+        return PulsarBroker(
+            PulsarSettings(service_urls=[server.url], operation_timeout=5, connection_timeout=2)
+        )
     raise AssertionError(f"no test factory for broker type {type_name!r}")
 
 

@@ -67,5 +67,13 @@ class PulsarSettings(_Settings):
     batching_max_bytes: int = 128 * 1024
     batching_max_delay_ms: int = 10
     compression: str = "none"  # none | lz4 | zlib | zstd
-    max_pending_messages: int = 1000
-    negative_ack_redelivery_delay: float = 1.0  # seconds (the client's default is 60)
+    batching_type: str = "default"  # default | key_based (use key_based with Key_Shared)
+    max_pending_messages: int = 1000  # in-flight sends per producer; more wait, never drop
+    send_timeout: float = 30.0  # seconds a send may wait for the broker's acceptance
+    # the consumer's floor for a redelivery; longer backoffs are held by the plugin first
+    negative_ack_redelivery_delay: float = 0.1  # seconds (the client's default is 60)
+    receiver_queue_size: int | None = None  # prefetch per consumer; None: 2 x concurrency, >= 10
+    retry_letter_topic: bool = False  # retries via <topic>-<sub>-RETRY with deliver_after
+    dead_letter_backstop: bool = True  # client DLQ for messages that crash/hang the consumer
+    delayed_delivery: str = "auto"  # auto (probe the broker at connect) | on | off
+    regex_subscription_mode: str = "persistent"  # persistent | non_persistent | all

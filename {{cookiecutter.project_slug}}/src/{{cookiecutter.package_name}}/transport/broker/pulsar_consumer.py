@@ -1,0 +1,223 @@
+"""A Pulsar subscription: receive, dispatch, and map each outcome onto Pulsar's primitives.
+
+Ack is `acknowledge`. A retry waits the delay the Dispatcher asked for, in one of two ways:
+
+* hold, then negative-ack (default). The client's negative-ack delay is one value per
+  consumer, while the Dispatcher asks for a growing backoff per message. So the message is
+  held locally, still unacknowledged on the broker, for `delay - negative_ack_redelivery_delay`
+  seconds and then negatively acknowledged; the broker redelivers it (redelivery count + 1)
+  after the consumer's own short delay. Nothing is lost if the process dies meanwhile: the
+  broker redelivers every unacknowledged message of a closed consumer. A hold is capped so it
+  ends before the ack timeout would redeliver the message a second time.
+* retry-letter topic (opt-in, needs broker-side delayed delivery). The message is republished
+  to `<topic>-<subscription>-RETRY` with `deliver_after=delay` and a `RECONSUMETIMES`
+  property (Pulsar's retry-letter convention), then acknowledged; the consumer subscribes to
+  the retry topic too. Long backoffs then cost no client memory and survive restarts. When the
+  broker cannot delay delivery (pulsar-lite), the plugin falls back to hold-then-nack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pulsar
+from pulsar.asyncio import Consumer
+
+from .base import Delivery, Envelope, Subscription
+from .dispatch import Dispatcher
+from .errors import BrokerError
+from .pulsar_producer import ProducerPool
+from .runner import ConsumerLoop
+
+log = logging.getLogger("broker.pulsar")
+
+#: properties of a retry-letter message (the names of Pulsar's Java client)
+RECONSUME_TIMES = "RECONSUMETIMES"
+REAL_TOPIC = "REAL_TOPIC"
+ORIGIN_MESSAGE_ID = "ORIGIN_MESSAGE_ID"
+DELAY_TIME = "DELAY_TIME"
+RETRY_PROPERTIES = (RECONSUME_TIMES, REAL_TOPIC, ORIGIN_MESSAGE_ID, DELAY_TIME)
+
+_PARTITION_SUFFIX = re.compile(r"-partition-\d+$")
+
+
+@dataclass(frozen=True, slots=True)
+class PulsarSubscribeOptions:
+    """Pulsar-only subscription settings; `None` takes the value from `PulsarSettings`.
+
+    `retry_letter_topic`: True for `<topic>-<subscription>-RETRY`, or a topic name.
+    `dead_letter_backstop`: let the client dead-letter a message whose redelivery count passed
+    `max_deliveries` without the handler ever returning (it crashed or hung the consumer).
+    """
+
+    retry_letter_topic: bool | str | None = None
+    receiver_queue_size: int | None = None
+    consumer_name: str | None = None
+    dead_letter_backstop: bool | None = None
+    regex_subscription_mode: str | None = None  # persistent | non_persistent | all
+
+
+def base_topic(topic: str) -> str:
+    """The topic a partition belongs to (dead-letter names are per topic, not per partition)."""
+    return _PARTITION_SUFFIX.sub("", topic)
+
+
+def publish_time(message: pulsar.Message) -> datetime | None:
+    millis = message.publish_timestamp()
+    return datetime.fromtimestamp(millis / 1000, UTC) if millis else None
+
+
+class PulsarSubscription(Subscription):
+    """One Pulsar consumer feeding a `ConsumerLoop`; see the module docstring for retries."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        *,
+        label: str,
+        group: str | None,
+        anonymous: bool,
+        dispatcher_for: Callable[[str], Dispatcher],
+        producers: ProducerPool,
+        retry_topic: str | None,
+        nack_delay: float,
+        ack_timeout: float | None,
+        concurrency: int,
+        on_closed: Callable[[PulsarSubscription], None],
+    ) -> None:
+        self.topic = label
+        self.group = group
+        self._consumer = consumer
+        self._anonymous = anonymous
+        self._dispatcher_for = dispatcher_for
+        self._dispatchers: dict[str, Dispatcher] = {}
+        self._producers = producers
+        self._retry_topic = retry_topic
+        self._nack_delay = nack_delay
+        self._ack_timeout = ack_timeout
+        self._on_closed = on_closed
+        self._held: set[asyncio.TimerHandle] = set()
+        self._acks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._loop: ConsumerLoop[pulsar.Message] = ConsumerLoop(
+            consumer.receive, self._handle, concurrency=concurrency,
+            name=f"pulsar:{label}:{consumer.subscription_name()}",
+        )
+
+    def start(self) -> None:
+        self._loop.start()
+
+    # -- receiving ----------------------------------------------------------------------------
+    def _delivery(self, message: pulsar.Message) -> Delivery:
+        headers = dict(message.properties())
+        topic = message.topic_name()
+        message_id = str(message.message_id())
+        earlier_retries = 0
+        if self._retry_topic is not None and base_topic(topic) == self._retry_topic:
+            topic = headers.get(REAL_TOPIC, topic)
+            earlier_retries = int(headers.get(RECONSUME_TIMES, "0") or 0)
+            message_id = headers.get(ORIGIN_MESSAGE_ID, message_id)
+            for name in RETRY_PROPERTIES:
+                headers.pop(name, None)
+        return Delivery(
+            topic=topic,
+            payload=message.data(),
+            key=message.partition_key() or None,
+            headers=headers,
+            message_id=message_id,
+            redelivery_count=earlier_retries + message.redelivery_count(),
+            publish_time=publish_time(message),
+        )
+
+    def _dispatcher(self, topic: str) -> Dispatcher:
+        topic = base_topic(topic)
+        dispatcher = self._dispatchers.get(topic)
+        if dispatcher is None:  # one per source topic: each has its own `<topic>-<sub>-DLQ`
+            dispatcher = self._dispatchers[topic] = self._dispatcher_for(topic)
+        return dispatcher
+
+    async def _handle(self, message: pulsar.Message) -> None:
+        received_at = asyncio.get_running_loop().time()
+        delivery = self._delivery(message)
+        outcome = await self._dispatcher(delivery.topic).process(delivery)
+        if outcome.acked:
+            await self._acknowledge(message)
+            return
+        if self._retry_topic is not None and outcome.delay > 0:
+            if await self._republish_for_retry(message, delivery, outcome.delay):
+                return
+        self._hold_then_nack(message, outcome.delay, received_at)
+
+    async def _acknowledge(self, message: pulsar.Message) -> None:
+        try:
+            await self._consumer.acknowledge(message)
+        except Exception as exc:  # the broker will redeliver it: at-least-once, nothing lost
+            log.warning("pulsar: could not acknowledge %s: %s", message.message_id(), exc)
+
+    # -- retrying -----------------------------------------------------------------------------
+    async def _republish_for_retry(
+        self, message: pulsar.Message, delivery: Delivery, delay: float
+    ) -> bool:
+        assert self._retry_topic is not None
+        headers = dict(delivery.headers)
+        headers[RECONSUME_TIMES] = str(delivery.redelivery_count + 1)
+        headers[REAL_TOPIC] = delivery.topic
+        headers[ORIGIN_MESSAGE_ID] = delivery.message_id
+        headers[DELAY_TIME] = str(int(delay * 1000))
+        envelope = Envelope(self._retry_topic, delivery.payload, delivery.key, headers, delay)
+        try:
+            await self._producers.send(envelope)
+        except BrokerError as exc:
+            log.warning("pulsar: retry-letter publish failed (%s); negative-acking instead", exc)
+            return False
+        await self._acknowledge(message)
+        return True
+
+    def _hold_then_nack(self, message: pulsar.Message, delay: float, received_at: float) -> None:
+        loop = asyncio.get_running_loop()
+        hold = delay - self._nack_delay
+        if self._ack_timeout is not None:  # release before the ack timeout redelivers it too
+            hold = min(hold, self._ack_timeout - (loop.time() - received_at) - 1.0)
+        if hold <= 0 or self._closed:
+            self._negative_acknowledge(message)
+            return
+
+        def release() -> None:
+            self._held.discard(timer)
+            self._negative_acknowledge(message)
+
+        timer = loop.call_later(hold, release)
+        self._held.add(timer)
+
+    def _negative_acknowledge(self, message: pulsar.Message) -> None:
+        task = asyncio.ensure_future(self._consumer.negative_acknowledge(message))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
+    # -- closing ------------------------------------------------------------------------------
+    async def close(self, timeout: float | None = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._loop.stop(timeout)
+        for timer in self._held:  # held messages go back to the broker when the consumer closes
+            timer.cancel()
+        self._held.clear()
+        if self._acks:
+            await asyncio.wait(set(self._acks), timeout=timeout)
+        try:
+            if self._anonymous:  # nobody can come back to an anonymous subscription: drop it
+                await asyncio.wait_for(self._consumer.unsubscribe(), timeout)
+            else:
+                await asyncio.wait_for(self._consumer.close(), timeout)
+        except Exception as exc:
+            log.warning("pulsar: closing the consumer of %s failed: %s", self.topic, exc)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._consumer.close(), timeout)
+        self._on_closed(self)
