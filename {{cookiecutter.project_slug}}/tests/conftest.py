@@ -56,3 +56,31 @@ async def broker_factory(
 @pytest.fixture
 async def broker(broker_factory) -> Broker:  # type: ignore[no-untyped-def]
     return await broker_factory()
+
+
+@pytest.fixture
+async def pulsar_factory(embedded_servers: dict[str, EmbeddedBroker]) -> AsyncIterator[object]:
+    """Connects Pulsar brokers to the session's pulsar-lite, with settings overrides.
+
+    `await pulsar_factory(retry_letter_topic=True)`; every broker is closed after the test.
+    """
+    from {{ cookiecutter.package_name }}.transport.broker.pulsar import PulsarBroker
+    from {{ cookiecutter.package_name }}.transport.broker.settings import PulsarSettings
+
+    server = server_for("pulsar", embedded_servers)
+    assert server is not None
+    made: list[Broker] = []
+
+    async def connect(**overrides: object) -> PulsarBroker:
+        fields: dict[str, object] = {
+            "service_urls": [server.url], "operation_timeout": 5, "connection_timeout": 2,
+        }
+        fields.update(overrides)
+        broker = PulsarBroker(PulsarSettings.model_validate(fields))
+        await broker.connect()
+        made.append(broker)
+        return broker
+
+    yield connect
+    for broker in reversed(made):
+        await broker.close(timeout=5)

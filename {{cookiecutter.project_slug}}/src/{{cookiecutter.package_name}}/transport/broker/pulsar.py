@@ -47,6 +47,8 @@ from .base import (
 from .dispatch import Dispatcher
 from .errors import BrokerError, BrokerUnavailable
 from .pulsar_client import (
+    BATCHING,
+    COMPRESSION,
     REGEX_MODES,
     SharedClients,
     TopicNames,
@@ -95,6 +97,9 @@ class PulsarBroker(Broker):
         self._client_key: tuple[Any, ...] = ()
         self._producers: ProducerPool | None = None
         self._subscriptions: set[PulsarSubscription] = set()
+        # enumerated settings fail here, at construction, not at the first publish
+        choice(COMPRESSION, self.settings.compression, "compression")
+        choice(BATCHING, self.settings.batching_type, "batching_type")
         self._regex_mode = choice(
             REGEX_MODES, self.settings.regex_subscription_mode, "regex_subscription_mode"
         )
@@ -313,7 +318,9 @@ class PulsarBroker(Broker):
         if retry_topic is not None and isinstance(target, list):
             target = [*target, retry_topic]
         # a configured DLQ is shared by all source topics; else each gets <topic>-<sub>-DLQ
-        dead_letter = self.names.full(options.dead_letter_topic) if options.dead_letter_topic else None
+        dead_letter = (
+            self.names.full(options.dead_letter_topic) if options.dead_letter_topic else None
+        )
         single_topic = isinstance(target, list) and len(target) - (retry_topic is not None) == 1
         backstop_topic = dead_letter or (
             TopicNames.persistent(f"{first_topic}-{subscription}-DLQ") if single_topic else None

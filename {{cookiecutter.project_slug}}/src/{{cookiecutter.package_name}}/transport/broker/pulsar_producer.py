@@ -71,7 +71,9 @@ class _TopicProducer:
 class ProducerPool:
     """Creates producers on first use, one per topic; `close()` flushes and closes them all."""
 
-    def __init__(self, client: Client, settings: PulsarSettings, names: TopicNames, url: str) -> None:
+    def __init__(
+        self, client: Client, settings: PulsarSettings, names: TopicNames, url: str
+    ) -> None:
         self._client = client
         self._settings = settings
         self._names = names

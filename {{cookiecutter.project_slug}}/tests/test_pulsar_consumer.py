@@ -1,0 +1,409 @@
+"""Pulsar consumer features against a real pulsar-lite process (no mocks).
+
+`pulsar_factory` (conftest.py) connects `PulsarBroker`s to the session's pulsar-lite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from {{ cookiecutter.package_name }}.transport.broker import (
+    DLQ_REASON,
+    Backoff,
+    BrokerError,
+    InitialPosition,
+    MessageContext,
+    Retry,
+    SubscribeOptions,
+    SubscriptionType,
+)
+from {{ cookiecutter.package_name }}.transport.broker.pulsar import PulsarBroker
+from {{ cookiecutter.package_name }}.transport.broker.pulsar_consumer import (
+    RECONSUME_TIMES,
+    PulsarSubscribeOptions,
+)
+
+from .brokers import eventually, unique
+
+FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.5)
+
+Seen = list[tuple[Any, MessageContext]]
+
+
+def recorder(into: Seen, *, fail_first: int = 0):  # type: ignore[no-untyped-def]
+    """A handler that records what it sees and raises on its first `fail_first` calls."""
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        into.append((msg, ctx))
+        if len(into) <= fail_first:
+            raise RuntimeError("not yet")
+
+    return handler
+
+
+async def test_exclusive_subscription_refuses_a_second_consumer(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await pulsar_factory(operation_timeout=2)
+    topic, group = unique("exclusive"), unique("g")
+    options = SubscribeOptions(subscription_type=SubscriptionType.EXCLUSIVE)
+    await broker.subscribe(topic, recorder([]), group=group, options=options)
+    with pytest.raises(BrokerError, match="exclusive"):
+        await broker.subscribe(topic, recorder([]), group=group, options=options)
+
+
+async def test_failover_has_one_active_consumer_and_a_standby(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    topic, group = unique("failover"), unique("g")
+    options = SubscribeOptions(subscription_type=SubscriptionType.FAILOVER)
+    first, second = await pulsar_factory(), await pulsar_factory()
+    got_first: Seen = []
+    got_second: Seen = []
+    sub_first = await first.subscribe(topic, recorder(got_first), group=group, options=options)
+    await second.subscribe(topic, recorder(got_second), group=group, options=options)
+    publisher = await pulsar_factory()
+    for n in range(20):
+        await publisher.publish(topic, {"n": n})
+    await eventually(lambda: len(got_first) + len(got_second) == 20)
+    assert not (got_first and got_second), "failover split messages between two consumers"
+    active, standby = (sub_first, got_second) if got_first else (None, got_first)
+    if active is None:
+        pytest.skip("the second consumer became active first; the takeover is tested the other way")
+    await active.close(timeout=5)  # the standby takes over
+    for n in range(20, 25):
+        await publisher.publish(topic, {"n": n})
+    await eventually(lambda: len(standby) == 5)
+
+
+async def test_key_shared_keeps_each_key_on_one_consumer(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    topic, group = unique("keyshared"), unique("g")
+    options = SubscribeOptions(subscription_type=SubscriptionType.KEY_SHARED, concurrency=1)
+    owners: dict[str, set[str]] = {}
+    handled = Counter[str]()
+
+    def handler_for(name: str):  # type: ignore[no-untyped-def]
+        async def handler(msg: bytes, ctx: MessageContext) -> None:
+            assert ctx.key is not None
+            owners.setdefault(ctx.key, set()).add(name)
+            handled[name] += 1
+
+        return handler
+
+    first, second = await pulsar_factory(), await pulsar_factory()
+    await first.subscribe(topic, handler_for("first"), group=group, options=options)
+    await second.subscribe(topic, handler_for("second"), group=group, options=options)
+    publisher = await pulsar_factory(batching_type="key_based")
+    await asyncio.sleep(0.2)
+    for n in range(80):
+        await publisher.publish(topic, f"m{n}".encode(), key=f"user-{n % 8}")
+    await eventually(lambda: sum(handled.values()) == 80)
+    assert all(len(names) == 1 for names in owners.values()), owners
+
+
+async def test_ordering_key_routes_key_shared_delivery(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    topic, group = unique("orderingkey"), unique("g")
+    options = SubscribeOptions(subscription_type=SubscriptionType.KEY_SHARED)
+    owners: dict[str, set[str]] = {}
+
+    def handler_for(name: str):  # type: ignore[no-untyped-def]
+        async def handler(msg: dict[str, str], ctx: MessageContext) -> None:
+            owners.setdefault(msg["order"], set()).add(name)
+
+        return handler
+
+    first, second = await pulsar_factory(), await pulsar_factory()
+    await first.subscribe(topic, handler_for("first"), group=group, options=options)
+    await second.subscribe(topic, handler_for("second"), group=group, options=options)
+    publisher = await pulsar_factory(batching=False)
+    for n in range(60):  # the partition key varies; the ordering key decides the consumer
+        order = f"order-{n % 6}"
+        await publisher.publish(topic, {"order": order}, key=f"k{n}", ordering_key=order)
+    await eventually(lambda: len(owners) == 6 and sum(len(v) for v in owners.values()) >= 6)
+    await asyncio.sleep(0.3)
+    assert all(len(names) == 1 for names in owners.values()), owners
+
+
+async def test_initial_position_earliest_and_latest(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await pulsar_factory()
+    topic = unique("position")
+    for n in range(3):
+        await broker.publish(topic, {"n": n})
+    earliest: Seen = []
+    latest: Seen = []
+    await broker.subscribe(
+        topic, recorder(earliest), group=unique("early"),
+        options=SubscribeOptions(initial_position=InitialPosition.EARLIEST),
+    )
+    await broker.subscribe(
+        topic, recorder(latest), group=unique("late"),
+        options=SubscribeOptions(initial_position=InitialPosition.LATEST),
+    )
+    await eventually(lambda: len(earliest) == 3)
+    await broker.publish(topic, {"n": 3})
+    await eventually(lambda: len(earliest) == 4 and len(latest) == 1)
+    assert latest[0][1].redelivery_count == 0
+
+
+async def test_negative_ack_delay_is_configurable(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await pulsar_factory(negative_ack_redelivery_delay=1.0)
+    topic = unique("nackdelay")
+    seen: Seen = []
+    times: list[float] = []
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        seen.append((msg, ctx))
+        times.append(asyncio.get_running_loop().time())
+        if ctx.redelivery_count == 0:
+            raise Retry("at once, please", delay=0)  # only the consumer's nack delay applies
+
+    await broker.subscribe(topic, handler, group=unique("g"))
+    await broker.publish(topic, b"x")
+    await eventually(lambda: len(seen) == 2)
+    assert times[1] - times[0] >= 0.8
+    assert [ctx.redelivery_count for _, ctx in seen] == [0, 1]
+
+
+async def test_per_message_backoff_grows_beyond_the_consumer_nack_delay(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await pulsar_factory(negative_ack_redelivery_delay=0.1)
+    topic = unique("backoff")
+    times: list[float] = []
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        times.append(asyncio.get_running_loop().time())
+        if len(times) < 3:
+            raise Retry("later", delay=0.4 * len(times))  # 0.4 s, then 0.8 s
+
+    await broker.subscribe(topic, handler, group=unique("g"))
+    await broker.publish(topic, b"x")
+    await eventually(lambda: len(times) == 3)
+    assert times[1] - times[0] >= 0.35
+    assert times[2] - times[1] >= 0.75
+
+
+async def test_ack_timeout_redelivers_a_message_whose_handler_hangs(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await pulsar_factory()
+    topic = unique("acktimeout")
+    seen: Seen = []
+    never = asyncio.Event()
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        seen.append((msg, ctx))
+        if ctx.redelivery_count == 0:
+            await never.wait()  # hangs: no ack, no nack
+
+    options = SubscribeOptions(ack_wait=10, concurrency=2)  # 10 s is the client's minimum
+    await broker.subscribe(topic, handler, group=unique("g"), options=options)
+    await broker.publish(topic, b"x")
+    await eventually(lambda: len(seen) == 2, timeout=25)
+    assert seen[1][1].redelivery_count == 1
+    never.set()
+
+
+async def test_configured_dead_letter_topic(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await pulsar_factory()
+    topic, group = unique("poison"), unique("g")
+    dlq = f"persistent://public/default/{unique('my-dlq')}"
+    dead: Seen = []
+    await broker.subscribe(dlq, recorder(dead), group=unique("reader"))
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        raise ValueError("boom")
+
+    options = SubscribeOptions(max_deliveries=2, backoff=FAST, dead_letter_topic=dlq)
+    await broker.subscribe(topic, handler, group=group, options=options)
+    await broker.publish(topic, b"poison")
+    await eventually(lambda: len(dead) == 1)
+    assert "ValueError: boom" in dead[0][1].headers[DLQ_REASON]
+
+
+async def test_a_message_that_kills_its_consumer_ends_in_the_dead_letter_topic(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    """The client's dead-letter policy catches what the Dispatcher never saw fail."""
+    topic, group = unique("crashloop"), unique("g")
+    reader = await pulsar_factory()
+    dead: Seen = []
+    await reader.subscribe(f"{topic}-{group}-DLQ", recorder(dead), group=unique("reader"))
+    await reader.publish(topic, b"kills the process")  # the topic exists once published
+    options = SubscribeOptions(max_deliveries=2, initial_position=InitialPosition.EARLIEST)
+    attempts: list[int] = []
+    for _ in range(3):  # each round: a consumer takes the message and "crashes" without acking
+        consumer = await pulsar_factory()
+        started = asyncio.Event()
+
+        async def hang(msg: bytes, ctx: MessageContext, started: asyncio.Event = started) -> None:
+            attempts.append(ctx.redelivery_count)
+            started.set()
+            await asyncio.Event().wait()
+
+        await consumer.subscribe(topic, hang, group=group, options=options)
+        try:
+            await asyncio.wait_for(started.wait(), 3)
+        except TimeoutError:
+            await consumer.close(timeout=0.2)
+            break  # the client dead-lettered it before the handler could see it
+        await consumer.close(timeout=0.2)  # cancels the hung handler; the message stays unacked
+    if attempts == [0] * len(attempts):
+        pytest.skip("the broker did not count redeliveries after a consumer closed")
+    await eventually(lambda: len(dead) == 1)
+    assert attempts == [0, 1]  # max_deliveries handler runs, then the client moved it
+
+
+async def test_retry_letter_topic_carries_retries(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    # forced on: pulsar-lite ignores the delay, but the retry-letter mechanism itself works
+    broker = await pulsar_factory(delayed_delivery="on", retry_letter_topic=True)
+    topic, group = unique("retrying"), unique("g")
+    via_retry_topic: Seen = []
+    await broker.subscribe(f"{topic}-{group}-RETRY", recorder(via_retry_topic), group=unique("spy"))
+    seen: Seen = []
+    options = SubscribeOptions(max_deliveries=5, backoff=FAST)
+    await broker.subscribe(topic, recorder(seen, fail_first=2), group=group, options=options)
+    await broker.publish(topic, b"work", key="k")
+    await eventually(lambda: len(seen) == 3 and len(via_retry_topic) == 2)
+    assert [ctx.redelivery_count for _, ctx in seen] == [0, 1, 2]
+    assert all(ctx.topic.endswith(topic) and ctx.key == "k" for _, ctx in seen)
+    assert len({ctx.message_id for _, ctx in seen}) == 1, "a retry changed the message id"
+    assert [ctx.headers[RECONSUME_TIMES] for _, ctx in via_retry_topic] == ["1", "2"]
+
+
+async def test_retry_letter_topic_dead_letters_after_max_deliveries(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await pulsar_factory(delayed_delivery="on")
+    topic, group = unique("retrydlq"), unique("g")
+    dead: Seen = []
+    await broker.subscribe(f"{topic}-{group}-DLQ", recorder(dead), group=unique("reader"))
+    seen: Seen = []
+    options = SubscribeOptions(max_deliveries=3, backoff=FAST)
+    await broker.subscribe(
+        topic, recorder(seen, fail_first=99), group=group, options=options,
+        pulsar_options=PulsarSubscribeOptions(retry_letter_topic=True),
+    )
+    await broker.publish(topic, b"poison")
+    await eventually(lambda: len(dead) == 1)
+    assert [ctx.redelivery_count for _, ctx in seen] == [0, 1, 2]
+    assert dead[0][1].headers["x-original-topic"].endswith(topic)
+
+
+async def test_retry_letter_delay_is_honoured(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await pulsar_factory(delayed_delivery="on", retry_letter_topic=True)
+    topic = unique("retrydelay")
+    times: list[float] = []
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        times.append(asyncio.get_running_loop().time())
+        if len(times) == 1:
+            raise Retry("later", delay=1.5)
+
+    await broker.subscribe(topic, handler, group=unique("g"))
+    await broker.publish(topic, b"x")
+    await eventually(lambda: len(times) == 2)
+    if times[1] - times[0] < 1.0:
+        pytest.skip(
+            "pulsar-lite has no delayed-delivery tracker, so the retry-letter topic's "
+            "deliver_after is ignored (Apache Pulsar honours it)"
+        )
+    assert times[1] - times[0] >= 1.4
+
+
+async def test_retry_letter_falls_back_to_held_nacks_without_delayed_delivery(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await pulsar_factory(delayed_delivery="auto", retry_letter_topic=True)
+    if broker.supports_delay:
+        pytest.skip("this broker honours delayed delivery: the retry-letter topic is used")
+    topic = unique("fallback")
+    times: list[float] = []
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        times.append(asyncio.get_running_loop().time())
+        if len(times) == 1:
+            raise Retry("later", delay=0.6)
+
+    await broker.subscribe(topic, handler, group=unique("g"))
+    await broker.publish(topic, b"x")
+    await eventually(lambda: len(times) == 2)
+    assert times[1] - times[0] >= 0.55
+
+
+async def test_topic_list_subscription_and_a_dead_letter_topic_per_topic(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await pulsar_factory()
+    first, second, group = unique("list-a"), unique("list-b"), unique("g")
+    dead: Seen = []
+    await broker.subscribe(f"{second}-{group}-DLQ", recorder(dead), group=unique("reader"))
+    seen: Seen = []
+
+    async def handler(msg: dict[str, str], ctx: MessageContext) -> None:
+        seen.append((msg, ctx))
+        if msg["fail"] == "yes":
+            raise ValueError("bad")
+
+    options = SubscribeOptions(max_deliveries=1)
+    await broker.subscribe([first, second], handler, group=group, options=options)
+    await broker.publish(first, {"fail": "no"})
+    await broker.publish(second, {"fail": "yes"})
+    await eventually(lambda: len(seen) == 2 and len(dead) == 1)
+    assert {ctx.topic.rsplit("/", 1)[-1] for _, ctx in seen} == {first, second}
+
+
+async def test_regex_subscription(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await pulsar_factory(operation_timeout=2)
+    prefix = unique("rx")
+    await broker.publish(f"{prefix}-one", b"1")  # the topics exist before the pattern lookup
+    await broker.publish(f"{prefix}-two", b"2")
+    seen: Seen = []
+    try:
+        await broker.subscribe(re.compile(f"{prefix}-.*"), recorder(seen), group=unique("g"))
+    except BrokerError as exc:
+        if "cannot list the topics of a namespace" not in str(exc):
+            raise
+        pytest.skip(
+            "pulsar-lite does not implement GetTopicsOfNamespace, which regex subscriptions "
+            "need (Apache Pulsar does)"
+        )
+    await eventually(lambda: len(seen) == 2)
+
+
+async def test_non_persistent_topic(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await pulsar_factory()
+    topic = f"non-persistent://public/default/{unique('np')}"
+    seen: Seen = []
+    await broker.subscribe(topic, recorder(seen), group=unique("g"))
+    await asyncio.sleep(0.1)
+    await broker.publish(topic, b"fire and forget")
+    await eventually(lambda: len(seen) == 1)
+    assert seen[0][1].topic == topic
+
+
+@pytest.mark.parametrize("form", ["short", "tenant/namespace", "full"])
+async def test_short_and_full_topic_names_are_the_same_topic(pulsar_factory, form: str) -> None:  # type: ignore[no-untyped-def]
+    broker = await pulsar_factory()
+    name = unique("names")
+    subscribe_as = {
+        "short": name, "tenant/namespace": f"public/default/{name}",
+        "full": f"persistent://public/default/{name}",
+    }[form]
+    seen: Seen = []
+    await broker.subscribe(subscribe_as, recorder(seen), group=unique("g"))
+    await broker.publish(name, b"short name")
+    await broker.publish(f"persistent://public/default/{name}", b"full name")
+    await eventually(lambda: len(seen) == 2)
+    assert seen[0][1].topic == f"persistent://public/default/{name}"
+
+
+def test_bad_topic_names_are_clear_errors() -> None:
+    from {{ cookiecutter.package_name }}.transport.broker.pulsar_client import TopicNames
+
+    names = TopicNames("public", "default")
+    with pytest.raises(BrokerError, match="unknown domain"):
+        names.full("kafka://x/y/z")
+    with pytest.raises(BrokerError, match="not a Pulsar topic name"):
+        names.full("a/b")
+    assert names.full("t/n/x") == "persistent://t/n/x"
+
+
+async def test_anonymous_subscription_is_removed_on_close(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+    broker: PulsarBroker = await pulsar_factory()
+    topic = unique("anon")
+    seen: Seen = []
+    subscription = await broker.subscribe(topic, recorder(seen))
+    await broker.publish(topic, b"x")
+    await eventually(lambda: len(seen) == 1)
+    await subscription.close(timeout=5)
+    assert subscription not in broker._subscriptions
