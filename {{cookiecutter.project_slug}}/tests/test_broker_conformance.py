@@ -320,3 +320,51 @@ async def test_delayed_publish(broker: Broker) -> None:
     await broker.publish(topic, b"later", delay=1.0)
     await eventually(lambda: len(received_at) == 1)
     assert received_at[0] - sent_at >= 0.9
+
+
+async def test_concurrency_is_bounded(broker: Broker) -> None:
+    topic = unique("bounded")
+    in_flight, peak, done = 0, 0, []
+
+    async def slow(msg: dict[str, int], ctx: MessageContext) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+        done.append(msg["n"])
+
+    options = SubscribeOptions(concurrency=4, ordered=False)
+    await broker.subscribe(topic, slow, group=unique("g"), options=options)
+    await asyncio.sleep(0.1)
+    await broker.publish_batch(topic, [{"n": n} for n in range(24)])
+    await eventually(lambda: len(done) == 24, timeout=20)
+    assert peak <= 4, f"{peak} handlers ran at once with concurrency 4"
+    assert peak >= 2, "handlers never overlapped: concurrency had no effect"
+
+
+async def test_same_key_is_handled_one_at_a_time_in_order(broker: Broker) -> None:
+    topic = unique("ordered")
+    active: Counter[str] = Counter()
+    seen: dict[str, list[int]] = {"a": [], "b": [], "c": []}
+    overlap_across_keys = False
+
+    async def handler(msg: dict[str, int], ctx: MessageContext) -> None:
+        nonlocal overlap_across_keys
+        key = ctx.key or ""
+        assert active[key] == 0, f"two messages of key {key} were handled at once"
+        active[key] += 1
+        overlap_across_keys = overlap_across_keys or sum(active.values()) > 1
+        await asyncio.sleep(0.01)
+        seen[key].append(msg["n"])
+        active[key] -= 1
+
+    options = SubscribeOptions(concurrency=8)
+    await broker.subscribe(topic, handler, group=unique("g"), options=options)
+    await asyncio.sleep(0.1)
+    for n in range(45):
+        await broker.publish(topic, {"n": n}, key="abc"[n % 3])
+    await eventually(lambda: sum(map(len, seen.values())) == 45, timeout=20)
+    for key, numbers in seen.items():
+        assert numbers == sorted(numbers), f"key {key} was handled out of order: {numbers}"
+    assert overlap_across_keys, "different keys never ran concurrently"

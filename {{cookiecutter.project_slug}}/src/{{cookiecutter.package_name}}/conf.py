@@ -82,6 +82,15 @@ class TopicsConfig(_Section):
     user_report: str = "events.user-report"
 
 
+{%- if cookiecutter.include_sample %}
+class SaverConfig(_Section):
+    """How the saver writes: batches of up to `batch_size` events, or `batch_delay_ms`."""
+
+    batch_size: int = Field(256, ge=1)
+    batch_delay_ms: float = Field(20.0, gt=0)
+
+
+{% endif -%}
 class AppConfig(_Section):
     name: str = "{{ cookiecutter.project_slug }}"
     log_level: str = "INFO"
@@ -90,6 +99,9 @@ class AppConfig(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     grpc: GrpcConfig = Field(default_factory=GrpcConfig)
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
+{%- if cookiecutter.include_sample %}
+    saver: SaverConfig = Field(default_factory=SaverConfig)
+{%- endif %}
 
 
 #: well-known environment names -> dotted setting paths (several names may feed one path;

@@ -50,7 +50,9 @@ class Container(containers.DeclarativeContainer):
 
     # service
     report_service = providers.Singleton(ReportService, publisher)
-    saver_service = providers.Singleton(SaverService, realtime_repo, status_repo)
+    saver_service = providers.Singleton(
+        SaverService, realtime_repo, status_repo, config.provided.saver
+    )
 
     # server
     grpc_server = providers.Singleton(

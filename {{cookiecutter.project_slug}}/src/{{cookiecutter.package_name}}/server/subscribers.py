@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+{% if cookiecutter.include_sample -%}
+from dataclasses import replace
+
+{% endif -%}
 from ..conf import AppConfig
 {%- if cookiecutter.include_sample %}
 from ..service.saver import SaverService
@@ -18,8 +22,15 @@ def register_subscribers(
 ) -> BrokerServer:
     group = config.broker.group
 {%- if cookiecutter.include_sample %}
-    server.register(config.topics.report, saver.save_event_report, group=group)
-    server.register(config.topics.user_report, saver.save_user_report, group=group)
+    # The saver batches its writes: one handler in flight per batch slot fills a batch, and
+    # its inserts are idempotent and order-free, so same-key messages need not wait in line.
+    saver_options = replace(
+        server.default_options, concurrency=config.saver.batch_size, ordered=False
+    )
+    server.register(config.topics.report, saver.save_event_report, group=group,
+                    options=saver_options)
+    server.register(config.topics.user_report, saver.save_user_report, group=group,
+                    options=saver_options)
 {%- else %}
     # server.register("events.something", my_service.handle_something, group=group)
     del group

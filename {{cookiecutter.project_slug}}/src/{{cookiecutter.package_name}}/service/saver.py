@@ -1,24 +1,38 @@
-"""SaverService: subscriber handlers that persist report events."""
+"""SaverService: subscriber handlers that persist report events, in batches."""
 
 from __future__ import annotations
 
 from ..api.events.v1.events_pb2 import RealTimeWarehousingData, UserReportData
+from ..conf import SaverConfig
+from ..data.batcher import BatchWriter
 from ..data.repo import AcceptStatusRepo, RealtimeWarehousingRepo
 from ..transport.broker import MessageContext
 
 
 class SaverService:
-    """Each handler returns once the row is committed, so the broker acks only stored events.
+    """Each handler returns once its event is committed, so the broker acks only stored events.
 
-    Inserts are idempotent on `event_id`: a redelivered event is acked without a second row.
+    Events are gathered into batches (up to `batch_size`, or `batch_delay` seconds) and each
+    batch is one transaction: no per-message transaction on the hot path. If a write fails,
+    every handler of the batch raises and every event is redelivered. Inserts are idempotent
+    on `event_id`: a redelivered event is acked without a second row.
     """
 
-    def __init__(self, realtime_repo: RealtimeWarehousingRepo, status_repo: AcceptStatusRepo):
+    def __init__(
+        self,
+        realtime_repo: RealtimeWarehousingRepo,
+        status_repo: AcceptStatusRepo,
+        settings: SaverConfig | None = None,
+    ) -> None:
         self.realtime_repo = realtime_repo
         self.status_repo = status_repo
+        settings = settings or SaverConfig()
+        size, delay = settings.batch_size, settings.batch_delay_ms / 1000
+        self._reports = BatchWriter(realtime_repo.save, max_size=size, max_delay=delay)
+        self._statuses = BatchWriter(status_repo.save, max_size=size, max_delay=delay)
 
     async def save_event_report(self, msg: RealTimeWarehousingData, ctx: MessageContext) -> None:
-        await self.realtime_repo.save([msg])
+        await self._reports.add(msg)
 
     async def save_user_report(self, msg: UserReportData, ctx: MessageContext) -> None:
-        await self.status_repo.save([msg])
+        await self._statuses.add(msg)

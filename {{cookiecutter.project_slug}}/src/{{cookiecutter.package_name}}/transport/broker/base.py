@@ -53,7 +53,10 @@ class SubscribeOptions:
     `max_deliveries` counts the first delivery: with 5, a message that always fails is handled
     five times, then dead-lettered. `dead_letter_topic` defaults to Pulsar's convention
     `<topic>-<group>-DLQ`. `concurrency` is the number of handlers in flight for this
-    subscription; the broker's prefetch is sized to match.
+    subscription; the broker's prefetch is sized to match. With `ordered` (the default),
+    messages that share a key are handled one at a time, in the order they arrived, even when
+    `concurrency` is above one (a message that is retried goes back to the broker and so
+    comes after the ones behind it).
     """
 
     max_deliveries: int = 5
@@ -63,6 +66,7 @@ class SubscribeOptions:
     subscription_type: SubscriptionType = SubscriptionType.SHARED
     initial_position: InitialPosition = InitialPosition.EARLIEST
     ack_wait: float = 30.0
+    ordered: bool = True
 
     def __post_init__(self) -> None:
         if self.max_deliveries < 1:

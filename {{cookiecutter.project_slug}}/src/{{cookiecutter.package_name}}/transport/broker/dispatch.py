@@ -15,6 +15,7 @@ only when that publish succeeded; if it fails, the message is redelivered: nothi
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import Awaitable, Callable
@@ -83,8 +84,32 @@ class Dispatcher:
         self._decode = codec.decoder_for(handler)
         self._handler = chain_handler(handler, middleware, topic, group)
         self._send = send
+        # key -> a future that completes when the last message seen with that key is done
+        self._key_tails: dict[str, asyncio.Future[None]] = {}
+        self._sequence_keys = options.ordered and options.concurrency > 1
 
     async def process(self, delivery: Delivery) -> Outcome:
+        """Decide the outcome of one delivery.
+
+        Plugins call this as soon as a message arrives (before awaiting anything else): the
+        per-key queueing below happens before the first await, so arrival order is kept.
+        """
+        key = delivery.key
+        if not (self._sequence_keys and key):
+            return await self._process(delivery)
+        previous = self._key_tails.get(key)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._key_tails[key] = done
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])  # unlike `await previous`, never cancels it
+            return await self._process(delivery)
+        finally:
+            done.set_result(None)
+            if self._key_tails.get(key) is done:
+                del self._key_tails[key]
+
+    async def _process(self, delivery: Delivery) -> Outcome:
         try:
             msg = self._decode(delivery.payload, delivery.headers.get("content-type"))
         except DecodeError as exc:
