@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy import event, inspect
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, InvalidRequestError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from ..conf import ConfigError, DatabaseConfig
+from ..telemetry import instrument_engine
 from .models import Base
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,14 @@ def create_engine(cfg: DatabaseConfig) -> AsyncEngine:
         ) from None
     if engine.dialect.name == "sqlite":
         _sqlite_pragmas(engine)
+    instrument_engine(engine)  # a span per statement, inside the handler's span
     return engine
+
+
+def missing_tables(conn: Connection) -> list[str]:
+    """The model tables that the database lacks (none once the migrations are applied)."""
+    existing = set(inspect(conn).get_table_names())
+    return sorted(set(Base.metadata.tables) - existing)
 
 
 async def database_resource(cfg: DatabaseConfig) -> AsyncIterator[Database]:
@@ -70,6 +78,7 @@ async def database_resource(cfg: DatabaseConfig) -> AsyncIterator[Database]:
         async with engine.begin() as conn:
             if cfg.create_tables:
                 await conn.run_sync(Base.metadata.create_all)
+            missing = await conn.run_sync(missing_tables)
     except (SQLAlchemyError, OSError) as exc:
         await engine.dispose()
         raise ConfigError(
@@ -77,6 +86,13 @@ async def database_resource(cfg: DatabaseConfig) -> AsyncIterator[Database]:
             f"{str(exc).splitlines()[0]}); check database.url (DATABASE_URL) and that the "
             "server runs"
         ) from None
+    if missing:
+        await engine.dispose()
+        raise ConfigError(
+            f"the database at {safe_url} has no table {', '.join(missing)} and "
+            "database.create_tables is false; apply the migrations with "
+            "`{{ cookiecutter.project_slug }} db upgrade`"
+        )
     log.info("database ready at %s", safe_url)
     try:
         yield Database(engine, async_sessionmaker(engine, expire_on_commit=False))

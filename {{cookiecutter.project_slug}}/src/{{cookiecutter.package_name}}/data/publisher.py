@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from google.protobuf.message import Message
+
 from ..api.events.v1.events_pb2 import RealTimeWarehousingData, UserReportData
 from ..conf import TopicsConfig
 from ..transport.broker import Broker
@@ -15,6 +17,13 @@ class EventPublisher:
     def __init__(self, broker: Broker, topics: TopicsConfig) -> None:
         self.broker = broker
         self.topics = topics
+
+    def channels(self) -> dict[str, type[Message]]:
+        """The topics this publisher sends to, with each one's message type (for AsyncAPI)."""
+        return {
+            self.topics.report: RealTimeWarehousingData,
+            self.topics.user_report: UserReportData,
+        }
 
     async def publish_report(self, report: RealTimeWarehousingData, status: UserReportData) -> None:
         """Publish both events of one report; returns once the broker accepted both."""
