@@ -204,13 +204,11 @@ def build_document(config: AppConfig, catalog: Catalog) -> dict[str, Any]:
     version, description = _distribution_info()
     document: dict[str, Any] = {
         "asyncapi": ASYNCAPI_VERSION,
-        "info": {
-            "title": config.name,
-            "version": version,
-            "description": description,
-        },
+        "info": {"title": config.name, "version": version},
         "defaultContentType": JSON,
     }
+    if description:
+        document["info"]["description"] = description
     servers = _servers(config)
     if servers:
         document["servers"] = servers

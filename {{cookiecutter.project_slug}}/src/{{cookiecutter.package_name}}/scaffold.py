@@ -260,7 +260,7 @@ class $model(BaseModel):
 '''
 
 _HANDLER = '''\
-"""$handler: handles the messages published to `$topic`."""
+"""$handler: the subscriber of `$topic`."""
 
 from __future__ import annotations
 
@@ -282,7 +282,10 @@ class $handler:
 '''
 
 _TEST = '''\
-"""$handler receives what is published to `$topic` (written by add-subscriber)."""
+"""$handler gets what is published to its topic (written by add-subscriber).
+
+Topic: `$topic`.
+"""
 
 from __future__ import annotations
 
