@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .conf import BrokerConfig
+from .telemetry import broker_middleware
 from .transport.broker import Backoff, Broker, BrokerError, LoggingMiddleware, SubscribeOptions
 from .transport.broker.embedded import EmbeddedBroker, start_embedded
 from .transport.broker.registry import plugin_factory
@@ -50,6 +51,7 @@ def build_broker(cfg: BrokerConfig, addresses: list[str] | None = None) -> Broke
     if addresses is None:
         addresses = cfg.addresses()
     broker = factory(**plugin_settings(cfg, addresses))
+    broker.middleware.extend(broker_middleware(broker.type_name))  # tracing, metrics
     broker.middleware.append(LoggingMiddleware())
     return broker
 

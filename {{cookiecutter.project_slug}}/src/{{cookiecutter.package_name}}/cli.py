@@ -25,6 +25,10 @@ from typing import Any
 from .app import App
 from .conf import AppConfig, ConfigError, load_config
 from .containers import ROLES, Container
+from .health_cli import add_health_command
+from .logs import configure_logging
+from .server.ops import ops_server_for
+from .telemetry import service_name, setup_telemetry
 from .transport.broker import BrokerError, known_types
 from .transport.broker.embedded import start_embedded
 
@@ -32,27 +36,26 @@ log = logging.getLogger("{{ cookiecutter.package_name }}")
 EXIT_USAGE = 2
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, fmt: str = "text") -> None:
+    configure_logging(level, fmt)
 
 
 def load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> AppConfig:
     config = load_config(args.config, overrides=overrides)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.telemetry.log_format)
     return config
 
 
 async def run_role(config: AppConfig, role: str) -> None:
+    telemetry = setup_telemetry(config.telemetry, service_name(config.name, role))
     container = Container(config=config)
     try:
         servers = [await getattr(container, name)() for name in ROLES[role]]
+        servers.append(await ops_server_for(container, servers))  # health, /metrics
         await App(f"{config.name}:{role}", servers, config.shutdown_timeout).run()
     finally:
         await container.shutdown_resources()
+        await asyncio.to_thread(telemetry.shutdown)  # flush the last spans
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -84,8 +87,10 @@ def cmd_publish(args: argparse.Namespace) -> None:
     from .sample_client import post_reports
 
     config = load(args)
+    telemetry = setup_telemetry(config.telemetry, service_name(config.name, "client"))
     target = args.target or config.grpc.address
     ok = asyncio.run(post_reports(target, args.count, args.concurrency, show_progress=True))
+    telemetry.shutdown()
     if ok < args.count:
         raise SystemExit(1)
 
@@ -144,6 +149,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default="data/demo", help="where the demo keeps its files")
     demo.set_defaults(func=cmd_demo)
 {%- endif %}
+    add_health_command(sub)
     return p
 
 

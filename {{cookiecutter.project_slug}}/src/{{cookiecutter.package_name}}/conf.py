@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -77,6 +77,29 @@ class GrpcConfig(_Section):
     max_message_bytes: int = 4 * 1024 * 1024
 
 
+class TelemetryConfig(_Section):
+    """Traces, metrics, health probes and the log format (README: Observability)."""
+
+    # where spans go: none (ids still reach the logs), console (stdout), otlp (a collector),
+    # file (one JSON object a line at `file`, for tests and offline debugging)
+    exporter: Literal["none", "console", "otlp", "file"] = "none"
+    endpoint: str = ""  # OTLP collector; empty: the exporter's default (localhost:4317/4318)
+    protocol: Literal["grpc", "http/protobuf"] = "grpc"
+    file: str = "data/spans.jsonl"
+    sampling_ratio: float = Field(1.0, ge=0, le=1)  # of new traces; children follow the parent
+    service_name: str = ""  # empty: <name>-<role>, e.g. report-pipeline-saver
+    service_version: str = ""  # empty: the installed package version
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for the orchestrator's probes
+    metrics_port: int = Field(0, ge=0, le=65535)  # /metrics, /healthz, /readyz; 0: off
+    health_interval: float = Field(5.0, gt=0)  # seconds between broker/database checks
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("exporter", "protocol", "log_format", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
 class TopicsConfig(_Section):
     report: str = "events.realtime-warehousing"
     user_report: str = "events.user-report"
@@ -99,6 +122,7 @@ class AppConfig(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     grpc: GrpcConfig = Field(default_factory=GrpcConfig)
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 {%- if cookiecutter.include_sample %}
     saver: SaverConfig = Field(default_factory=SaverConfig)
 {%- endif %}
@@ -125,6 +149,16 @@ ENVIRONMENT: dict[str, str] = {
     "DATABASE_URL": "database.url",
     "GRPC_ADDRESS": "grpc.address",
     "LOG_LEVEL": "log_level",
+    "LOG_FORMAT": "telemetry.log_format",
+    "OTEL_TRACES_EXPORTER": "telemetry.exporter",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "telemetry.endpoint",
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "telemetry.protocol",
+    "OTEL_TRACES_SAMPLER_ARG": "telemetry.sampling_ratio",
+    "OTEL_SERVICE_NAME": "telemetry.service_name",
+    "SERVICE_VERSION": "telemetry.service_version",
+    "OTEL_EXPORTER_PROMETHEUS_HOST": "telemetry.metrics_host",
+    "OTEL_EXPORTER_PROMETHEUS_PORT": "telemetry.metrics_port",
+    "TELEMETRY_FILE": "telemetry.file",
 }
 
 #: settings that take a comma-separated list in the environment

@@ -14,6 +14,7 @@ from .api.report.v1 import report_pb2, report_pb2_grpc
 from .conf import DatabaseConfig
 from .data.db import create_engine
 from .data.models import RealtimeWarehousing
+from .telemetry import grpc_client_interceptors
 
 RETRIES = 5
 
@@ -41,7 +42,9 @@ async def post_reports(target: str, count: int, concurrency: int, show_progress:
     next_n = 0
     step = max(count // 10, 1)
     started = time.perf_counter()
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with grpc.aio.insecure_channel(
+        target, interceptors=grpc_client_interceptors()
+    ) as channel:
         try:
             await asyncio.wait_for(channel.channel_ready(), 15)
         except TimeoutError:

@@ -10,6 +10,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ..telemetry import grpc_server_interceptors
+
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +39,7 @@ class GrpcServer:
 
     async def start(self) -> None:
         server = grpc.aio.server(
+            interceptors=grpc_server_interceptors(),  # a server span per call
             options=[
                 ("grpc.max_receive_message_length", self.max_message_bytes),
                 ("grpc.max_send_message_length", self.max_message_bytes),

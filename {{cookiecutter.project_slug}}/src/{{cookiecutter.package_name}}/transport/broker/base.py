@@ -185,7 +185,7 @@ class Broker(abc.ABC):
         """Publish several messages; returns once the broker has accepted all of them."""
         envelopes = [self._envelope(topic, m, key, headers, None) for m in msgs]
         for middleware in self.middleware:
-            envelopes = [middleware.on_publish(e) for e in envelopes]
+            envelopes = middleware.on_publish_batch(envelopes)
         await self._send_batch(envelopes)
 
     def _envelope(

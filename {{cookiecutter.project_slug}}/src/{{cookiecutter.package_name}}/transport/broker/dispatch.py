@@ -31,7 +31,7 @@ from .base import (
 )
 from .codec import Codec
 from .errors import DecodeError, Reject, Retry
-from .middleware import Middleware, chain_handler
+from .middleware import Middleware, Settlement, chain_handler
 
 log = logging.getLogger("broker")
 
@@ -52,6 +52,7 @@ class Action(enum.Enum):
 class Outcome:
     action: Action
     delay: float = 0.0
+    dead_lettered: bool = False  # acked because it went to the dead-letter topic
 
     @property
     def acked(self) -> bool:
@@ -59,6 +60,7 @@ class Outcome:
 
 
 ACK = Outcome(Action.ACK)
+DEAD_LETTERED = Outcome(Action.ACK, dead_lettered=True)
 
 Send = Callable[[Envelope], Awaitable[None]]
 
@@ -84,6 +86,7 @@ class Dispatcher:
         self._decode = codec.decoder_for(handler)
         self._handler = chain_handler(handler, middleware, topic, group)
         self._send = send
+        self._middleware = list(middleware)  # told how each delivery was settled (metrics)
         # key -> a future that completes when the last message seen with that key is done
         self._key_tails: dict[str, asyncio.Future[None]] = {}
         self._sequence_keys = options.ordered and options.concurrency > 1
@@ -110,6 +113,15 @@ class Dispatcher:
                 del self._key_tails[key]
 
     async def _process(self, delivery: Delivery) -> Outcome:
+        outcome = await self._decide(delivery)
+        settlement: Settlement = (
+            "dead_letter" if outcome.dead_lettered else "ack" if outcome.acked else "redeliver"
+        )
+        for middleware in self._middleware:
+            middleware.on_settle(self.topic, self.group, settlement)
+        return outcome
+
+    async def _decide(self, delivery: Delivery) -> Outcome:
         try:
             msg = self._decode(delivery.payload, delivery.headers.get("content-type"))
         except DecodeError as exc:
@@ -157,4 +169,4 @@ class Dispatcher:
             "dead-lettered message %s of %s to %s: %s",
             delivery.message_id, delivery.topic, self.dead_letter_topic, reason,
         )
-        return ACK
+        return DEAD_LETTERED

@@ -10,9 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .base import Envelope, Handler, MessageContext
+
+#: how the Dispatcher settled one delivery: acked, handed back for redelivery, or
+#: dead-lettered (and then acked)
+Settlement = Literal["ack", "redeliver", "dead_letter"]
 
 
 class Middleware:
@@ -21,8 +25,15 @@ class Middleware:
     def on_publish(self, envelope: Envelope) -> Envelope:
         return envelope
 
+    def on_publish_batch(self, envelopes: list[Envelope]) -> list[Envelope]:
+        """One `publish_batch` call; by default `on_publish` on each envelope."""
+        return [self.on_publish(e) for e in envelopes]
+
     def wrap_handler(self, handler: Handler, topic: str, group: str | None) -> Handler:
         return handler
+
+    def on_settle(self, topic: str, group: str | None, settlement: Settlement) -> None:
+        """Called once per delivery after its outcome is decided (decode errors included)."""
 
 
 def chain_handler(
