@@ -6,6 +6,7 @@ then the project's pytest (which starts real nats-server / pulsar-lite processes
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,24 @@ def test_generated_project_installs_and_passes_its_tests(case: str, out: Path) -
 
     python = install(project)
     bin_dir = python.parent
+    add_two_subscribers(bin_dir / "report-pipeline", project, sample)
     run([str(bin_dir / "ruff"), "check", "src", "tests"], cwd=project)
     run([str(bin_dir / "pytest"), "-q", "-x", "-p", "no:cacheprovider"], cwd=project, timeout=1200)
     help_text = run([str(bin_dir / "report-pipeline"), "--help"], cwd=project).stdout
     assert "serve" in help_text and ("publish" in help_text) == sample
+
+
+def add_two_subscribers(cli: Path, project: Path, sample: bool) -> None:
+    """`add-subscriber` twice (a pydantic stub, then a protobuf or bytes message); the ruff
+    and pytest runs that follow check what it wrote. A second run for a topic is refused."""
+    run([str(cli), "add-subscriber", "orders.created", "OrderCreatedHandler"], cwd=project)
+    message = "events.v1.UserReportData" if sample else "bytes"
+    run([str(cli), "add-subscriber", "audit.reports", "AuditHandler", "--message", message,
+         "--group", "audit"], cwd=project)
+    assert (project / PACKAGE / "service/order_created_handler.py").exists()
+    assert (project / "tests/test_audit_handler.py").exists()
+    subscribers = (project / PACKAGE / "server/subscribers.py").read_text()
+    assert 'server.register("audit.reports", AuditHandler().handle, group="audit")' in subscribers
+    again = subprocess.run([str(cli), "add-subscriber", "orders.created", "Other"], cwd=project,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 2 and "already registered" in again.stderr
