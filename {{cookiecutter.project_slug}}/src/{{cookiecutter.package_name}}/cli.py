@@ -3,6 +3,9 @@
     {{ cookiecutter.project_slug }} serve report|saver   one service (its servers and resources)
     {{ cookiecutter.project_slug }} dev                  report + saver in one process
     {{ cookiecutter.project_slug }} broker               an embedded broker in the foreground
+    {{ cookiecutter.project_slug }} db upgrade|current   database migrations (Alembic)
+    {{ cookiecutter.project_slug }} asyncapi             the AsyncAPI document of the service
+    {{ cookiecutter.project_slug }} add-subscriber TOPIC Handler   scaffold a subscriber
 {%- if cookiecutter.include_sample %}
     {{ cookiecutter.project_slug }} publish --count N    post N sample reports over gRPC
     {{ cookiecutter.project_slug }} count                rows the saver has stored
@@ -29,6 +32,7 @@ from .health_cli import add_health_command
 from .logs import configure_logging
 from .server.ops import ops_server_for
 from .telemetry import service_name, setup_telemetry
+from .tool_commands import TOOL_ERRORS, add_tool_commands
 from .transport.broker import BrokerError, known_types
 from .transport.broker.embedded import start_embedded
 
@@ -149,6 +153,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default="data/demo", help="where the demo keeps its files")
     demo.set_defaults(func=cmd_demo)
 {%- endif %}
+    add_tool_commands(sub)
     add_health_command(sub)
     return p
 
@@ -157,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, BrokerError, OSError) as exc:
+    except (ConfigError, BrokerError, OSError, *TOOL_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
