@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..api.events.v1.events_pb2 import RealTimeWarehousingData, UserReportData
 from .db import Database
 from .models import AcceptStatus, Base, RealtimeWarehousing
+
+log = logging.getLogger(__name__)
 
 
 def _from_millis(ms: int) -> datetime:
@@ -26,7 +29,12 @@ class _EventRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
         insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
-        self._insert = insert(self.model).on_conflict_do_nothing(index_elements=["event_id"])
+        # RETURNING tells which rows were new (rowcount is unreliable for executemany)
+        self._insert = (
+            insert(self.model)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(self.model.event_id)  # type: ignore[attr-defined]
+        )
 
     async def insert_rows(self, rows: Sequence[dict[str, Any]]) -> int:
         """Insert in one transaction; returns how many rows were new."""
@@ -34,7 +42,12 @@ class _EventRepo:
             return 0
         async with self.db.sessions.begin() as session:
             result = await session.execute(self._insert, list(rows))
-        return max(result.rowcount, 0)
+            inserted = len(result.all())
+        if inserted < len(rows):
+            # redeliveries of stored events: acked without a second row
+            log.info("skipped %d already stored event(s) in %s", len(rows) - inserted,
+                     self.model.__tablename__)
+        return inserted
 
     async def count(self) -> int:
         async with self.db.sessions() as session:

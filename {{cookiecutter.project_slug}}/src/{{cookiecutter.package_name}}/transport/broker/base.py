@@ -67,6 +67,7 @@ class SubscribeOptions:
     initial_position: InitialPosition = InitialPosition.EARLIEST
     ack_wait: float = 30.0
     ordered: bool = True
+    max_message_bytes: int | None = None  # larger messages are dead-lettered, never handled
 
     def __post_init__(self) -> None:
         if self.max_deliveries < 1:

@@ -122,6 +122,10 @@ class Dispatcher:
         return outcome
 
     async def _decide(self, delivery: Delivery) -> Outcome:
+        limit = self.options.max_message_bytes
+        if limit is not None and len(delivery.payload) > limit:
+            size = len(delivery.payload)
+            return await self._dead_letter(delivery, f"oversized: {size} bytes > {limit}")
         try:
             msg = self._decode(delivery.payload, delivery.headers.get("content-type"))
         except DecodeError as exc:

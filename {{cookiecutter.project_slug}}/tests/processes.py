@@ -1,0 +1,173 @@
+"""The sample pair as real processes, for the reliability and end-to-end tests.
+
+A test starts an embedded broker, `serve saver` / `serve report` as child processes pointed at
+it (by the same environment names a deployment uses), posts reports over gRPC and reads the
+rows back from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from sqlalchemy import select
+
+from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
+from {{ cookiecutter.package_name }}.conf import DatabaseConfig
+from {{ cookiecutter.package_name }}.data.db import create_engine
+from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
+from {{ cookiecutter.package_name }}.transport.broker.embedded import (
+    EmbeddedBroker,
+    free_port,
+    wait_for_port,
+)
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+
+
+@dataclass
+class Service:
+    """One `serve <role>` child process; its output goes to `<workdir>/<role>-<n>.log`."""
+
+    role: str
+    env: dict[str, str]
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.role}-{self.starts}.log"
+
+    def start(self) -> Service:
+        self.starts += 1
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", PACKAGE, "serve", self.role],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as in a crash or an OOM kill."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM: the graceful stop; returns the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass
+class Pair:
+    """An embedded broker with report and saver services around it."""
+
+    broker_type: str
+    broker: EmbeddedBroker
+    workdir: Path
+    db_url: str = ""
+    grpc_address: str = ""
+    services: dict[str, Service] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.db_url = self.db_url or f"sqlite+aiosqlite:///{self.workdir / 'saver.db'}"
+        self.grpc_address = f"127.0.0.1:{free_port()}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "BROKER_TYPE": self.broker_type,
+            "BROKER_ADDRESS": self.broker.url,
+            "DATABASE_URL": self.db_url,
+            "GRPC_ADDRESS": self.grpc_address,
+            "LOG_LEVEL": "INFO",
+            **extra,
+        }
+
+    def start(self, role: str, **extra_env: str) -> Service:
+        service = Service(role, self.env(**extra_env), self.workdir).start()
+        self.services[role] = service
+        if role == "report":
+            port = int(self.grpc_address.rsplit(":", 1)[1])
+            wait_for_port(port, 60, service.process, what="the report service")
+        return service
+
+    def stop_all(self) -> None:
+        for service in self.services.values():
+            if service.alive():
+                try:
+                    service.terminate(30)
+                except subprocess.TimeoutExpired:
+                    service.kill()
+
+
+@dataclass
+class PostResult:
+    accepted: list[str] = field(default_factory=list)  # event ids answered OK
+    refused: Counter[str] = field(default_factory=Counter)  # status code -> count
+
+
+async def post_reports(
+    target: str, count: int, concurrency: int = 32, pause: float = 0.0
+) -> PostResult:
+    """Post `count` reports (no retries: each call's answer is what the test counts)."""
+    result = PostResult()
+    numbers = iter(range(count))
+    async with grpc.aio.insecure_channel(target) as channel:
+        await asyncio.wait_for(channel.channel_ready(), 30)
+        stub = report_pb2_grpc.ReportServiceStub(channel)
+
+        async def worker() -> None:
+            for n in numbers:
+                request = report_pb2.PostReportRequest(
+                    user_id=f"user-{n % 97}", event_name="test", content=str(n)
+                )
+                try:
+                    reply = await stub.PostReport(request, timeout=30)
+                    result.accepted.append(reply.event_id)
+                except grpc.aio.AioRpcError as exc:
+                    result.refused[exc.code().name] += 1
+                if pause:
+                    await asyncio.sleep(pause)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return result
+
+
+async def stored_event_ids(db_url: str) -> list[str]:
+    engine = create_engine(DatabaseConfig(url=db_url))
+    try:
+        async with engine.connect() as conn:
+            try:
+                return list((await conn.scalars(select(RealtimeWarehousing.event_id))).all())
+            except Exception:  # the saver has not created the table yet
+                return []
+    finally:
+        await engine.dispose()
+
+
+async def wait_for_rows(db_url: str, expected: int, timeout: float) -> list[str]:
+    """The stored event ids once there are `expected` of them (or at the timeout)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        ids = await stored_event_ids(db_url)
+        if len(ids) >= expected or loop.time() > deadline:
+            return ids
+        await asyncio.sleep(0.5)

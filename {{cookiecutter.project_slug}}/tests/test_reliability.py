@@ -1,0 +1,157 @@
+"""Nothing lost, nothing stored twice: crashes, broker restarts, graceful stops, bad input.
+
+Each test runs the real thing: an embedded broker process with a store on disk, `serve saver`
+and `serve report` as child processes, reports over gRPC, rows read back from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import RealTimeWarehousingData
+from {{ cookiecutter.package_name }}.transport.broker import DLQ_REASON, MessageContext, known_types
+from {{ cookiecutter.package_name }}.transport.broker.embedded import nats_server, pulsar_lite
+
+from .brokers import eventually, make_broker, unique
+from .processes import Pair, post_reports, stored_event_ids, wait_for_rows
+
+DURABLE = [t for t in ("jetstream", "pulsar") if t in known_types()]
+ENV_PREFIX = "{{ cookiecutter.package_name.upper() }}__"
+REPORT_TOPIC = "events.realtime-warehousing"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not DURABLE, reason="needs a durable broker plugin (jetstream, pulsar)"),
+]
+
+
+@pytest.fixture(params=DURABLE)
+def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
+    broker_type = str(request.param)
+    store = tmp_path / "broker"
+    server = (pulsar_lite if broker_type == "pulsar" else nats_server)(store=store).start()
+    pair = Pair(broker_type, server, tmp_path)
+    yield pair
+    pair.stop_all()
+    server.cleanup()
+
+
+def saver_env(**settings: str) -> dict[str, str]:
+    """Subscriber settings for the saver, by the generic environment names."""
+    return {f"{ENV_PREFIX}BROKER__SUBSCRIBER__{k.upper()}": v for k, v in settings.items()}
+
+
+def assert_exactly_once(accepted: list[str], stored: list[str]) -> None:
+    duplicates = [i for i, n in Counter(stored).items() if n > 1]
+    assert not duplicates, f"{len(duplicates)} events stored twice"
+    missing = set(accepted) - set(stored)
+    assert not missing, f"{len(missing)} accepted reports were lost"
+
+
+async def test_saver_killed_again_and_again_loses_nothing_stores_nothing_twice(pair: Pair) -> None:
+    # a short ack wait: messages a killed saver had in hand come back within seconds
+    env = saver_env(ack_wait="5")
+    saver = pair.start("saver", **env)
+    pair.start("report")
+    posting = asyncio.create_task(post_reports(pair.grpc_address, 20_000, concurrency=64))
+    rng = random.Random(20_000)
+    kills_while_posting = 0
+    while not posting.done():
+        await asyncio.sleep(rng.uniform(0.3, 1.2))
+        if posting.done():
+            break
+        saver.kill()
+        kills_while_posting += 1
+        await asyncio.sleep(rng.uniform(0.0, 0.5))
+        saver.start()
+    result = await posting
+    assert kills_while_posting >= 5, f"only {kills_while_posting} kills while posting"
+    assert not result.refused, f"reports refused: {dict(result.refused)}"
+    stored = await wait_for_rows(pair.db_url, len(result.accepted), timeout=180)
+    assert len(stored) == len(result.accepted) == 20_000
+    assert_exactly_once(result.accepted, stored)
+
+
+async def test_broker_restart_mid_stream_every_accepted_report_is_one_row(pair: Pair) -> None:
+    saver = pair.start("saver", **saver_env(ack_wait="5"))
+    report = pair.start("report")
+    posting = asyncio.create_task(
+        post_reports(pair.grpc_address, 3000, concurrency=8, pause=0.005)
+    )
+    await asyncio.sleep(1.5)
+    pair.broker.stop()
+    await asyncio.sleep(2.0)
+    pair.broker.start()
+    result = await posting
+    assert set(result.refused) <= {"UNAVAILABLE"}, dict(result.refused)
+    stored = await wait_for_rows(pair.db_url, len(result.accepted), timeout=180)
+    assert_exactly_once(result.accepted, stored)
+    # a report answered UNAVAILABLE may still have reached the broker, never more than those
+    assert len(stored) - len(result.accepted) <= sum(result.refused.values())
+    assert saver.alive() and report.alive(), "a service died instead of reconnecting"
+
+
+async def test_sigterm_drains_and_a_restart_redelivers_nothing(pair: Pair) -> None:
+    saver = pair.start("saver")
+    pair.start("report")
+    posting = asyncio.create_task(post_reports(pair.grpc_address, 4000, concurrency=32))
+    await asyncio.sleep(1.0)
+    assert saver.terminate() == 0, saver.log()[-3000:]
+    assert "Traceback" not in saver.log()
+    result = await posting  # reports keep coming while the saver is down: they wait
+    assert not result.refused
+    saver.start()
+    stored = await wait_for_rows(pair.db_url, len(result.accepted), timeout=120)
+    assert_exactly_once(result.accepted, stored)
+    # what the first saver acked before stopping did not come back to the second one
+    assert "already stored" not in saver.log(), "a cleanly stopped saver's events came back"
+
+
+async def test_malformed_messages_are_dead_lettered_and_good_ones_stored(pair: Pair) -> None:
+    saver = pair.start("saver", **saver_env(max_message_bytes=str(64 * 1024)))
+    client = make_broker(pair.broker_type, pair.broker)
+    await client.connect()
+    dead: list[MessageContext] = []
+
+    async def on_dead(msg: bytes, ctx: MessageContext) -> None:
+        dead.append(ctx)
+
+    try:
+        await client.subscribe(f"{REPORT_TOPIC}-saver-DLQ", on_dead, group=unique("dlq"))
+        await asyncio.sleep(2)  # the saver's subscription is up before traffic starts
+        good_ids = []
+        for n in range(2000):
+            if n % 2 == 0:
+                event = RealTimeWarehousingData(
+                    event_id=f"good-{n}", user_id="u", event_name="e", report_data=str(n)
+                )
+                good_ids.append(event.event_id)
+                await client.publish(REPORT_TOPIC, event, key="u")
+            elif (n // 2) % 5 in (1, 2):  # garbage: a varint that never ends
+                await client.publish(REPORT_TOPIC, b"\xff" * 12 + os.urandom(20))
+            elif (n // 2) % 5 in (3, 4):  # wrong schema: JSON with fields the event lacks
+                await client.publish(REPORT_TOPIC, {"not": "a report", "n": n})
+            else:  # oversized: a valid event over the saver's 64 KiB limit
+                big = RealTimeWarehousingData(event_id=f"big-{n}", report_data="x" * 100_000)
+                await client.publish(REPORT_TOPIC, big)
+        await eventually(lambda: len(dead) >= 1000, timeout=120, interval=0.2)
+        stored = await wait_for_rows(pair.db_url, len(good_ids), timeout=120)
+    finally:
+        await client.close(timeout=5)
+    assert sorted(stored) == sorted(good_ids)
+    assert len(dead) == 1000
+    reasons = Counter(ctx.headers[DLQ_REASON].split(":")[0] for ctx in dead)
+    assert reasons == {"decode error": 800, "oversized": 200}, reasons
+    assert saver.alive()
+    assert not await _big_rows(pair.db_url)
+
+
+async def _big_rows(db_url: str) -> list[str]:
+    return [i for i in await stored_event_ids(db_url) if i.startswith("big-")]
