@@ -63,6 +63,7 @@ def subscribe_options(cfg: BrokerConfig) -> SubscribeOptions:
         concurrency=sub.concurrency,
         backoff=Backoff(initial=sub.backoff_initial, maximum=sub.backoff_max),
         ack_wait=sub.ack_wait,
+        max_message_bytes=sub.max_message_bytes,
     )
 
 

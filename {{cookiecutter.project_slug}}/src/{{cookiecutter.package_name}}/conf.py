@@ -44,6 +44,7 @@ class SubscriberConfig(_Section):
     backoff_initial: float = Field(0.5, gt=0)
     backoff_max: float = Field(30.0, gt=0)
     ack_wait: float = Field(30.0, gt=0)
+    max_message_bytes: int = Field(1024 * 1024, ge=1)  # larger ones are dead-lettered
 
 
 class BrokerConfig(_Section):
@@ -105,7 +106,7 @@ class TopicsConfig(_Section):
     user_report: str = "events.user-report"
 
 
-{%- if cookiecutter.include_sample %}
+{% if cookiecutter.include_sample -%}
 class SaverConfig(_Section):
     """How the saver writes: batches of up to `batch_size` events, or `batch_delay_ms`."""
 
