@@ -10,10 +10,12 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from {{ cookiecutter.package_name }}.transport.broker import Broker, known_types
 from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBroker
 from {{ cookiecutter.package_name }}.transport.broker.memory import MemoryBroker, MemoryHub
+from {{ cookiecutter.package_name }}.transport.broker.settings import NatsSettings
 
 #: broker types whose plugin this project includes; the conformance suite runs on each
 BROKER_TYPES = known_types()
@@ -44,7 +46,23 @@ def make_broker(type_name: str, server: EmbeddedBroker | MemoryHub | None) -> Br
         return PulsarBroker(
             PulsarSettings(service_urls=[server.url], operation_timeout=5, connection_timeout=2)
         )
+    if type_name in ("nats", "jetstream"):
+        from {{ cookiecutter.package_name }}.transport.broker.registry import plugin_factory
+
+        assert isinstance(server, EmbeddedBroker)
+        return plugin_factory(type_name)(settings=nats_test_settings(server.url))
     raise AssertionError(f"no test factory for broker type {type_name!r}")
+
+
+def nats_test_settings(url: str, **overrides: Any) -> NatsSettings:
+    """NATS settings for tests: one shared stream that captures the tests' one-token topics."""
+    fields: dict[str, Any] = {
+        "servers": [url],
+        "connect_timeout": 3,
+        "stream": {"name": "CONFORMANCE", "subjects": ["*"], "storage": "memory"},
+    }
+    fields.update(overrides)
+    return NatsSettings.model_validate(fields)
 
 
 def unique(name: str) -> str:

@@ -1,0 +1,211 @@
+"""Opening a NATS connection from `NatsSettings`: shared by the core and JetStream plugins.
+
+Covers the server URL list (comma-separated entries are split), reconnect settings, token,
+user/password, NKey seed file, a user JWT signed with the NKey seed, a `.creds` file, and
+TLS with a CA file (and a client certificate for mutual TLS).
+
+The first connection is bounded by `connect_timeout`: nats-py would otherwise retry an
+unreachable server forever. A rejected credential or a failed TLS handshake fails at once,
+with one sentence naming the problem and the setting to fix. No secret is ever logged or put
+in an error message; a token is described by its length only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import ssl
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import nats
+from nats.aio.client import Client as NatsClient
+
+from .errors import BrokerError, BrokerUnavailable
+from .settings import NatsSettings
+
+log = logging.getLogger("broker.nats")
+
+#: header that carries the message key (NATS has no key of its own)
+KEY_HEADER = "x-message-key"
+#: JetStream's deduplication id; the plugins also use it as the message id on NATS core
+MSG_ID_HEADER = "Nats-Msg-Id"
+#: headers owned by the NATS server or this plugin, hidden from handlers
+INTERNAL_PREFIX = "nats-"
+
+
+def server_urls(settings: NatsSettings) -> list[str]:
+    """The configured servers, with comma-separated entries split (`NATS_SERVER_URL`)."""
+    urls = [u.strip() for entry in settings.servers for u in entry.split(",") if u.strip()]
+    if not urls:
+        raise BrokerError(
+            "no NATS server is configured; set NATS_SERVER_URL (or broker.nats.servers) "
+            "to e.g. nats://127.0.0.1:4222"
+        )
+    return [u if "://" in u else f"nats://{u}" for u in urls]
+
+
+def redact(url: str) -> str:
+    """A URL safe to print: credentials in it (nats://user:pass@host) are dropped."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def tls_context(settings: NatsSettings, urls: list[str]) -> ssl.SSLContext | None:
+    """An SSL context when a URL is tls:// or a TLS file is configured; else None."""
+    tls = settings.tls
+    wants_tls = any(u.startswith("tls://") for u in urls)
+    if not (wants_tls or tls.ca_file or tls.cert_file):
+        return None
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    if tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    context.check_hostname = tls.verify_hostname
+    return context
+
+
+def _auth_options(settings: NatsSettings) -> tuple[dict[str, Any], str]:
+    """nats-py keyword arguments for the configured credentials, and how to describe them."""
+    if settings.jwt_token is not None:
+        if not settings.nkey_seed:
+            raise BrokerError(
+                "NATS_JWT_TOKEN is set without NATS_NKEY_SEED; the user JWT must be signed "
+                "with the user's NKey seed, so set NATS_NKEY_SEED to the seed file's path"
+            )
+        jwt = settings.jwt_token.get_secret_value().encode()
+        seed = Path(settings.nkey_seed).read_bytes().strip()
+
+        def sign(nonce: str) -> bytes:
+            import nkeys  # the nats-py[nkeys] extra
+
+            return base64.b64encode(nkeys.from_seed(seed).sign(nonce.encode()))
+
+        return {"user_jwt_cb": lambda: jwt, "signature_cb": sign}, "a user JWT (NATS_JWT_TOKEN)"
+    if settings.credentials:
+        return {"user_credentials": settings.credentials}, "a credentials file"
+    if settings.nkey_seed:
+        return {"nkeys_seed": settings.nkey_seed}, "an NKey seed (NATS_NKEY_SEED)"
+    if settings.token is not None:
+        token = settings.token.get_secret_value()
+        return {"token": token}, f"a token of {len(token)} characters (NATS_TOKEN)"
+    if settings.user:
+        password = settings.password.get_secret_value() if settings.password else ""
+        described = f"user {settings.user!r} with a password (NATS_USERNAME, NATS_PASSWORD)"
+        return {"user": settings.user, "password": password}, described
+    return {}, "no credentials"
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, nats.errors.AuthorizationError) or "authorization" in text
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    return isinstance(exc, ssl.SSLError) or "tls" in str(exc).lower()
+
+
+async def open_connection(settings: NatsSettings) -> NatsClient:
+    """Connect to NATS, or raise BrokerUnavailable / BrokerError with one clear sentence."""
+    urls = server_urls(settings)
+    shown = ", ".join(redact(u) for u in urls)
+    auth, described = _auth_options(settings)
+    fatal: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+    last_error: list[BaseException] = []
+    connected = False
+
+    async def on_error(exc: Exception) -> None:
+        last_error[:] = [exc]
+        if not connected and (_is_auth_error(exc) or _is_tls_error(exc)) and not fatal.done():
+            fatal.set_result(exc)  # retrying cannot fix a rejected credential or certificate
+        elif connected:
+            log.warning("NATS connection error: %s", exc)
+
+    async def on_disconnected() -> None:
+        if connected:
+            log.warning("disconnected from NATS at %s; reconnecting", shown)
+
+    async def on_reconnected() -> None:
+        log.info("reconnected to NATS at %s", redact(str(client.connected_url or "")))
+
+    client = NatsClient()
+    log.info("connecting to NATS at %s with %s", shown, described)
+    connecting = asyncio.ensure_future(
+        client.connect(
+            servers=urls,
+            name=settings.name,
+            connect_timeout=settings.connect_timeout,  # type: ignore[arg-type]
+            reconnect_time_wait=settings.reconnect_wait,  # type: ignore[arg-type]
+            max_reconnect_attempts=settings.max_reconnect_attempts,
+            tls=tls_context(settings, urls),
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+            **auth,
+        )
+    )
+    done, _ = await asyncio.wait(
+        [connecting, fatal], timeout=settings.connect_timeout, return_when="FIRST_COMPLETED"
+    )
+    if connecting in done and connecting.exception() is None:
+        connected = True
+        fatal.cancel()
+        return client
+    connecting.cancel()
+    with contextlib.suppress(BaseException):
+        await connecting
+    with contextlib.suppress(Exception):
+        await client.close()
+    problem = fatal.result() if fatal.done() and not fatal.cancelled() else None
+    if problem is None and connecting.done() and not connecting.cancelled():
+        problem = connecting.exception()
+    problem = problem or (last_error[0] if last_error else None)
+    raise _explain(problem, shown, described, settings) from None
+
+
+def _explain(
+    problem: BaseException | None, shown: str, described: str, settings: NatsSettings
+) -> BrokerError:
+    if problem is not None and _is_auth_error(problem):
+        return BrokerError(
+            f"NATS at {shown} rejected the connection with {described} (authorization "
+            "violation); set the credentials the server expects: NATS_TOKEN, NATS_USERNAME "
+            "and NATS_PASSWORD, NATS_NKEY_SEED or NATS_JWT_TOKEN"
+        )
+    if problem is not None and _is_tls_error(problem):
+        return BrokerError(
+            f"the TLS handshake with NATS at {shown} failed ({problem}); use a tls:// URL and "
+            "set broker.nats.tls.ca_file (NATS_TLS_CA_FILE) to the CA that signed the "
+            "server's certificate"
+        )
+    reason = f" ({type(problem).__name__}: {problem})" if problem else ""
+    return BrokerUnavailable(
+        f"cannot reach NATS at {shown} within {settings.connect_timeout:g}s{reason}; start "
+        "nats-server or set NATS_SERVER_URL to a reachable server"
+    )
+
+
+def split_headers(raw: dict[str, str] | None) -> tuple[dict[str, str], str | None, str | None]:
+    """Headers for a handler, plus the message key and id carried in NATS headers."""
+    if not raw:
+        return {}, None, None
+    key = raw.get(KEY_HEADER)
+    msg_id = raw.get(MSG_ID_HEADER)
+    visible = {
+        k: v for k, v in raw.items()
+        if k != KEY_HEADER and not k.lower().startswith(INTERNAL_PREFIX)
+    }
+    return visible, key, msg_id
+
+
+def wire_headers(headers: dict[str, str], key: str | None, msg_id: str) -> dict[str, str]:
+    """Headers to send: the envelope's, plus the key and a message id (kept if given)."""
+    out = dict(headers)
+    if key is not None:
+        out[KEY_HEADER] = key
+    out.setdefault(MSG_ID_HEADER, msg_id)
+    return out
