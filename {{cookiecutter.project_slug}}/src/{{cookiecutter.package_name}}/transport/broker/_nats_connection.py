@@ -126,7 +126,7 @@ async def open_connection(settings: NatsSettings) -> NatsClient:
             log.warning("NATS connection error: %s", exc)
 
     async def on_disconnected() -> None:
-        if connected:
+        if connected and not (client.is_closed or client.is_draining):
             log.warning("disconnected from NATS at %s; reconnecting", shown)
 
     async def on_reconnected() -> None:

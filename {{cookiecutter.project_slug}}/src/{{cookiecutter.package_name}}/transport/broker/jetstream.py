@@ -1,0 +1,219 @@
+"""The NATS JetStream plugin: persistent streams, durable pull consumers, acked publishes.
+
+- At connect, the stream of `NatsSettings.stream` (name, subjects, replicas from
+  `NATS_STREAM_REPLICAS`, storage, max age, dedup window) is created if missing. An existing
+  stream is left alone when it is compatible (captures the configured subjects, same storage
+  and replicas); otherwise connect fails with a sentence saying what differs.
+- Every publish waits for the server's acknowledgement and carries a `Nats-Msg-Id` header
+  (a new id, or the one the caller put in the headers): the server drops a second message
+  with the same id within the stream's duplicate window.
+- Delayed publish uses JetStream message schedules (nats-server 2.12+): the message is stored
+  on a schedule subject of the stream (`_delayed.<STREAM>.<id>`, hidden from topic
+  consumers) with `Nats-Schedule: @at <time>` and the topic as its target; at that time the
+  server stores it on the topic. The time is the publisher's clock, so clock skew between
+  hosts shifts it. A stream created elsewhere without schedules refuses delayed publishes
+  with a clear error.
+- Consumers: see `_jetstream_consumer` (durable per group; ack, nak with delay, term).
+- The core connection is shared: `request()` and core subjects still work (see `nats.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig, StreamInfo
+
+from ._jetstream_consumer import JetStreamSubscription
+from ._nats_connection import wire_headers
+from .base import Envelope, Handler, SubscribeOptions, Subscription
+from .dispatch import Dispatcher
+from .errors import BrokerError, BrokerUnavailable
+from .nats import NatsBroker, wildcard_safe
+from .settings import NatsSettings, StreamSettings
+
+log = logging.getLogger("broker.jetstream")
+
+SCHEDULE_PREFIX = "_delayed"
+#: JetStream publishes in flight at once in `publish_batch`
+BATCH_WINDOW = 256
+
+
+def schedule_subjects(stream: str) -> str:
+    return f"{SCHEDULE_PREFIX}.{stream}.>"
+
+
+def wanted_config(settings: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=settings.name,
+        subjects=[*settings.subjects, schedule_subjects(settings.name)],
+        num_replicas=settings.replicas,
+        storage=StorageType(settings.storage),
+        max_age=settings.max_age or None,
+        duplicate_window=settings.duplicate_window,
+        allow_msg_schedules=True,
+    )
+
+
+def incompatibilities(existing: StreamConfig, settings: StreamSettings) -> list[str]:
+    """What makes an existing stream unusable with `settings` (empty: compatible)."""
+    problems = []
+    have = set(existing.subjects or [])
+    missing = [s for s in settings.subjects if s not in have]
+    if missing:
+        problems.append(f"it does not capture {', '.join(missing)} (it has {sorted(have)})")
+    storage = str(getattr(existing.storage, "value", existing.storage) or "file")
+    if storage != settings.storage:
+        problems.append(f"its storage is {storage}, not {settings.storage}")
+    if (existing.num_replicas or 1) != settings.replicas:
+        problems.append(
+            f"it has {existing.num_replicas or 1} replicas, not {settings.replicas} "
+            "(NATS_STREAM_REPLICAS)"
+        )
+    return problems
+
+
+async def provision_stream(js: JetStreamContext, settings: StreamSettings) -> StreamInfo:
+    """Create the configured stream, or check that the existing one is compatible."""
+    try:
+        info = await js.stream_info(settings.name)
+    except nats.js.errors.NotFoundError:
+        pass
+    else:
+        problems = incompatibilities(info.config, settings)
+        if problems:
+            raise BrokerError(
+                f"JetStream stream {settings.name} exists but {'; '.join(problems)}; update or "
+                "delete the stream, or change broker.nats.stream to match it"
+            )
+        return info
+    try:
+        info = await js.add_stream(wanted_config(settings))
+    except nats.js.errors.APIError as exc:
+        hint = (
+            "a single server holds one replica: set NATS_STREAM_REPLICAS to at most the "
+            "number of servers in the JetStream cluster"
+            if settings.replicas > 1 else "check the stream settings (broker.nats.stream)"
+        )
+        raise BrokerError(
+            f"could not create JetStream stream {settings.name} with {settings.replicas} "
+            f"replica(s) ({exc.description or exc}); {hint}"
+        ) from None
+    log.info("created JetStream stream %s for %s", settings.name, ", ".join(settings.subjects))
+    return info
+
+
+class JetStreamBroker(NatsBroker):
+    type_name = "jetstream"
+    supports_delay = True
+
+    def __init__(self, settings: NatsSettings, *, publish_timeout: float = 5.0) -> None:
+        super().__init__(settings)
+        self.publish_timeout = publish_timeout
+        self._js: JetStreamContext | None = None
+        self.stream: StreamInfo | None = None
+
+    async def connect(self) -> None:
+        await super().connect()
+        self._js = self.client.jetstream(timeout=self.publish_timeout)
+        try:
+            self.stream = await provision_stream(self._js, self.settings.stream)
+        except nats.js.errors.ServiceUnavailableError:
+            await self.close()
+            raise BrokerUnavailable(
+                "the NATS server has JetStream disabled; start nats-server with -js "
+                "(or jetstream {} in its config), or use the nats broker type"
+            ) from None
+        except BaseException:
+            await self.close()
+            raise
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None or self._client is None or self._client.is_closed:
+            raise BrokerUnavailable("the jetstream broker is not connected; call connect()")
+        return self._js
+
+    # -- publishing ------------------------------------------------------------------------
+    async def _send(self, envelope: Envelope) -> None:
+        headers = wire_headers(envelope.headers, envelope.key, self.next_id())
+        subject = envelope.topic
+        if envelope.delay and envelope.delay > 0:
+            subject = self._schedule(envelope, headers)
+        try:
+            await self.js.publish(subject, envelope.payload, self.publish_timeout, headers=headers)
+        except nats.js.errors.NoStreamResponseError:
+            raise BrokerError(
+                f"no JetStream stream captures subject {envelope.topic!r}; add it to "
+                f"broker.nats.stream.subjects (stream {self.settings.stream.name})"
+            ) from None
+        except nats.js.errors.APIError as exc:
+            raise BrokerError(
+                f"JetStream refused a message on {envelope.topic!r}: {exc.description or exc}"
+            ) from None
+        except (nats.errors.TimeoutError, TimeoutError):
+            raise BrokerUnavailable(
+                f"JetStream did not acknowledge a message on {envelope.topic!r} within "
+                f"{self.publish_timeout:g}s; check the server and the stream's health"
+            ) from None
+
+    def _schedule(self, envelope: Envelope, headers: dict[str, str]) -> str:
+        """Turn `headers` into a one-shot schedule; returns the subject to publish to."""
+        config = self.stream.config if self.stream else None
+        name = self.settings.stream.name
+        if not (config and config.allow_msg_schedules
+                and schedule_subjects(name) in (config.subjects or [])):
+            raise BrokerError(
+                f"JetStream stream {name} does not allow scheduled messages, so it cannot "
+                f"delay delivery; recreate it with allow_msg_schedules and the subject "
+                f"{schedule_subjects(name)} (nats-server 2.12+), or publish without delay"
+            )
+        due = datetime.now(UTC) + timedelta(seconds=envelope.delay or 0)
+        headers["Nats-Schedule"] = "@at " + due.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        headers["Nats-Schedule-Target"] = envelope.topic
+        return f"{SCHEDULE_PREFIX}.{name}.{self.next_id()}"
+
+    async def _send_batch(self, envelopes: Sequence[Envelope]) -> None:
+        window = asyncio.Semaphore(BATCH_WINDOW)
+
+        async def send(envelope: Envelope) -> None:
+            async with window:
+                await self._send(envelope)
+
+        results = await asyncio.gather(*(send(e) for e in envelopes), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise BrokerError(
+                f"{len(failures)} of {len(envelopes)} messages were not accepted: {failures[0]}"
+            ) from failures[0]
+
+    # -- subscribing -----------------------------------------------------------------------
+    async def subscribe(
+        self,
+        topic: str,
+        handler: Handler,
+        *,
+        group: str | None = None,
+        options: SubscribeOptions | None = None,
+    ) -> Subscription:
+        options = options or SubscribeOptions()
+        if options.dead_letter_topic is None and wildcard_safe(topic) != topic:
+            raise BrokerError(
+                f"a JetStream subscription to the wildcard {topic!r} needs an explicit "
+                "dead_letter_topic inside the stream; set SubscribeOptions.dead_letter_topic"
+            )
+        dispatcher = Dispatcher(
+            topic, group, handler,
+            options=options, codec=self.codec, middleware=self.middleware, send=self._send,
+        )
+        subscription = JetStreamSubscription(
+            topic, group, dispatcher, options, self._subscriptions.discard
+        )
+        await subscription.start(self.js, self.settings.stream.name)
+        self._subscriptions.add(subscription)
+        return subscription
