@@ -43,10 +43,10 @@ def test_a_topic_is_registered_once() -> None:
 @pytest.mark.parametrize(
     ("topic", "handler", "message", "problem"),
     [
-        ("orders created", "OrderHandler", "pydantic", "not a valid topic"),
-        ("orders.created", "order_handler", "pydantic", "not a class name"),
-        ("orders.created", "OrderHandler", "events.v9.Missing", "no protobuf message"),
-        ("orders.created", "OrderHandler", "not a type!", "neither"),
+        ("probe created", "ProbeHandler", "pydantic", "not a valid topic"),
+        ("probe.created", "probe_handler", "pydantic", "not a class name"),
+        ("probe.created", "ProbeHandler", "events.v9.Missing", "no protobuf message"),
+        ("probe.created", "ProbeHandler", "not a type!", "neither"),
     ],
 )
 def test_bad_arguments_are_refused_with_the_reason(
@@ -57,11 +57,11 @@ def test_bad_arguments_are_refused_with_the_reason(
 
 
 def test_the_plan_writes_a_handler_a_test_and_the_registration() -> None:
-    plan = plan_subscriber("orders.created", "OrderCreatedHandler", "dict", group="orders")
-    assert plan.handler_path.name == "order_created_handler.py"
-    assert plan.test_path.name == "test_order_created_handler.py"
+    plan = plan_subscriber("probe.created", "ScaffoldProbeHandler", "dict", group="probes")
+    assert plan.handler_path.name == "scaffold_probe_handler.py"
+    assert plan.test_path.name == "test_scaffold_probe_handler.py"
     assert "msg: dict[str, Any]" in plan.handler_source
-    assert 'group="orders"' in plan.subscribers_source
+    assert 'group="probes"' in plan.subscribers_source
     assert not plan.handler_path.exists()  # planning writes nothing
 
 
