@@ -36,8 +36,9 @@ from .runner import ConsumerLoop
 
 log = logging.getLogger("broker.jetstream")
 
-#: seconds one pull request waits on the server for messages
-FETCH_WAIT = 2.0
+#: seconds one pull request waits on the server for messages (also how long close() may wait
+#: for the last one: a message sent to a pull request nobody reads waits out ack_wait)
+FETCH_WAIT = 1.0
 #: an ephemeral consumer (no group) is removed by the server after this many idle seconds
 EPHEMERAL_IDLE = 60.0
 
@@ -64,6 +65,7 @@ class JetStreamSubscription(Subscription):
         self._options = options
         self._buffer: deque[Msg] = deque()
         self._fetching = asyncio.Lock()
+        self._fetch: asyncio.Future[list[Msg]] | None = None
         self._psub: JetStreamContext.PullSubscription | None = None
         self._loop: ConsumerLoop[Msg] = ConsumerLoop(
             self._next, self._handle, concurrency=options.concurrency,
@@ -105,11 +107,19 @@ class JetStreamSubscription(Subscription):
             async with self._fetching:
                 if self._buffer:
                     continue
-                try:
-                    msgs = await self._psub.fetch(self._options.concurrency, timeout=FETCH_WAIT)
-                except TimeoutError:
-                    continue
-                self._buffer.extend(msgs)
+                # shielded: a worker cancelled by close() must not abandon a pull request
+                # the server may still answer; close() collects its messages instead
+                self._fetch = asyncio.ensure_future(
+                    self._psub.fetch(self._options.concurrency, timeout=FETCH_WAIT)
+                )
+                self._buffer.extend(await asyncio.shield(self._collect(self._fetch)))
+
+    @staticmethod
+    async def _collect(fetch: asyncio.Future[list[Msg]]) -> list[Msg]:
+        try:
+            return await fetch
+        except TimeoutError:
+            return []
 
     async def _handle(self, msg: Msg) -> None:
         delivery = to_delivery(msg)
@@ -138,6 +148,8 @@ class JetStreamSubscription(Subscription):
             return
         self._closed = True
         await self._loop.stop(timeout)
+        if self._fetch is not None and not self._fetch.done():
+            self._buffer.extend(await self._collect(self._fetch))
         while self._buffer:  # fetched but never handled: give them back at once
             with contextlib.suppress(Exception):
                 await self._buffer.popleft().nak()

@@ -20,6 +20,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .base import (
     Delivery,
@@ -53,6 +54,7 @@ class Outcome:
     action: Action
     delay: float = 0.0
     dead_lettered: bool = False  # acked because it went to the dead-letter topic
+    result: Any = None  # what the handler returned; NATS core sends it as the reply
 
     @property
     def acked(self) -> bool:
@@ -140,7 +142,7 @@ class Dispatcher:
             group=self.group,
         )
         try:
-            await self._handler(msg, ctx)
+            result = await self._handler(msg, ctx)
         except Reject as exc:
             return await self._dead_letter(delivery, f"rejected: {exc}")
         except Exception as exc:  # any handler failure is a retry, up to max_deliveries
@@ -152,7 +154,7 @@ class Dispatcher:
             if delay is None:
                 delay = self.options.backoff.delay(delivery.redelivery_count)
             return Outcome(Action.RETRY, delay)
-        return ACK
+        return ACK if result is None else Outcome(Action.ACK, result=result)
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> Outcome:
         headers = dict(delivery.headers)

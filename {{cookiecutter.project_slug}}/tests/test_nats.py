@@ -1,0 +1,229 @@
+"""NATS core and JetStream features beyond the conformance suite, against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from {{ cookiecutter.package_name }}.transport.broker import BrokerError, MessageContext
+from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBroker, nats_server
+from {{ cookiecutter.package_name }}.transport.broker.jetstream import JetStreamBroker
+from {{ cookiecutter.package_name }}.transport.broker.nats import NatsBroker, RequestTimeout
+
+from .brokers import eventually, nats_test_settings, unique
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EmbeddedBroker]:
+    with nats_server(jetstream=True) as embedded:
+        yield embedded.start()
+
+
+@pytest.fixture
+async def connect(server: EmbeddedBroker) -> AsyncIterator[Any]:
+    """Connects NATS (`jetstream=False`) or JetStream brokers; closes them after the test."""
+    made: list[NatsBroker] = []
+
+    async def make(jetstream: bool = False, **overrides: Any) -> Any:
+        settings = nats_test_settings(server.url, **overrides)
+        broker = JetStreamBroker(settings) if jetstream else NatsBroker(settings)
+        await broker.connect()
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in reversed(made):
+        await broker.close(timeout=5)
+
+
+# -- NATS core -----------------------------------------------------------------------------
+async def test_wildcard_subjects(connect: Any) -> None:
+    broker = await connect()
+    root = unique("orders")
+    one_token: list[str] = []
+    any_depth: list[str] = []
+
+    async def on_star(msg: bytes, ctx: MessageContext) -> None:
+        one_token.append(ctx.topic)
+
+    async def on_tail(msg: bytes, ctx: MessageContext) -> None:
+        any_depth.append(ctx.topic)
+
+    await broker.subscribe(f"{root}.*", on_star)
+    await broker.subscribe(f"{root}.>", on_tail)
+    for subject in (f"{root}.created", f"{root}.eu.paid", f"{root}.shipped"):
+        await broker.publish(subject, b"x")
+    await eventually(lambda: len(any_depth) == 3 and len(one_token) == 2)
+    assert sorted(one_token) == [f"{root}.created", f"{root}.shipped"]
+    assert sorted(any_depth) == sorted([f"{root}.created", f"{root}.eu.paid", f"{root}.shipped"])
+
+
+async def test_queue_group_splits_and_plain_subscribers_get_all(connect: Any) -> None:
+    topic, group = unique("jobs"), unique("workers")
+    by_worker: Counter[str] = Counter()
+    handled: Counter[int] = Counter()
+    audit: list[int] = []
+
+    def worker(name: str) -> Any:
+        async def handle(msg: dict[str, int], ctx: MessageContext) -> None:
+            by_worker[name] += 1
+            handled[msg["n"]] += 1
+
+        return handle
+
+    async def audit_all(msg: dict[str, int], ctx: MessageContext) -> None:
+        audit.append(msg["n"])
+
+    first, second, publisher = await connect(), await connect(), await connect()
+    await first.subscribe(topic, worker("first"), group=group)
+    await second.subscribe(topic, worker("second"), group=group)
+    await publisher.subscribe(topic, audit_all)  # no group: a plain subscriber sees everything
+    for n in range(100):
+        await publisher.publish(topic, {"n": n})
+    await eventually(lambda: sum(handled.values()) == 100 and len(audit) == 100)
+    assert set(handled) == set(range(100)) and set(handled.values()) == {1}
+    assert by_worker["first"] > 0 and by_worker["second"] > 0
+
+
+async def test_request_reply(connect: Any) -> None:
+    responder, requester = await connect(), await connect()
+    topic = f"{unique('rpc')}.add"
+
+    async def add(msg: dict[str, int], ctx: MessageContext) -> dict[str, int]:
+        assert ctx.headers["tenant"] == "acme"
+        return {"sum": msg["a"] + msg["b"]}
+
+    await responder.subscribe(topic, add, group="adders")
+    reply = await requester.request(
+        topic, {"a": 2, "b": 3}, timeout=2, headers={"tenant": "acme"}, response_type=dict
+    )
+    assert reply == {"sum": 5}
+
+
+async def test_request_without_responder_or_in_time_fails_clearly(connect: Any) -> None:
+    broker = await connect()
+    with pytest.raises(BrokerError, match="no subscriber answers"):
+        await broker.request(f"{unique('nobody')}.home", b"?", timeout=1)
+
+    async def slow(msg: bytes, ctx: MessageContext) -> bytes:
+        await asyncio.sleep(1)
+        return b"late"
+
+    topic = f"{unique('slow')}.op"
+    await broker.subscribe(topic, slow)
+    with pytest.raises(RequestTimeout, match="within 0.2s"):
+        await broker.request(topic, b"?", timeout=0.2)
+
+
+async def test_core_redelivery_is_in_process_with_the_same_message_id(connect: Any) -> None:
+    broker = await connect()
+    topic = unique("flaky")
+    seen: list[tuple[str, int]] = []
+
+    async def flaky(msg: bytes, ctx: MessageContext) -> None:
+        seen.append((ctx.message_id, ctx.redelivery_count))
+        if ctx.redelivery_count < 2:
+            raise RuntimeError("not yet")
+
+    await broker.subscribe(topic, flaky, group="g")
+    await broker.publish(topic, b"x")
+    await eventually(lambda: len(seen) == 3)
+    assert [count for _, count in seen] == [0, 1, 2]
+    assert len({message_id for message_id, _ in seen}) == 1
+
+
+# -- JetStream -----------------------------------------------------------------------------
+async def test_stream_is_created_from_settings(connect: Any) -> None:
+    name = unique("NEW").upper().replace("-", "_")
+    broker = await connect(
+        jetstream=True,
+        stream={"name": name, "subjects": [f"{name}.>"], "replicas": 1, "max_age": 3600},
+    )
+    info = await broker.js.stream_info(name)
+    assert f"{name}.>" in info.config.subjects
+    assert info.config.num_replicas == 1
+    assert info.config.max_age == 3600
+    assert info.config.allow_msg_schedules
+
+
+async def test_existing_compatible_stream_is_left_alone(connect: Any) -> None:
+    name = unique("KEEP").upper().replace("-", "_")
+    first = await connect(jetstream=True, stream={"name": name, "subjects": [f"{name}.>"]})
+    await first.publish(f"{name}.kept", b"still here")
+    # a second service with a narrower view (and another retention) uses the stream as it is
+    second = await connect(
+        jetstream=True, stream={"name": name, "subjects": [f"{name}.>"], "max_age": 60}
+    )
+    info = await second.js.stream_info(name)
+    assert info.state.messages == 1 and info.config.max_age in (None, 0)
+
+
+async def test_incompatible_stream_fails_with_what_differs(connect: Any) -> None:
+    name = unique("TAKEN").upper().replace("-", "_")
+    await connect(jetstream=True, stream={"name": name, "subjects": [f"{name}.a"]})
+    with pytest.raises(BrokerError, match=rf"{name} exists but it does not capture {name}\.b"):
+        await connect(jetstream=True, stream={"name": name, "subjects": [f"{name}.b"]})
+
+
+async def test_replicas_come_from_settings(connect: Any) -> None:
+    name = unique("R3").upper().replace("-", "_")
+    with pytest.raises(BrokerError, match="NATS_STREAM_REPLICAS"):
+        await connect(jetstream=True, stream={"name": name, "subjects": [f"{name}.>"], "replicas": 3})
+
+
+async def test_publish_is_deduplicated_by_nats_msg_id(connect: Any) -> None:
+    broker = await connect(jetstream=True)
+    topic = unique("dedup")
+    got: list[bytes] = []
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        got.append(msg)
+
+    await broker.subscribe(topic, handler, group="g")
+    await broker.publish(topic, b"first", headers={"Nats-Msg-Id": "order-7"})
+    await broker.publish(topic, b"again", headers={"Nats-Msg-Id": "order-7"})
+    await broker.publish(topic, b"other", headers={"Nats-Msg-Id": "order-8"})
+    await eventually(lambda: len(got) == 2)
+    await asyncio.sleep(0.3)
+    assert got == [b"first", b"other"]
+
+
+async def test_durable_group_resumes_where_it_left_off(connect: Any) -> None:
+    topic, group = unique("durable"), unique("g")
+    publisher = await connect(jetstream=True)
+    got: list[int] = []
+
+    async def handler(msg: dict[str, int], ctx: MessageContext) -> None:
+        got.append(msg["n"])
+
+    first = await connect(jetstream=True)
+    subscription = await first.subscribe(topic, handler, group=group)
+    await publisher.publish(topic, {"n": 1})
+    await eventually(lambda: got == [1])
+    await subscription.close(timeout=5)
+    await publisher.publish(topic, {"n": 2})  # published while nobody listens
+    second = await connect(jetstream=True)
+    await second.subscribe(topic, handler, group=group)
+    await eventually(lambda: got == [1, 2])
+
+
+async def test_consumer_limits_follow_subscribe_options(connect: Any) -> None:
+    from {{ cookiecutter.package_name }}.transport.broker import SubscribeOptions
+    from {{ cookiecutter.package_name }}.transport.broker._jetstream_consumer import durable_name
+
+    broker = await connect(jetstream=True)
+    topic, group = unique("limits"), unique("g")
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        pass
+
+    options = SubscribeOptions(max_deliveries=4, ack_wait=7, concurrency=3)
+    await broker.subscribe(topic, handler, group=group, options=options)
+    info = await broker.js.consumer_info("CONFORMANCE", durable_name(group, topic))
+    assert info.config.max_deliver == 5  # one more than max_deliveries: see the module doc
+    assert info.config.ack_wait == 7
+    assert info.config.max_ack_pending == 3 * 4 + 16
