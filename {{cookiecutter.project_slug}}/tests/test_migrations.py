@@ -105,7 +105,7 @@ async def test_pipeline_on_a_migrated_database_without_create_tables(empty_datab
     config = load_config(
         environ={}, overrides={"database": {"url": empty_database, "create_tables": False}}
     )
-    container = Container(config=config)
+    container: Any = Container(config=config)  # providers of async resources return awaitables
     broker = MemoryBroker()
     await broker.connect()
     container.broker.override(providers.Object(broker))

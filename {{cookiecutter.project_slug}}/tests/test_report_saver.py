@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -41,7 +42,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 @pytest.fixture
-async def running(database_url: str) -> AsyncIterator[tuple[Container, str]]:
+async def running(database_url: str) -> AsyncIterator[tuple[Any, str]]:
     """Report and saver in one App, on an in-memory broker and a fresh database."""
     address = f"127.0.0.1:{free_port()}"
     config = load_config(
@@ -52,7 +53,7 @@ async def running(database_url: str) -> AsyncIterator[tuple[Container, str]]:
             "broker": {"subscriber": {"backoff_initial": 0.05}},
         },
     )
-    container = Container(config=config)
+    container: Any = Container(config=config)  # its async resources make providers awaitable
     # the one test double: the broker choice (an in-memory broker instead of the configured one)
     container.broker.override(providers.Resource(memory_broker))
     servers = [await getattr(container, name)() for name in ROLES["all"]]
@@ -63,13 +64,13 @@ async def running(database_url: str) -> AsyncIterator[tuple[Container, str]]:
     await container.shutdown_resources()
 
 
-async def stored_rows(container: Container) -> list[RealtimeWarehousing]:
+async def stored_rows(container: Any) -> list[RealtimeWarehousing]:
     db = await container.database()
     async with db.sessions() as session:
         return list((await session.scalars(select(RealtimeWarehousing))).all())
 
 
-async def test_post_report_is_saved_as_a_row(running: tuple[Container, str]) -> None:
+async def test_post_report_is_saved_as_a_row(running: tuple[Any, str]) -> None:
     container, address = running
     async with grpc.aio.insecure_channel(address) as channel:
         stub = report_pb2_grpc.ReportServiceStub(channel)
@@ -88,7 +89,7 @@ async def test_post_report_is_saved_as_a_row(running: tuple[Container, str]) -> 
     )
 
 
-async def test_many_reports_make_as_many_rows(running: tuple[Container, str]) -> None:
+async def test_many_reports_make_as_many_rows(running: tuple[Any, str]) -> None:
     container, address = running
     async with grpc.aio.insecure_channel(address) as channel:
         stub = report_pb2_grpc.ReportServiceStub(channel)
@@ -104,7 +105,7 @@ async def test_many_reports_make_as_many_rows(running: tuple[Container, str]) ->
     assert sorted(int(r.report_data) for r in await stored_rows(container)) == list(range(50))
 
 
-async def test_a_redelivered_event_is_stored_once(running: tuple[Container, str]) -> None:
+async def test_a_redelivered_event_is_stored_once(running: tuple[Any, str]) -> None:
     container, _address = running
     broker = await container.broker()
     event = RealTimeWarehousingData(
@@ -131,7 +132,7 @@ async def _has_rows(repo, n: int) -> bool:  # type: ignore[no-untyped-def]
     ],
 )
 async def test_invalid_report_is_refused_and_nothing_published(
-    running: tuple[Container, str], request_fields: dict[str, str], problem: str
+    running: tuple[Any, str], request_fields: dict[str, str], problem: str
 ) -> None:
     container, address = running
     async with grpc.aio.insecure_channel(address) as channel:

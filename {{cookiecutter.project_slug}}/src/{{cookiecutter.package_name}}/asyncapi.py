@@ -17,7 +17,7 @@ import re
 import typing
 from collections.abc import Iterable
 from importlib import metadata
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -83,8 +83,8 @@ class SchemaRegistry:
 
     def _message(self, tp: Any) -> tuple[str, str, dict[str, Any], str]:
         if inspect.isclass(tp) and issubclass(tp, ProtobufMessage):
-            full_name = tp.DESCRIPTOR.full_name
-            return full_name, PROTOBUF, self.protobuf_ref(tp.DESCRIPTOR), tp.__name__
+            descriptor: Descriptor = cast(Any, tp).DESCRIPTOR
+            return descriptor.full_name, PROTOBUF, self.protobuf_ref(descriptor), tp.__name__
         if inspect.isclass(tp) and issubclass(tp, BaseModel):
             schema = tp.model_json_schema(ref_template=SCHEMAS + "{model}")
             return tp.__name__, JSON, self._add_json_schema(tp.__name__, schema), tp.__name__
@@ -172,7 +172,7 @@ def _distribution_info() -> tuple[str, str]:
         meta = metadata.metadata(DISTRIBUTION)
     except metadata.PackageNotFoundError:
         return "0.0.0", ""
-    return str(meta["Version"]), str(meta.get("Summary") or "")
+    return str(meta["Version"]), str((meta.get_all("Summary") or [""])[0])
 
 
 def build_document(config: AppConfig, catalog: Catalog) -> dict[str, Any]:

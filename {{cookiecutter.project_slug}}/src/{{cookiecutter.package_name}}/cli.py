@@ -38,6 +38,8 @@ from .transport.broker.embedded import start_embedded
 
 log = logging.getLogger("{{ cookiecutter.package_name }}")
 EXIT_USAGE = 2
+#: failures that end in one `error: ...` sentence and exit code 2, without a traceback
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (ConfigError, BrokerError, OSError, *TOOL_ERRORS)
 
 
 def setup_logging(level: str, fmt: str = "text") -> None:
@@ -52,7 +54,7 @@ def load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> A
 
 async def run_role(config: AppConfig, role: str) -> None:
     telemetry = setup_telemetry(config.telemetry, service_name(config.name, role))
-    container = Container(config=config)
+    container: Any = Container(config=config)  # with async resources, providers return awaitables
     try:
         servers = [await getattr(container, name)() for name in ROLES[role]]
         servers.append(await ops_server_for(container, servers))  # health, /metrics
@@ -162,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, BrokerError, OSError, *TOOL_ERRORS) as exc:
+    except EXPECTED_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
