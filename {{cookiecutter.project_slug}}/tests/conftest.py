@@ -59,7 +59,15 @@ async def broker(broker_factory) -> Broker:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def pulsar_factory(embedded_servers: dict[str, EmbeddedBroker]) -> AsyncIterator[object]:
+def pulsar_server(embedded_servers: dict[str, EmbeddedBroker]) -> EmbeddedBroker:
+    """The session's pulsar-lite process (started on first use)."""
+    server = server_for("pulsar", embedded_servers)
+    assert server is not None
+    return server
+
+
+@pytest.fixture
+async def pulsar_factory(pulsar_server: EmbeddedBroker) -> AsyncIterator[object]:
     """Connects Pulsar brokers to the session's pulsar-lite, with settings overrides.
 
     `await pulsar_factory(retry_letter_topic=True)`; every broker is closed after the test.
@@ -67,13 +75,11 @@ async def pulsar_factory(embedded_servers: dict[str, EmbeddedBroker]) -> AsyncIt
     from {{ cookiecutter.package_name }}.transport.broker.pulsar import PulsarBroker
     from {{ cookiecutter.package_name }}.transport.broker.settings import PulsarSettings
 
-    server = server_for("pulsar", embedded_servers)
-    assert server is not None
     made: list[Broker] = []
 
     async def connect(**overrides: object) -> PulsarBroker:
         fields: dict[str, object] = {
-            "service_urls": [server.url], "operation_timeout": 5, "connection_timeout": 2,
+            "service_urls": [pulsar_server.url], "operation_timeout": 5, "connection_timeout": 2,
         }
         fields.update(overrides)
         broker = PulsarBroker(PulsarSettings.model_validate(fields))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -30,6 +31,8 @@ from {{ cookiecutter.package_name }}.transport.broker.pulsar_consumer import (
 
 from .brokers import eventually, unique
 
+Factory = Callable[..., Awaitable[PulsarBroker]]
+
 FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.5)
 
 Seen = list[tuple[Any, MessageContext]]
@@ -46,7 +49,7 @@ def recorder(into: Seen, *, fail_first: int = 0):  # type: ignore[no-untyped-def
     return handler
 
 
-async def test_exclusive_subscription_refuses_a_second_consumer(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_exclusive_subscription_refuses_a_second_consumer(pulsar_factory: Factory) -> None:
     broker = await pulsar_factory(operation_timeout=2)
     topic, group = unique("exclusive"), unique("g")
     options = SubscribeOptions(subscription_type=SubscriptionType.EXCLUSIVE)
@@ -55,7 +58,7 @@ async def test_exclusive_subscription_refuses_a_second_consumer(pulsar_factory) 
         await broker.subscribe(topic, recorder([]), group=group, options=options)
 
 
-async def test_failover_has_one_active_consumer_and_a_standby(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_failover_has_one_active_consumer_and_a_standby(pulsar_factory: Factory) -> None:
     topic, group = unique("failover"), unique("g")
     options = SubscribeOptions(subscription_type=SubscriptionType.FAILOVER)
     first, second = await pulsar_factory(), await pulsar_factory()
@@ -77,7 +80,7 @@ async def test_failover_has_one_active_consumer_and_a_standby(pulsar_factory) ->
     await eventually(lambda: len(standby) == 5)
 
 
-async def test_key_shared_keeps_each_key_on_one_consumer(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_key_shared_keeps_each_key_on_one_consumer(pulsar_factory: Factory) -> None:
     topic, group = unique("keyshared"), unique("g")
     options = SubscribeOptions(subscription_type=SubscriptionType.KEY_SHARED, concurrency=1)
     owners: dict[str, set[str]] = {}
@@ -102,7 +105,7 @@ async def test_key_shared_keeps_each_key_on_one_consumer(pulsar_factory) -> None
     assert all(len(names) == 1 for names in owners.values()), owners
 
 
-async def test_ordering_key_routes_key_shared_delivery(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_ordering_key_routes_key_shared_delivery(pulsar_factory: Factory) -> None:
     topic, group = unique("orderingkey"), unique("g")
     options = SubscribeOptions(subscription_type=SubscriptionType.KEY_SHARED)
     owners: dict[str, set[str]] = {}
@@ -125,7 +128,7 @@ async def test_ordering_key_routes_key_shared_delivery(pulsar_factory) -> None: 
     assert all(len(names) == 1 for names in owners.values()), owners
 
 
-async def test_initial_position_earliest_and_latest(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_initial_position_earliest_and_latest(pulsar_factory: Factory) -> None:
     broker = await pulsar_factory()
     topic = unique("position")
     for n in range(3):
@@ -146,7 +149,7 @@ async def test_initial_position_earliest_and_latest(pulsar_factory) -> None:  # 
     assert latest[0][1].redelivery_count == 0
 
 
-async def test_negative_ack_delay_is_configurable(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_negative_ack_delay_is_configurable(pulsar_factory: Factory) -> None:
     broker = await pulsar_factory(negative_ack_redelivery_delay=1.0)
     topic = unique("nackdelay")
     seen: Seen = []
@@ -165,7 +168,9 @@ async def test_negative_ack_delay_is_configurable(pulsar_factory) -> None:  # ty
     assert [ctx.redelivery_count for _, ctx in seen] == [0, 1]
 
 
-async def test_per_message_backoff_grows_beyond_the_consumer_nack_delay(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_per_message_backoff_grows_beyond_the_consumer_nack_delay(
+    pulsar_factory: Factory
+) -> None:
     broker = await pulsar_factory(negative_ack_redelivery_delay=0.1)
     topic = unique("backoff")
     times: list[float] = []
@@ -182,7 +187,9 @@ async def test_per_message_backoff_grows_beyond_the_consumer_nack_delay(pulsar_f
     assert times[2] - times[1] >= 0.75
 
 
-async def test_ack_timeout_redelivers_a_message_whose_handler_hangs(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_ack_timeout_redelivers_a_message_whose_handler_hangs(
+    pulsar_factory: Factory
+) -> None:
     broker = await pulsar_factory()
     topic = unique("acktimeout")
     seen: Seen = []
@@ -201,7 +208,7 @@ async def test_ack_timeout_redelivers_a_message_whose_handler_hangs(pulsar_facto
     never.set()
 
 
-async def test_configured_dead_letter_topic(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_configured_dead_letter_topic(pulsar_factory: Factory) -> None:
     broker = await pulsar_factory()
     topic, group = unique("poison"), unique("g")
     dlq = f"persistent://public/default/{unique('my-dlq')}"
@@ -218,7 +225,9 @@ async def test_configured_dead_letter_topic(pulsar_factory) -> None:  # type: ig
     assert "ValueError: boom" in dead[0][1].headers[DLQ_REASON]
 
 
-async def test_a_message_that_kills_its_consumer_ends_in_the_dead_letter_topic(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_a_message_that_kills_its_consumer_ends_in_the_dead_letter_topic(
+    pulsar_factory: Factory
+) -> None:
     """The client's dead-letter policy catches what the Dispatcher never saw fail."""
     topic, group = unique("crashloop"), unique("g")
     reader = await pulsar_factory()
@@ -249,7 +258,7 @@ async def test_a_message_that_kills_its_consumer_ends_in_the_dead_letter_topic(p
     assert attempts == [0, 1]  # max_deliveries handler runs, then the client moved it
 
 
-async def test_retry_letter_topic_carries_retries(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_retry_letter_topic_carries_retries(pulsar_factory: Factory) -> None:
     # forced on: pulsar-lite ignores the delay, but the retry-letter mechanism itself works
     broker = await pulsar_factory(delayed_delivery="on", retry_letter_topic=True)
     topic, group = unique("retrying"), unique("g")
@@ -266,7 +275,9 @@ async def test_retry_letter_topic_carries_retries(pulsar_factory) -> None:  # ty
     assert [ctx.headers[RECONSUME_TIMES] for _, ctx in via_retry_topic] == ["1", "2"]
 
 
-async def test_retry_letter_topic_dead_letters_after_max_deliveries(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_retry_letter_topic_dead_letters_after_max_deliveries(
+    pulsar_factory: Factory
+) -> None:
     broker = await pulsar_factory(delayed_delivery="on")
     topic, group = unique("retrydlq"), unique("g")
     dead: Seen = []
@@ -283,7 +294,7 @@ async def test_retry_letter_topic_dead_letters_after_max_deliveries(pulsar_facto
     assert dead[0][1].headers["x-original-topic"].endswith(topic)
 
 
-async def test_retry_letter_delay_is_honoured(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_retry_letter_delay_is_honoured(pulsar_factory: Factory) -> None:
     broker = await pulsar_factory(delayed_delivery="on", retry_letter_topic=True)
     topic = unique("retrydelay")
     times: list[float] = []
@@ -304,7 +315,9 @@ async def test_retry_letter_delay_is_honoured(pulsar_factory) -> None:  # type: 
     assert times[1] - times[0] >= 1.4
 
 
-async def test_retry_letter_falls_back_to_held_nacks_without_delayed_delivery(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_retry_letter_falls_back_to_held_nacks_without_delayed_delivery(
+    pulsar_factory: Factory
+) -> None:
     broker = await pulsar_factory(delayed_delivery="auto", retry_letter_topic=True)
     if broker.supports_delay:
         pytest.skip("this broker honours delayed delivery: the retry-letter topic is used")
@@ -322,7 +335,9 @@ async def test_retry_letter_falls_back_to_held_nacks_without_delayed_delivery(pu
     assert times[1] - times[0] >= 0.55
 
 
-async def test_topic_list_subscription_and_a_dead_letter_topic_per_topic(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_topic_list_subscription_and_a_dead_letter_topic_per_topic(
+    pulsar_factory: Factory
+) -> None:
     broker = await pulsar_factory()
     first, second, group = unique("list-a"), unique("list-b"), unique("g")
     dead: Seen = []
@@ -342,7 +357,7 @@ async def test_topic_list_subscription_and_a_dead_letter_topic_per_topic(pulsar_
     assert {ctx.topic.rsplit("/", 1)[-1] for _, ctx in seen} == {first, second}
 
 
-async def test_regex_subscription(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_regex_subscription(pulsar_factory: Factory) -> None:
     broker = await pulsar_factory(operation_timeout=2)
     prefix = unique("rx")
     await broker.publish(f"{prefix}-one", b"1")  # the topics exist before the pattern lookup
@@ -360,7 +375,7 @@ async def test_regex_subscription(pulsar_factory) -> None:  # type: ignore[no-un
     await eventually(lambda: len(seen) == 2)
 
 
-async def test_non_persistent_topic(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_non_persistent_topic(pulsar_factory: Factory) -> None:
     broker = await pulsar_factory()
     topic = f"non-persistent://public/default/{unique('np')}"
     seen: Seen = []
@@ -372,7 +387,9 @@ async def test_non_persistent_topic(pulsar_factory) -> None:  # type: ignore[no-
 
 
 @pytest.mark.parametrize("form", ["short", "tenant/namespace", "full"])
-async def test_short_and_full_topic_names_are_the_same_topic(pulsar_factory, form: str) -> None:  # type: ignore[no-untyped-def]
+async def test_short_and_full_topic_names_are_the_same_topic(
+    pulsar_factory: Factory, form: str
+) -> None:
     broker = await pulsar_factory()
     name = unique("names")
     subscribe_as = {
@@ -398,7 +415,7 @@ def test_bad_topic_names_are_clear_errors() -> None:
     assert names.full("t/n/x") == "persistent://t/n/x"
 
 
-async def test_anonymous_subscription_is_removed_on_close(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_anonymous_subscription_is_removed_on_close(pulsar_factory: Factory) -> None:
     broker: PulsarBroker = await pulsar_factory()
     topic = unique("anon")
     seen: Seen = []

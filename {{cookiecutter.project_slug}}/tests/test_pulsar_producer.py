@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,10 +15,13 @@ import pytest
 from pulsar.asyncio import Client
 
 from {{ cookiecutter.package_name }}.transport.broker import BrokerError, MessageContext
+from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBroker
 from {{ cookiecutter.package_name }}.transport.broker.pulsar import PulsarBroker
 from {{ cookiecutter.package_name }}.transport.broker.settings import PulsarSettings
 
 from .brokers import eventually, unique
+
+Factory = Callable[..., Awaitable[PulsarBroker]]
 
 NO_DELAYED_DELIVERY = (
     "pulsar-lite has no delayed-delivery tracker: it delivers deliver_after/deliver_at "
@@ -25,7 +29,9 @@ NO_DELAYED_DELIVERY = (
 )
 
 
-async def collect(broker: PulsarBroker, topic: str, **kwargs: Any) -> list[tuple[Any, MessageContext]]:
+async def collect(
+    broker: PulsarBroker, topic: str, **kwargs: Any
+) -> list[tuple[Any, MessageContext]]:
     got: list[tuple[Any, MessageContext]] = []
 
     async def handler(msg: bytes, ctx: MessageContext) -> None:
@@ -41,7 +47,7 @@ def entry_of(message_id: str) -> tuple[str, str]:
     return ledger, entry
 
 
-async def test_publish_waits_and_publish_nowait_returns_a_future(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_publish_waits_and_publish_nowait_returns_a_future(pulsar_factory: Factory) -> None:
     broker = await pulsar_factory()
     topic = unique("sends")
     got = await collect(broker, topic)
@@ -53,7 +59,7 @@ async def test_publish_waits_and_publish_nowait_returns_a_future(pulsar_factory)
     assert {m for m, _ in got} == {b"sync"} | {f"async-{n}".encode() for n in range(20)}
 
 
-async def test_a_full_client_queue_waits_instead_of_dropping(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_a_full_client_queue_waits_instead_of_dropping(pulsar_factory: Factory) -> None:
     # raw send_async with 5 pending slots would fail most of these with ProducerQueueIsFull
     broker = await pulsar_factory(max_pending_messages=5, batching=False)
     topic = unique("backpressure")
@@ -64,7 +70,7 @@ async def test_a_full_client_queue_waits_instead_of_dropping(pulsar_factory) -> 
     await eventually(lambda: len(got) == 600, timeout=30)
 
 
-async def test_batching_packs_messages_into_shared_entries(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_batching_packs_messages_into_shared_entries(pulsar_factory: Factory) -> None:
     broker = await pulsar_factory(
         batching=True, batching_max_messages=10, batching_max_bytes=1 << 20,
         batching_max_delay_ms=50,
@@ -78,7 +84,7 @@ async def test_batching_packs_messages_into_shared_entries(pulsar_factory) -> No
     assert len(entries) >= 10, "a batch held more than batching_max_messages"
 
 
-async def test_batching_off_stores_one_message_per_entry(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_batching_off_stores_one_message_per_entry(pulsar_factory: Factory) -> None:
     broker = await pulsar_factory(batching=False)
     topic = unique("unbatched")
     got = await collect(broker, topic)
@@ -88,7 +94,7 @@ async def test_batching_off_stores_one_message_per_entry(pulsar_factory) -> None
 
 
 @pytest.mark.parametrize("compression", ["lz4", "zlib", "zstd"])
-async def test_compressed_messages_round_trip(pulsar_factory, compression: str) -> None:  # type: ignore[no-untyped-def]
+async def test_compressed_messages_round_trip(pulsar_factory: Factory, compression: str) -> None:
     broker = await pulsar_factory(compression=compression)
     topic = unique(f"compressed-{compression}")
     got = await collect(broker, topic)
@@ -105,13 +111,13 @@ def test_an_unknown_compression_is_a_clear_error() -> None:
 
 
 async def test_key_ordering_key_properties_and_event_time_reach_the_broker(
-    pulsar_factory, embedded_servers  # type: ignore[no-untyped-def]
+    pulsar_factory: Factory, pulsar_server: EmbeddedBroker
 ) -> None:
     broker = await pulsar_factory()
     topic = unique("fields")
     full = broker.names.full(topic)
     event_time = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    raw = Client(embedded_servers["pulsar"].url)
+    raw = Client(pulsar_server.url)
     try:  # read with the plain client: what the plugin wrote is what any Pulsar consumer sees
         consumer = await raw.subscribe(
             full, unique("raw"), initial_position=pulsar.InitialPosition.Earliest
@@ -130,7 +136,9 @@ async def test_key_ordering_key_properties_and_event_time_reach_the_broker(
     assert message.properties()["content-type"] == "application/octet-stream"
 
 
-async def test_delay_is_refused_when_the_broker_would_deliver_at_once(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_delay_is_refused_when_the_broker_would_deliver_at_once(
+    pulsar_factory: Factory
+) -> None:
     broker = await pulsar_factory(delayed_delivery="auto")
     if broker.supports_delay:
         pytest.skip("this broker honours delayed delivery; the refusal path does not apply")
@@ -142,7 +150,7 @@ async def test_delay_is_refused_when_the_broker_would_deliver_at_once(pulsar_fac
 
 
 @pytest.mark.parametrize("how", ["deliver_after", "deliver_at"])
-async def test_delayed_delivery(pulsar_factory, how: str) -> None:  # type: ignore[no-untyped-def]
+async def test_delayed_delivery(pulsar_factory: Factory, how: str) -> None:
     broker = await pulsar_factory(delayed_delivery="on")
     topic = unique("delayed")
     loop = asyncio.get_running_loop()
@@ -162,7 +170,7 @@ async def test_delayed_delivery(pulsar_factory, how: str) -> None:  # type: igno
     assert waited >= 1.4
 
 
-async def test_producers_are_cached_per_topic(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_producers_are_cached_per_topic(pulsar_factory: Factory) -> None:
     broker = await pulsar_factory()
     first, second = unique("cache-a"), unique("cache-b")
     await asyncio.gather(*(broker.publish(first, {"n": n}) for n in range(10)))
@@ -172,7 +180,7 @@ async def test_producers_are_cached_per_topic(pulsar_factory) -> None:  # type: 
     assert sorted(broker._producers.topics) == sorted(broker.names.full(t) for t in (first, second))
 
 
-async def test_close_flushes_what_was_queued(pulsar_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_close_flushes_what_was_queued(pulsar_factory: Factory) -> None:
     reader = await pulsar_factory()
     topic = unique("flush")
     got = await collect(reader, topic)

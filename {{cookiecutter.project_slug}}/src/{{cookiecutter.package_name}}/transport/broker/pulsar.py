@@ -29,7 +29,7 @@ import logging
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar
 
 import pulsar
@@ -58,6 +58,7 @@ from .pulsar_client import (
     service_url,
 )
 from .pulsar_consumer import PulsarSubscribeOptions, PulsarSubscription
+from .pulsar_probe import probe_delayed_delivery
 from .pulsar_producer import ProducerPool, PulsarEnvelope
 from .settings import PulsarSettings
 
@@ -172,39 +173,10 @@ class PulsarBroker(Broker):
                 f"pulsar setting delayed_delivery={mode!r} is not valid; use auto, on or off"
             )
         if self.url not in self._delay_probes:
-            self._delay_probes[self.url] = await self._probe_delayed_delivery()
+            client, _ = self._connected()
+            probe = probe_delayed_delivery(client, self._probe_topic(), self.url)
+            self._delay_probes[self.url] = await probe
         return self._delay_probes[self.url]
-
-    async def _probe_delayed_delivery(self) -> bool:
-        """Publish a message delayed by 2 s; if it arrives at once the broker ignores delays."""
-        client, _ = self._connected()
-        try:
-            consumer = await client.subscribe(
-                self._probe_topic(), f"probe-{uuid.uuid4().hex}",
-                consumer_type=pulsar.ConsumerType.Shared,
-                initial_position=pulsar.InitialPosition.Latest,
-            )
-            producer = await client.create_producer(self._probe_topic(), batching_enabled=False)
-        except Exception as exc:  # e.g. no permission to create the probe topic: trust the docs
-            log.debug("pulsar: could not probe delayed delivery (%s); assuming it works", exc)
-            return True
-        try:
-            await producer.send(b"probe", deliver_after=timedelta(seconds=2))
-            try:
-                await asyncio.wait_for(consumer.receive(), 0.5)
-            except TimeoutError:
-                return True
-            log.warning(
-                "pulsar: the broker at %s delivers delayed messages at once (pulsar-lite does); "
-                "publish(delay=...) is refused and retries are held in the client", self.url
-            )
-            return False
-        finally:
-            for step in (consumer.unsubscribe, producer.close):
-                try:
-                    await asyncio.wait_for(step(), 5.0)
-                except Exception as exc:
-                    log.debug("pulsar: delayed-delivery probe cleanup: %s", exc)
 
     # -- publishing ---------------------------------------------------------------------------
     async def publish(

@@ -181,7 +181,7 @@ def explain(exc: BaseException, doing: str, url: str) -> BrokerError:
                 "AlreadyClosed", "TimeOut"):
         hint = "check MQ_NAME_SERVER and that the broker is running"
         if url.startswith("pulsar+ssl://"):
-            hint += ", and that it listens with TLS and trusts tls.ca_file"
+            hint += ", listens with TLS and has a certificate that tls.ca_file trusts"
         return BrokerUnavailable(f"could not reach Pulsar at {url} while {doing} ({name}); {hint}")
     return BrokerError(f"Pulsar failed while {doing}: {exc}")
 

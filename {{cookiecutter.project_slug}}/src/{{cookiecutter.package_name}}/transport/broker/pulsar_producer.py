@@ -80,6 +80,7 @@ class ProducerPool:
         self._url = url
         self._producers: dict[str, _TopicProducer] = {}
         self._creating: dict[str, asyncio.Lock] = {}
+        self._flushes: set[asyncio.Future[None]] = set()
         self._compression = choice(COMPRESSION, settings.compression, "compression")
         self._batching_type = choice(BATCHING, settings.batching_type, "batching_type")
 
@@ -116,8 +117,27 @@ class ProducerPool:
             return cached
 
     async def send(self, envelope: Envelope) -> str:
-        """Send one message and wait for the broker's acceptance; returns its message id."""
-        return await (await self.send_nowait(envelope))
+        """Send one message and wait for the broker's acceptance; returns its message id.
+
+        The caller waits anyway, so the batch is sent now instead of after the batching delay
+        (messages queued meanwhile by other tasks still share it).
+        """
+        accepted = await self.send_nowait(envelope)
+        self._flush_soon(self._names.full(envelope.topic))
+        return await accepted
+
+    def _flush_soon(self, topic: str) -> None:
+        entry = self._producers.get(topic)
+        if entry is None or not self._settings.batching:
+            return
+        flush = asyncio.ensure_future(entry.producer.flush())
+        self._flushes.add(flush)
+        flush.add_done_callback(self._flush_done)
+
+    def _flush_done(self, flush: asyncio.Future[None]) -> None:
+        self._flushes.discard(flush)
+        if not flush.cancelled():
+            flush.exception()  # retrieved and dropped: each send it covered reports its own
 
     async def send_nowait(self, envelope: Envelope) -> asyncio.Future[str]:
         """Queue one message; returns once it is queued, with a future of its acceptance.
@@ -148,6 +168,8 @@ class ProducerPool:
     async def send_many(self, envelopes: Sequence[Envelope]) -> None:
         """Pipeline many sends (batched by the client); raise if any was not accepted."""
         futures = [await self.send_nowait(e) for e in envelopes]
+        for topic in {self._names.full(e.topic) for e in envelopes}:
+            self._flush_soon(topic)
         results = await asyncio.gather(*futures, return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:

@@ -1,0 +1,217 @@
+"""Pulsar client features (addresses, timeouts, JWT, TLS, shutdown) against real pulsar-lite."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import ssl
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.transport.broker import (
+    BrokerError,
+    BrokerUnavailable,
+    MessageContext,
+)
+from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBroker, free_port
+from {{ cookiecutter.package_name }}.transport.broker.pulsar import PulsarBroker
+from {{ cookiecutter.package_name }}.transport.broker.settings import PulsarSettings, TLSSettings
+
+from .brokers import eventually, unique
+
+Factory = Callable[..., Awaitable[PulsarBroker]]
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJyZXBvcnQtc2VydmljZSJ9.c2VjcmV0LXNpZ25hdHVyZQ"
+
+
+def dead_url() -> str:
+    return f"pulsar://127.0.0.1:{free_port()}"
+
+
+async def round_trip(broker: PulsarBroker) -> None:
+    topic = unique("rt")
+    got: list[bytes] = []
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        got.append(msg)
+
+    await broker.subscribe(topic, handler, group=unique("g"))
+    await broker.publish(topic, b"ping")
+    await eventually(lambda: got == [b"ping"])
+
+
+async def test_several_service_urls_fail_over_to_a_live_broker(
+    pulsar_factory: Factory, pulsar_server: EmbeddedBroker
+) -> None:
+    live = pulsar_server.url
+    broker = await pulsar_factory(service_urls=[dead_url(), live], operation_timeout=10)
+    await round_trip(broker)
+
+
+async def test_comma_separated_hosts_are_one_service_url(
+    pulsar_factory: Factory, pulsar_server: EmbeddedBroker
+) -> None:
+    live = pulsar_server.url.removeprefix("pulsar://")
+    broker = await pulsar_factory(service_urls=[f"pulsar://{live},{live}"])
+    assert broker.url == f"pulsar://{live},{live}"
+    await round_trip(broker)
+
+
+async def test_an_unreachable_broker_fails_within_the_operation_timeout() -> None:
+    broker = PulsarBroker(
+        PulsarSettings(service_urls=[dead_url()], operation_timeout=2, connection_timeout=0.5)
+    )
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match=r"could not reach Pulsar .* check MQ_NAME_SERVER"):
+        await broker.connect()
+    assert time.monotonic() - started < 10
+    assert not await broker.healthy()
+
+
+@pytest.mark.parametrize(
+    ("urls", "message"),
+    [
+        ([], "no Pulsar service URL is configured; set MQ_NAME_SERVER"),
+        (["http://127.0.0.1:8080"], "is not valid; write it as pulsar://host:6650"),
+        (["pulsar://a:6650", "pulsar+ssl://b:6651"], "mix pulsar:// and pulsar\\+ssl://"),
+    ],
+)
+async def test_bad_service_urls_are_clear_errors(urls: list[str], message: str) -> None:
+    with pytest.raises(BrokerError, match=message):
+        await PulsarBroker(PulsarSettings(service_urls=urls)).connect()
+
+
+async def test_jwt_token_is_used_and_only_its_length_is_logged(
+    pulsar_factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    broker = await pulsar_factory(jwt_token=TOKEN)
+    await round_trip(broker)
+    await broker.close(timeout=5)
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert f"token length {len(TOKEN)}" in text
+    assert TOKEN not in text and TOKEN[-20:] not in text
+    assert TOKEN not in repr(broker.settings)
+
+
+async def test_a_wrong_jwt_token_is_refused(pulsar_factory: Factory) -> None:
+    try:
+        broker = await pulsar_factory(jwt_token="not-a-valid-token", operation_timeout=3)
+    except BrokerError as exc:
+        assert "check PULSAR_JWT_TOKEN" in str(exc)
+        return
+    await broker.close(timeout=5)
+    pytest.skip(
+        "pulsar-lite has no authentication provider: it accepts any token "
+        "(Apache Pulsar with authenticationEnabled=true refuses it)"
+    )
+
+
+async def test_tls_trust_file_must_exist(tmp_path: Path) -> None:
+    settings = PulsarSettings(
+        service_urls=["pulsar+ssl://127.0.0.1:6651"],
+        tls=TLSSettings(ca_file=str(tmp_path / "missing-ca.pem")),
+    )
+    with pytest.raises(BrokerError, match=r"TLS ca_file .*missing-ca.pem' does not exist"):
+        await PulsarBroker(settings).connect()
+
+
+async def test_tls_to_a_plaintext_listener_is_unavailable_in_bounded_time(
+    pulsar_server: EmbeddedBroker, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    port = pulsar_server.port
+    broker = PulsarBroker(
+        PulsarSettings(
+            service_urls=[f"pulsar+ssl://127.0.0.1:{port}"], tls=TLSSettings(ca_file=str(ca)),
+            operation_timeout=2, connection_timeout=1,
+        )
+    )
+    started = time.monotonic()
+    with pytest.raises(BrokerError, match=r"could not reach Pulsar|TLS"):
+        await broker.connect()
+    assert time.monotonic() - started < 10
+
+
+def self_signed_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+@contextlib.asynccontextmanager
+async def tls_terminator(cert: Path, key: str | Path, upstream_port: int) -> AsyncIterator[int]:
+    """A TLS listener in front of pulsar-lite (the way a TLS Pulsar proxy fronts brokers)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    port = free_port()
+    server = await asyncio.start_server(relay, "127.0.0.1", port, ssl=context)
+    try:
+        yield port
+    finally:
+        server.close()
+
+
+async def test_tls_with_a_trust_file(pulsar_server: EmbeddedBroker, tmp_path: Path) -> None:
+    cert, key = self_signed_certificate(tmp_path, "broker")
+    stranger, _ = self_signed_certificate(tmp_path, "stranger")
+    async with tls_terminator(cert, key, pulsar_server.port) as port:
+        def settings(ca_file: Path) -> PulsarSettings:
+            return PulsarSettings(
+                service_urls=[f"pulsar+ssl://127.0.0.1:{port}"],
+                tls=TLSSettings(ca_file=str(ca_file)), operation_timeout=2, connection_timeout=1,
+            )
+
+        with pytest.raises(BrokerUnavailable, match=r"certificate that tls\.ca_file trusts"):
+            await PulsarBroker(settings(stranger)).connect()  # an untrusted certificate
+        broker = PulsarBroker(settings(cert))
+        await broker.connect()  # the handshake verified the broker against the trust file
+        try:
+            await round_trip(broker)
+        except BrokerUnavailable:
+            pytest.skip(
+                "pulsar-lite's topic lookups advertise no TLS broker URL "
+                "(brokerServiceUrlTls), so topics cannot be served over TLS; Apache Pulsar "
+                "with brokerServicePortTls can"
+            )
+        finally:
+            await broker.close(timeout=5)
+
+
+async def test_close_drains_flushes_and_closes_the_client(pulsar_factory: Factory) -> None:
+    broker = await pulsar_factory()
+    other = await pulsar_factory()  # shares the process's client with `broker`
+    await round_trip(broker)
+    await broker.close(timeout=5)
+    assert not await broker.healthy()
+    with pytest.raises(BrokerUnavailable, match="not connected"):
+        await broker.publish(unique("closed"), b"x")
+    assert await other.healthy(), "closing one broker closed the shared client"
+    await round_trip(other)
