@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-{% if cookiecutter.include_sample -%}
 import pytest
 
-{% endif -%}
 from {{ cookiecutter.package_name }}.transport.broker import known_types
+from {{ cookiecutter.package_name }}.transport.broker.embedded import free_port
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 
@@ -83,3 +82,32 @@ def test_pair_across_processes_over_a_real_broker(tmp_path: Path, broker_type: s
     assert "reports posted: 2000" in result.stdout
     assert "rows saved:     2000" in result.stdout
 {%- endif %}
+
+
+@pytest.mark.parametrize("broker_type", [t for t in known_types() if t != "memory"])
+def test_unreachable_broker_gives_up_after_bounded_retries(tmp_path: Path, broker_type: str) -> None:
+    env = {
+        "BROKER_TYPE": broker_type,
+        "BROKER_ADDRESS": f"127.0.0.1:{free_port()}",  # nothing listens there
+        "{{ cookiecutter.package_name.upper() }}__BROKER__CONNECT_ATTEMPTS": "2",
+        # short client timeouts, so that the test does not wait the production defaults
+        "{{ cookiecutter.package_name.upper() }}__BROKER__PULSAR__OPERATION_TIMEOUT": "3",
+        "{{ cookiecutter.package_name.upper() }}__BROKER__NATS__CONNECT_TIMEOUT": "2",
+    }
+    result = cli("serve", "all", cwd=tmp_path, env=env, timeout=120)
+    assert_one_clear_error(result, f"cannot connect to the {broker_type} broker", "2 attempts")
+
+
+TLS_FILE_SETTINGS = {
+    "nats": ("NATS_TLS_CA_FILE", "broker.nats.tls.ca_file"),
+    "jetstream": ("NATS_TLS_CA_FILE", "broker.nats.tls.ca_file"),
+    "pulsar": ("PULSAR_TLS_TRUST_CERTS_FILE", "broker.pulsar.tls.ca_file"),
+}
+
+
+@pytest.mark.parametrize("broker_type", [t for t in known_types() if t in TLS_FILE_SETTINGS])
+def test_missing_tls_file_is_one_sentence(tmp_path: Path, broker_type: str) -> None:
+    env_name, setting = TLS_FILE_SETTINGS[broker_type]
+    env = {"BROKER_TYPE": broker_type, env_name: str(tmp_path / "missing-ca.pem")}
+    result = cli("serve", "all", cwd=tmp_path, env=env)
+    assert_one_clear_error(result, setting, "missing-ca.pem", "does not exist")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-from .conf import BrokerConfig
+from .conf import BrokerConfig, ConfigError
 from .telemetry import broker_middleware
 from .transport.broker import Backoff, Broker, BrokerError, LoggingMiddleware, SubscribeOptions
 from .transport.broker.embedded import EmbeddedBroker, start_embedded
@@ -39,6 +40,20 @@ def plugin_settings(cfg: BrokerConfig, addresses: list[str]) -> dict[str, Any]:
             )
         return {"settings": pulsar}
     return {}
+
+
+def check_files(cfg: BrokerConfig) -> None:
+    """Fail before connecting if a configured TLS or credentials file does not exist."""
+    section = cfg.nats if cfg.type in ("nats", "jetstream") else cfg.pulsar
+    prefix = "nats" if cfg.type in ("nats", "jetstream") else "pulsar"
+    files = {f"tls.{name}": getattr(section.tls, name) for name in ("ca_file", "cert_file", "key_file")}
+    if prefix == "nats":
+        files.update({"nkey_seed": cfg.nats.nkey_seed, "credentials": cfg.nats.credentials})
+    for name, path in files.items():
+        if path and not Path(path).is_file():
+            raise ConfigError(
+                f"broker.{prefix}.{name} {path!r} does not exist; fix the path or unset it"
+            )
 
 
 def has_address(cfg: BrokerConfig) -> bool:
@@ -78,8 +93,7 @@ async def connect_with_retries(broker: Broker, attempts: int, where: str) -> Non
             if attempt == attempts:
                 raise BrokerError(
                     f"cannot connect to the {broker.type_name} broker at {where} after "
-                    f"{attempts} attempts ({exc}); check that it runs and that broker.address "
-                    "(MQ_NAME_SERVER) points at it"
+                    f"{attempts} attempts: {exc}"
                 ) from None
             log.warning("broker not reachable (attempt %d of %d): %s", attempt, attempts, exc)
             await asyncio.sleep(delay)
@@ -89,6 +103,8 @@ async def connect_with_retries(broker: Broker, attempts: int, where: str) -> Non
 async def broker_resource(cfg: BrokerConfig) -> AsyncIterator[Broker]:
     """A connected broker for the app's lifetime (a dependency-injector resource)."""
     plugin_factory(cfg.type)  # an unknown type fails here, before any process is started
+    if cfg.type != "memory":
+        check_files(cfg)
     embedded: EmbeddedBroker | None = None
     addresses = cfg.addresses()
     if cfg.type != "memory" and not has_address(cfg):
