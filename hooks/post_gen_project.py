@@ -33,7 +33,7 @@ SAMPLE_FILES = [
     "sample_client.py",
     "demo.py",
 ]
-SAMPLE_TESTS = ["tests/test_report_saver.py"]
+SAMPLE_TESTS = ["tests/test_report_saver.py", "tests/test_reliability.py", "tests/processes.py"]
 
 
 def remove(path: Path) -> None:

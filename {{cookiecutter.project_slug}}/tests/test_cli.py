@@ -85,7 +85,9 @@ def test_pair_across_processes_over_a_real_broker(tmp_path: Path, broker_type: s
 
 
 @pytest.mark.parametrize("broker_type", [t for t in known_types() if t != "memory"])
-def test_unreachable_broker_gives_up_after_bounded_retries(tmp_path: Path, broker_type: str) -> None:
+def test_unreachable_broker_gives_up_after_bounded_retries(
+    tmp_path: Path, broker_type: str
+) -> None:
     env = {
         "BROKER_TYPE": broker_type,
         "BROKER_ADDRESS": f"127.0.0.1:{free_port()}",  # nothing listens there
