@@ -142,3 +142,21 @@ async def test_invalid_report_is_refused_and_nothing_published(
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert problem in (raised.value.details() or "")
     assert await (await container.realtime_repo()).count() == 0
+
+
+async def test_sql_in_a_report_is_stored_as_text(running: tuple[Container, str]) -> None:
+    """Every statement uses bound parameters: SQL in a field is data, never code."""
+    container, address = running
+    payload = "x'); DROP TABLE realtime_warehousing; --"
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = report_pb2_grpc.ReportServiceStub(channel)
+        await stub.PostReport(
+            report_pb2.PostReportRequest(user_id="o'brien", event_name=payload, content=payload)
+        )
+
+    async def saved() -> bool:
+        return len(await stored_rows(container)) == 1
+
+    await eventually(saved)
+    [row] = await stored_rows(container)
+    assert (row.user_id, row.event_name, row.report_data) == ("o'brien", payload, payload)
