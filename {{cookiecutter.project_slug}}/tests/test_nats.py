@@ -115,7 +115,7 @@ async def test_request_without_responder_or_in_time_fails_clearly(connect: Any) 
 
     topic = f"{unique('slow')}.op"
     await broker.subscribe(topic, slow)
-    with pytest.raises(RequestTimeout, match="within 0.2s"):
+    with pytest.raises(RequestTimeout, match=r"within 0\.2s"):
         await broker.request(topic, b"?", timeout=0.2)
 
 
@@ -172,7 +172,9 @@ async def test_incompatible_stream_fails_with_what_differs(connect: Any) -> None
 async def test_replicas_come_from_settings(connect: Any) -> None:
     name = unique("R3").upper().replace("-", "_")
     with pytest.raises(BrokerError, match="NATS_STREAM_REPLICAS"):
-        await connect(jetstream=True, stream={"name": name, "subjects": [f"{name}.>"], "replicas": 3})
+        await connect(
+            jetstream=True, stream={"name": name, "subjects": [f"{name}.>"], "replicas": 3}
+        )
 
 
 async def test_publish_is_deduplicated_by_nats_msg_id(connect: Any) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription as NatsSubscription
+from nats.aio.subscription import Subscription as ClientSubscription
 from nats.nuid import NUID
 
 from ._nats_connection import open_connection, split_headers, wire_headers
@@ -88,7 +88,7 @@ class NatsSubscription(Subscription):
             self._queue.get, self._handle, concurrency=options.concurrency,
             name=f"nats:{topic}:{group or '-'}",
         )
-        self._sub: NatsSubscription | None = None
+        self._sub: ClientSubscription | None = None
         self._closed = False
 
     async def start(self, client: NatsClient) -> None:
@@ -223,7 +223,9 @@ class NatsBroker(Broker):
         try:
             await self.client.publish(envelope.topic, envelope.payload, reply, headers)
         except nats.errors.Error as exc:
-            raise BrokerError(f"could not publish to NATS subject {envelope.topic!r}: {exc}") from exc
+            raise BrokerError(
+                f"could not publish to NATS subject {envelope.topic!r}: {exc}"
+            ) from exc
 
     async def _flush(self) -> None:
         """Wait until the server has everything published so far (NATS core's only ack)."""
