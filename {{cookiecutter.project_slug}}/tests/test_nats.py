@@ -229,3 +229,15 @@ async def test_consumer_limits_follow_subscribe_options(connect: Any) -> None:
     assert info.config.max_deliver == 5  # one more than max_deliveries: see the module doc
     assert info.config.ack_wait == 7
     assert info.config.max_ack_pending == 3 * 4 + 16
+
+
+async def test_non_shared_subscription_types_are_refused(connect: Any) -> None:
+    from {{ cookiecutter.package_name }}.transport.broker import SubscribeOptions, SubscriptionType
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        pass
+
+    options = SubscribeOptions(subscription_type=SubscriptionType.EXCLUSIVE)
+    for broker in (await connect(), await connect(jetstream=True)):
+        with pytest.raises(BrokerError, match="has no exclusive subscriptions"):
+            await broker.subscribe(unique("solo"), handler, group="g", options=options)

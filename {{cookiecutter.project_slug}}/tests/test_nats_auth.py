@@ -154,3 +154,27 @@ async def test_comma_separated_urls_and_credentials_in_urls_are_not_shown() -> N
 async def test_comma_separated_urls_reach_the_live_server(token_server: EmbeddedBroker) -> None:
     dead = f"nats://127.0.0.1:{free_port()}"
     await _connects(f"{dead},{token_server.url}", token=TOKEN, connect_timeout=3)
+
+
+def _user_seed_file(directory: Path, name: str) -> tuple[Path, str]:
+    """A new NKey user seed in a file, and its public key."""
+    import os
+
+    import nkeys
+
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    path = directory / f"{name}.nk"
+    path.write_bytes(seed + b"\n")
+    return path, nkeys.from_seed(bytearray(seed)).public_key.decode()
+
+
+async def test_nkey_seed_auth(tmp_path: Path) -> None:
+    seed_file, public_key = _user_seed_file(tmp_path, "svc")
+    stranger_file, _ = _user_seed_file(tmp_path, "stranger")
+    config = tmp_path / "nkeys.conf"
+    config.write_text('authorization { users = [ { nkey: "' + public_key + '" } ] }\n')
+    with nats_server(jetstream=False, extra_args=["-c", str(config)]) as server:
+        server.start()
+        await _connects(server.url, nkey_seed=str(seed_file))
+        error = await _refused(server.url, nkey_seed=str(stranger_file))
+        assert "rejected the connection with an NKey seed (NATS_NKEY_SEED)" in str(error)

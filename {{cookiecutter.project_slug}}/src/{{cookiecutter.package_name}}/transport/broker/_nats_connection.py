@@ -71,6 +71,14 @@ def tls_context(settings: NatsSettings, urls: list[str]) -> ssl.SSLContext | Non
 
 def _auth_options(settings: NatsSettings) -> tuple[dict[str, Any], str]:
     """nats-py keyword arguments for the configured credentials, and how to describe them."""
+    if settings.jwt_token is not None or settings.credentials or settings.nkey_seed:
+        try:
+            import nkeys  # noqa: F401 - nats-py signs the server's nonce with it
+        except ImportError:
+            raise BrokerError(
+                "NKey, JWT and credentials-file authentication need the nkeys package; "
+                "install nats-py[nkeys]"
+            ) from None
     if settings.jwt_token is not None:
         if not settings.nkey_seed:
             raise BrokerError(

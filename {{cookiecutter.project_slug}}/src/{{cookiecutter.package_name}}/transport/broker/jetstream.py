@@ -34,7 +34,7 @@ from ._nats_connection import wire_headers
 from .base import Envelope, Handler, SubscribeOptions, Subscription
 from .dispatch import Dispatcher
 from .errors import BrokerError, BrokerUnavailable
-from .nats import NatsBroker, wildcard_safe
+from .nats import NatsBroker, check_shared, wildcard_safe
 from .settings import NatsSettings, StreamSettings
 
 log = logging.getLogger("broker.jetstream")
@@ -202,6 +202,7 @@ class JetStreamBroker(NatsBroker):
         options: SubscribeOptions | None = None,
     ) -> Subscription:
         options = options or SubscribeOptions()
+        check_shared(self.type_name, options)
         if options.dead_letter_topic is None and wildcard_safe(topic) != topic:
             raise BrokerError(
                 f"a JetStream subscription to the wildcard {topic!r} needs an explicit "

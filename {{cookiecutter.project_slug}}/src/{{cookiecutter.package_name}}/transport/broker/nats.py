@@ -38,7 +38,15 @@ from nats.aio.subscription import Subscription as ClientSubscription
 from nats.nuid import NUID
 
 from ._nats_connection import open_connection, split_headers, wire_headers
-from .base import Broker, Delivery, Envelope, Handler, SubscribeOptions, Subscription
+from .base import (
+    Broker,
+    Delivery,
+    Envelope,
+    Handler,
+    SubscribeOptions,
+    Subscription,
+    SubscriptionType,
+)
 from .dispatch import Dispatcher, Outcome
 from .errors import BrokerError, BrokerUnavailable
 from .runner import ConsumerLoop
@@ -54,6 +62,15 @@ FLUSH_TIMEOUT = 5.0
 
 class RequestTimeout(BrokerError, TimeoutError):
     """Nobody answered a `request()` in time."""
+
+
+def check_shared(type_name: str, options: SubscribeOptions) -> None:
+    """NATS shares a group's messages among its consumers; other Pulsar types do not exist."""
+    if options.subscription_type is not SubscriptionType.SHARED:
+        raise BrokerError(
+            f"the {type_name} broker has no {options.subscription_type.value} subscriptions "
+            "(a group is shared by its consumers); use subscription_type shared or pulsar"
+        )
 
 
 def wildcard_safe(topic: str) -> str:
@@ -274,6 +291,7 @@ class NatsBroker(Broker):
         options: SubscribeOptions | None = None,
     ) -> Subscription:
         options = options or SubscribeOptions()
+        check_shared(self.type_name, options)
         if options.dead_letter_topic is None and wildcard_safe(topic) != topic:
             options = dataclasses.replace(
                 options, dead_letter_topic=f"{wildcard_safe(topic)}-{group or 'default'}-DLQ"
