@@ -58,3 +58,14 @@ def out(tmp_path: Path) -> Path:
     path = tmp_path / "out"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def default_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The project generated with every default, installed: (project dir, its venv python).
+
+    Its venv has the dependencies of every option (all brokers), so other generated projects'
+    sources can be tested with it through PYTHONPATH without an install of their own.
+    """
+    project = generate_ok(tmp_path_factory.mktemp("default"))
+    return project, install(project)

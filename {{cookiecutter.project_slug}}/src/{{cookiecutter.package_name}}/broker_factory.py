@@ -46,7 +46,7 @@ def check_files(cfg: BrokerConfig) -> None:
     """Fail before connecting if a configured TLS or credentials file does not exist."""
     section = cfg.nats if cfg.type in ("nats", "jetstream") else cfg.pulsar
     prefix = "nats" if cfg.type in ("nats", "jetstream") else "pulsar"
-    files = {f"tls.{name}": getattr(section.tls, name) for name in ("ca_file", "cert_file", "key_file")}
+    files = {f"tls.{n}": getattr(section.tls, n) for n in ("ca_file", "cert_file", "key_file")}
     if prefix == "nats":
         files.update({"nkey_seed": cfg.nats.nkey_seed, "credentials": cfg.nats.credentials})
     for name, path in files.items():
