@@ -55,11 +55,12 @@ def make_broker(type_name: str, server: EmbeddedBroker | MemoryHub | None) -> Br
 
 
 def nats_test_settings(url: str, **overrides: Any) -> NatsSettings:
-    """NATS settings for tests: one shared stream that captures the tests' one-token topics."""
+    """NATS settings for tests: the app's stream (so a service started by a test finds it
+    compatible), also capturing the one-token topics of the conformance suite."""
     fields: dict[str, Any] = {
         "servers": [url],
         "connect_timeout": 3,
-        "stream": {"name": "CONFORMANCE", "subjects": ["*"], "storage": "memory"},
+        "stream": {"name": "EVENTS", "subjects": ["events.>", "*"]},
     }
     fields.update(overrides)
     return NatsSettings.model_validate(fields)

@@ -225,7 +225,7 @@ async def test_consumer_limits_follow_subscribe_options(connect: Any) -> None:
 
     options = SubscribeOptions(max_deliveries=4, ack_wait=7, concurrency=3)
     await broker.subscribe(topic, handler, group=group, options=options)
-    info = await broker.js.consumer_info("CONFORMANCE", durable_name(group, topic))
+    info = await broker.js.consumer_info("EVENTS", durable_name(group, topic))
     assert info.config.max_deliver == 5  # one more than max_deliveries: see the module doc
     assert info.config.ack_wait == 7
     assert info.config.max_ack_pending == 3 * 4 + 16

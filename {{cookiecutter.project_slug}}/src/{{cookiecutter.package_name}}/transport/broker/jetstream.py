@@ -13,7 +13,9 @@
   server stores it on the topic. The time is the publisher's clock, so clock skew between
   hosts shifts it. A stream created elsewhere without schedules refuses delayed publishes
   with a clear error.
-- Consumers: see `_jetstream_consumer` (durable per group; ack, nak with delay, term).
+- Consumers: see `_jetstream_consumer` (durable per group; ack, nak with delay, term). A
+  subscription reads from whichever stream captures its topic, so streams that operators
+  manage themselves work too.
 - The core connection is shared: `request()` and core subjects still work (see `nats.py`).
 """
 
@@ -215,6 +217,16 @@ class JetStreamBroker(NatsBroker):
         subscription = JetStreamSubscription(
             topic, group, dispatcher, options, self._subscriptions.discard
         )
-        await subscription.start(self.js, self.settings.stream.name)
+        await subscription.start(self.js, await self._stream_of(topic))
         self._subscriptions.add(subscription)
         return subscription
+
+    async def _stream_of(self, topic: str) -> str:
+        """The stream that captures `topic`: the configured one, or one managed elsewhere."""
+        try:
+            return await self.js.find_stream_name_by_subject(topic)
+        except nats.js.errors.NotFoundError:
+            raise BrokerError(
+                f"no JetStream stream captures subject {topic!r}; add it to "
+                f"broker.nats.stream.subjects (stream {self.settings.stream.name})"
+            ) from None
