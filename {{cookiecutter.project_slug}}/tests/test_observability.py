@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -262,6 +263,35 @@ async def test_one_trace_from_the_grpc_call_to_the_row(
     trace_hex = format(server.context.trace_id, "032x")
     assert any(r.get("trace_id") == trace_hex and r.get("span_id") in consumer_ids
                for r in handled), handled
+
+
+async def test_a_batched_write_links_to_the_span_of_every_message(
+    app_spans: InMemorySpanExporter,
+) -> None:
+    from {{ cookiecutter.package_name }}.data.batcher import BatchWriter
+
+    written: list[list[int]] = []
+
+    async def write(rows: list[int]) -> None:
+        written.append(rows)
+
+    writer: BatchWriter[int] = BatchWriter(write, max_size=3, max_delay=5)
+    tracer = trace.get_tracer("test")
+    handlers: list[trace.Span] = []
+
+    async def handle(n: int) -> None:
+        with tracer.start_as_current_span(f"handler {n}") as span:
+            handlers.append(span)
+            await writer.add(n)
+
+    await asyncio.gather(*(handle(n) for n in range(3)))
+    assert written == [[0, 1, 2]]
+    batch = next(s for s in app_spans.get_finished_spans() if s.name == "write batch"
+                 and s.attributes and s.attributes.get("db.operation.batch.size") == 3
+                 and {link.context.span_id for link in s.links}
+                 == {h.get_span_context().span_id for h in handlers})
+    assert batch.parent is not None  # inside the handler that sealed the batch
+    assert batch.parent.span_id in {h.get_span_context().span_id for h in handlers}
 
 
 async def test_metrics_and_probes_over_http(pipeline: Any) -> None:
