@@ -3,28 +3,40 @@ report -> broker -> saver pipeline with the app's own telemetry set-up and /metr
 
 from __future__ import annotations
 
+{% if cookiecutter.include_sample -%}
 import asyncio
+{% endif -%}
 import io
 import json
 import logging
+{% if cookiecutter.include_sample -%}
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+{% endif -%}
 from typing import Any
 
+{% if cookiecutter.include_sample -%}
 import grpc
+{% endif -%}
 import pytest
+{% if cookiecutter.include_sample -%}
 from opentelemetry import trace
+{% endif -%}
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import {% if cookiecutter.include_sample %}ReadableSpan, {% endif %}TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+{% if cookiecutter.include_sample -%}
 from {{ cookiecutter.package_name }}.conf import TelemetryConfig, load_config
+{% endif -%}
 from {{ cookiecutter.package_name }}.logs import JsonFormatter, TextFormatter, TraceContextFilter
+{% if cookiecutter.include_sample -%}
 from {{ cookiecutter.package_name }}.telemetry import setup_telemetry
+{% endif -%}
 from {{ cookiecutter.package_name }}.transport.broker import MessageContext
 from {{ cookiecutter.package_name }}.transport.broker.memory import MemoryBroker
 from {{ cookiecutter.package_name }}.transport.broker.metrics import MetricsMiddleware

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import logging
 import sys
 from collections.abc import Sequence
@@ -52,11 +53,16 @@ def load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> A
     return config
 
 
+async def provided(value: Any) -> Any:
+    """A provider's value: resources, and what depends on them, come as awaitables."""
+    return await value if inspect.isawaitable(value) else value
+
+
 async def run_role(config: AppConfig, role: str) -> None:
     telemetry = setup_telemetry(config.telemetry, service_name(config.name, role))
     container: Any = Container(config=config)  # with async resources, providers return awaitables
     try:
-        servers = [await getattr(container, name)() for name in ROLES[role]]
+        servers = [await provided(getattr(container, name)()) for name in ROLES[role]]
         servers.append(await ops_server_for(container, servers))  # health, /metrics
         await App(f"{config.name}:{role}", servers, config.shutdown_timeout).run()
     finally:
