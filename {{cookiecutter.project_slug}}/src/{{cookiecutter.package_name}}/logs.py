@@ -54,8 +54,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if getattr(record, "trace_id", ""):
-            data["trace_id"] = record.trace_id
+        trace_id = getattr(record, "trace_id", "")
+        if trace_id:
+            data["trace_id"] = trace_id
             data["span_id"] = getattr(record, "span_id", "")
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)

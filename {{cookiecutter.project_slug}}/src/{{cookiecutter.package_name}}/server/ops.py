@@ -96,9 +96,9 @@ class OpsServer:
             return 200, b'{"status": "alive"}\n', "application/json"
         if path == "/readyz":
             ready = self.monitor.ready
-            body = {"status": "ready" if ready else "not ready", "checks": {
+            state = {"status": "ready" if ready else "not ready", "checks": {
                 name: "up" if ok else "down" for name, ok in self.monitor.status.items()}}
-            return (200 if ready else 503), (json.dumps(body) + "\n").encode(), "application/json"
+            return (200 if ready else 503), (json.dumps(state) + "\n").encode(), "application/json"
         body, content_type = self._metrics()
         return 200, body, content_type
 
