@@ -12,8 +12,8 @@ import logging
 {% if cookiecutter.include_sample -%}
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 {% endif -%}
+from pathlib import Path
 from typing import Any
 
 {% if cookiecutter.include_sample -%}
@@ -142,6 +142,52 @@ async def test_counters_for_ack_redelivery_and_dead_letter() -> None:
     durations = points["messaging.process.duration"]
     assert sum(p.count for p in durations) == 5  # handler runs: the bad payload never got one
     assert [p.sum for p in points["messaging.batch.size"]] == [2]
+
+
+def test_telemetry_settings_from_the_standard_environment_names() -> None:
+    from {{ cookiecutter.package_name }}.conf import load_config as load
+
+    config = load(environ={
+        "OTEL_TRACES_EXPORTER": "OTLP",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        "OTEL_SERVICE_NAME": "reports",
+        "OTEL_EXPORTER_PROMETHEUS_PORT": "9464",
+        "LOG_FORMAT": "json",
+    }, path=None)
+    t = config.telemetry
+    assert (t.exporter, t.protocol) == ("otlp", "http/protobuf")
+    assert t.endpoint == "http://collector:4318"
+    assert (t.sampling_ratio, t.service_name, t.metrics_port, t.log_format) == (
+        0.25, "reports", 9464, "json")
+
+
+def test_exporters_by_configuration(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from {{ cookiecutter.package_name }}.conf import TelemetryConfig as Config
+    from {{ cookiecutter.package_name }}.telemetry import otlp_http_endpoint, span_processor
+
+    assert span_processor(Config(exporter="none")) is None
+    assert isinstance(span_processor(Config(exporter="console")), BatchSpanProcessor)
+    spans = tmp_path / "spans.jsonl"
+    processor = span_processor(Config(exporter="file", file=str(spans)))
+    assert isinstance(processor, SimpleSpanProcessor)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    with provider.get_tracer("test").start_as_current_span("one"):
+        pass
+    assert json.loads(spans.read_text())["name"] == "one"
+    for protocol, port in [("grpc", 4317), ("http/protobuf", 4318)]:
+        otlp = span_processor(
+            Config(exporter="otlp", protocol=protocol, endpoint=f"http://collector:{port}"))
+        assert isinstance(otlp, BatchSpanProcessor)
+        otlp.shutdown()
+    # OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: the HTTP exporter needs the signal's path
+    assert otlp_http_endpoint("http://c:4318", "traces") == "http://c:4318/v1/traces"
+    assert otlp_http_endpoint("http://c:4318/v1/traces", "traces") == "http://c:4318/v1/traces"
+    assert otlp_http_endpoint("", "traces") is None
 
 
 def test_log_lines_carry_the_trace_and_span_ids(tracing: Any) -> None:

@@ -128,10 +128,10 @@ def otlp_span_exporter(cfg: TelemetryConfig) -> SpanExporter:
         OTLPSpanExporter as HttpSpanExporter,
     )
 
-    return HttpSpanExporter(endpoint=_http_endpoint(cfg.endpoint, "traces"))
+    return HttpSpanExporter(endpoint=otlp_http_endpoint(cfg.endpoint, "traces"))
 
 
-def _http_endpoint(base: str, signal: str) -> str | None:
+def otlp_http_endpoint(base: str, signal: str) -> str | None:
     # OTEL_EXPORTER_OTLP_ENDPOINT is a base URL; an explicit endpoint is used verbatim
     if not base:
         return None
@@ -156,7 +156,7 @@ def metric_readers(cfg: TelemetryConfig, registry: CollectorRegistry) -> list[Me
                 OTLPMetricExporter as HttpMetricExporter,
             )
 
-            exporter = HttpMetricExporter(endpoint=_http_endpoint(cfg.endpoint, "metrics"))
+            exporter = HttpMetricExporter(endpoint=otlp_http_endpoint(cfg.endpoint, "metrics"))
         readers.append(PeriodicExportingMetricReader(exporter))
     return readers
 
