@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import threading
 from collections.abc import Sequence
 
 from .server import Server
@@ -21,7 +23,25 @@ class App:
         self._stop_requested = asyncio.Event()
 
     def request_stop(self) -> None:
+        if not self._stop_requested.is_set():
+            self._arm_watchdog()
         self._stop_requested.set()
+
+    def _arm_watchdog(self) -> None:
+        """Exit anyway if stopping hangs (e.g. a client library blocking the event loop).
+
+        Nothing is lost by it: whatever was not acknowledged is redelivered by the broker.
+        """
+        grace = self.stop_timeout * 2 + 10
+
+        def give_up() -> None:
+            log.error("%s did not stop within %.0fs; exiting without cleanup", self.name, grace)
+            logging.shutdown()
+            os._exit(70)
+
+        watchdog = threading.Timer(grace, give_up)
+        watchdog.daemon = True
+        watchdog.start()
 
     async def start(self) -> None:
         for server in self.servers:

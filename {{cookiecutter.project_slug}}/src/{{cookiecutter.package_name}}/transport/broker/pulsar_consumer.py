@@ -44,6 +44,8 @@ ORIGIN_MESSAGE_ID = "ORIGIN_MESSAGE_ID"
 DELAY_TIME = "DELAY_TIME"
 RETRY_PROPERTIES = (RECONSUME_TIMES, REAL_TOPIC, ORIGIN_MESSAGE_ID, DELAY_TIME)
 
+ACK_SETTLE_SECONDS = 0.3
+
 _PARTITION_SUFFIX = re.compile(r"-partition-\d+$")
 
 
@@ -211,6 +213,10 @@ class PulsarSubscription(Subscription):
         self._held.clear()
         if self._acks:
             await asyncio.wait(set(self._acks), timeout=timeout)
+        # Acks are grouped by the client (every 100 ms); pulsar-lite was seen to redeliver
+        # messages acked just before a close to the next consumer. A short pause lets the
+        # group flush and the broker settle; it narrows that window, it does not close it.
+        await asyncio.sleep(ACK_SETTLE_SECONDS)
         try:
             if self._anonymous:  # nobody can come back to an anonymous subscription: drop it
                 await asyncio.wait_for(self._consumer.unsubscribe(), timeout)

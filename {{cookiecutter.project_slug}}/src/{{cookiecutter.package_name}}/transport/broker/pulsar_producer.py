@@ -80,7 +80,7 @@ class ProducerPool:
         self._url = url
         self._producers: dict[str, _TopicProducer] = {}
         self._creating: dict[str, asyncio.Lock] = {}
-        self._flushes: set[asyncio.Future[None]] = set()
+        self._in_flight: set[asyncio.Future[str]] = set()  # sends not yet settled
         self._compression = choice(COMPRESSION, settings.compression, "compression")
         self._batching_type = choice(BATCHING, settings.batching_type, "batching_type")
 
@@ -119,25 +119,11 @@ class ProducerPool:
     async def send(self, envelope: Envelope) -> str:
         """Send one message and wait for the broker's acceptance; returns its message id.
 
-        The caller waits anyway, so the batch is sent now instead of after the batching delay
-        (messages queued meanwhile by other tasks still share it).
+        No explicit flush: the client's `flush_async` takes the producer's lock while holding
+        the GIL and can deadlock against the I/O thread that completes sends. A short
+        batching delay (`batching_max_delay_ms`, 1 ms by default) bounds the wait instead.
         """
-        accepted = await self.send_nowait(envelope)
-        self._flush_soon(self._names.full(envelope.topic))
-        return await accepted
-
-    def _flush_soon(self, topic: str) -> None:
-        entry = self._producers.get(topic)
-        if entry is None or not self._settings.batching:
-            return
-        flush = asyncio.ensure_future(entry.producer.flush())
-        self._flushes.add(flush)
-        flush.add_done_callback(self._flush_done)
-
-    def _flush_done(self, flush: asyncio.Future[None]) -> None:
-        self._flushes.discard(flush)
-        if not flush.cancelled():
-            flush.exception()  # retrieved and dropped: each send it covered reports its own
+        return await (await self.send_nowait(envelope))
 
     async def send_nowait(self, envelope: Envelope) -> asyncio.Future[str]:
         """Queue one message; returns once it is queued, with a future of its acceptance.
@@ -163,13 +149,13 @@ class ProducerPool:
                 result.set_result(str(done.result()))
 
         task.add_done_callback(settle)
+        self._in_flight.add(result)
+        result.add_done_callback(self._in_flight.discard)
         return result
 
     async def send_many(self, envelopes: Sequence[Envelope]) -> None:
         """Pipeline many sends (batched by the client); raise if any was not accepted."""
         futures = [await self.send_nowait(e) for e in envelopes]
-        for topic in {self._names.full(e.topic) for e in envelopes}:
-            self._flush_soon(topic)
         results = await asyncio.gather(*futures, return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
@@ -182,11 +168,14 @@ class ProducerPool:
     async def close(self, timeout: float | None) -> None:
         """Flush every producer (nothing buffered is lost), then close it."""
         producers, self._producers = self._producers, {}
+        # Wait for the sends in flight instead of calling the client's flush, which can block
+        # the event loop (see `send`); with a 1 ms batching delay they settle by themselves.
+        if self._in_flight:
+            _done, unsettled = await asyncio.wait(set(self._in_flight), timeout=timeout)
+            if unsettled:
+                log.error("pulsar: %d sends were not confirmed before closing; their callers "
+                          "get an error", len(unsettled))
         for topic, entry in producers.items():
-            try:
-                await asyncio.wait_for(entry.producer.flush(), timeout)
-            except Exception as exc:
-                log.error("pulsar: could not flush the producer of %s: %s", topic, exc)
             try:
                 await asyncio.wait_for(entry.producer.close(), timeout)
             except Exception as exc:

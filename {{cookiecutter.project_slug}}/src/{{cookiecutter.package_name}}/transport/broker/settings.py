@@ -65,7 +65,7 @@ class PulsarSettings(_Settings):
     batching: bool = True
     batching_max_messages: int = 1000
     batching_max_bytes: int = 128 * 1024
-    batching_max_delay_ms: int = 10
+    batching_max_delay_ms: int = 1  # the longest a lone publish() waits for company
     compression: str = "none"  # none | lz4 | zlib | zstd
     batching_type: str = "default"  # default | key_based (use key_based with Key_Shared)
     max_pending_messages: int = 1000  # in-flight sends per producer; more wait, never drop
