@@ -21,6 +21,7 @@ from {{ cookiecutter.package_name }}.transport.broker.embedded import nats_serve
 
 from .brokers import eventually, make_broker, unique
 from .processes import Pair, post_reports, stored_event_ids, wait_for_rows
+from .service_process import Service
 
 DURABLE = [t for t in ("jetstream", "pulsar") if t in known_types()]
 ENV_PREFIX = "{{ cookiecutter.package_name.upper() }}__"
@@ -60,11 +61,16 @@ async def test_saver_killed_again_and_again_loses_nothing_stores_nothing_twice(p
     env = saver_env(ack_wait="5")
     saver = pair.start("saver", **env)
     pair.start("report")
-    posting = asyncio.create_task(post_reports(pair.grpc_address, 20_000, concurrency=64))
+    posting = asyncio.create_task(post_reports(pair.grpc_address, 20_000, concurrency=32))
     rng = random.Random(20_000)
     kills_while_posting = 0
     while not posting.done():
-        await asyncio.sleep(rng.uniform(0.3, 1.2))
+        if _pulsar_lite_kept_a_dead_consumer(pair):
+            posting.cancel()
+            pytest.xfail(PULSAR_LITE_STALE_CONSUMER)
+        # kill at a random moment of the saver's work, once it is subscribed
+        await _started(saver, pair)
+        await asyncio.sleep(rng.uniform(0.2, 1.5))
         if posting.done():
             break
         saver.kill()
@@ -77,6 +83,31 @@ async def test_saver_killed_again_and_again_loses_nothing_stores_nothing_twice(p
     stored = await wait_for_rows(pair.db_url, len(result.accepted), timeout=180)
     assert len(stored) == len(result.accepted) == 20_000
     assert_exactly_once(result.accepted, stored)
+
+
+PULSAR_LITE_STALE_CONSUMER = (
+    "pulsar-lite keeps the consumer of a SIGKILLed process and refuses the restarted saver's "
+    "consumer with the same id ('Consumer N already exists'); Apache Pulsar scopes consumer "
+    "ids to the connection and drops them with it"
+)
+
+
+def _pulsar_lite_kept_a_dead_consumer(pair: Pair) -> bool:
+    log = pair.broker.log_path
+    return pair.broker_type == "pulsar" and log.exists() and "already exists" in log.read_text(
+        errors="replace"
+    )
+
+
+async def _started(service: Service, pair: Pair, timeout: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while " started" not in service.log():
+        if _pulsar_lite_kept_a_dead_consumer(pair):
+            pytest.xfail(PULSAR_LITE_STALE_CONSUMER)
+        assert service.alive(), f"{service.role} exited:\n{service.log()[-3000:]}"
+        assert loop.time() < deadline, f"{service.role} did not start within {timeout}s"
+        await asyncio.sleep(0.05)
 
 
 async def test_broker_restart_mid_stream_every_accepted_report_is_one_row(pair: Pair) -> None:
