@@ -20,8 +20,10 @@ CASES = {
     "defaults": {},
     "nats-postgresql": {"brokers": "nats", "database": "postgresql"},
     "jetstream-no-sample": {"brokers": "jetstream", "include_sample": "no"},
-    "pulsar-py312": {"brokers": "pulsar", "python_version": "3.12"},
+    "pulsar-only": {"brokers": "pulsar"},
 }
+#: the slow end-to-end and reliability tests run once, on the project with every broker
+FULL_SUITE = {"defaults"}
 
 
 def _brokers(answers: dict[str, str]) -> list[str]:
@@ -29,9 +31,15 @@ def _brokers(answers: dict[str, str]) -> list[str]:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_generated_project_installs_and_passes_its_tests(case: str, out: Path) -> None:
+def test_generated_project_installs_and_passes_its_tests(
+    case: str, out: Path, request: pytest.FixtureRequest
+) -> None:
     answers = CASES[case]
-    project = generate_ok(out, **answers)
+    if case == "defaults":  # shared with the other tests that need an installed project
+        project, python = request.getfixturevalue("default_project")
+    else:
+        project = generate_ok(out, **answers)
+        python = None
     broker_dir = project / PACKAGE / "transport/broker"
     chosen = _brokers(answers)
     for broker, module in BROKER_MODULES.items():
@@ -45,11 +53,13 @@ def test_generated_project_installs_and_passes_its_tests(case: str, out: Path) -
     pyproject = (project / "pyproject.toml").read_text()
     assert ("asyncpg" in pyproject) == (answers.get("database") == "postgresql")
 
-    python = install(project)
+    python = python or install(project)
     bin_dir = python.parent
     add_two_subscribers(bin_dir / "report-pipeline", project, sample)
     run([str(bin_dir / "ruff"), "check", "src", "tests"], cwd=project)
-    run([str(bin_dir / "pytest"), "-q", "-x", "-p", "no:cacheprovider"], cwd=project, timeout=1200)
+    selection = [] if case in FULL_SUITE else ["-m", "not slow"]
+    run([str(bin_dir / "pytest"), "-q", "-x", "-p", "no:cacheprovider", *selection],
+        cwd=project, timeout=1500)
     help_text = run([str(bin_dir / "report-pipeline"), "--help"], cwd=project).stdout
     assert "serve" in help_text and ("publish" in help_text) == sample
 
@@ -68,3 +78,10 @@ def add_two_subscribers(cli: Path, project: Path, sample: bool) -> None:
     again = subprocess.run([str(cli), "add-subscriber", "orders.created", "Other"], cwd=project,
                            capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 2 and "already registered" in again.stderr
+
+
+def test_python_version_answer_reaches_the_project(out: Path) -> None:
+    project = generate_ok(out, python_version="3.13", brokers="nats")
+    pyproject = (project / "pyproject.toml").read_text()
+    assert 'requires-python = ">=3.13"' in pyproject
+    assert 'python_version = "3.13"' in pyproject

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from .transport.broker.settings import NatsSettings, PulsarSettings
 
@@ -71,6 +73,30 @@ class DatabaseConfig(_Section):
     url: str = "sqlite+aiosqlite:///data/{{ cookiecutter.package_name }}.db"
     echo: bool = False
     create_tables: bool = True  # production uses migrations: set false there
+
+    @field_validator("url")
+    @classmethod
+    def _async_database_url(cls, value: str) -> str:
+        # checked at load, so a bad URL fails every role at once, not at first use
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL; use e.g. sqlite+aiosqlite:///data/app.db or "
+                "postgresql+asyncpg://user@host/db"
+            ) from None
+        try:
+            is_async = bool(getattr(url.get_dialect(), "is_async", False))
+        except Exception:
+            raise ValueError(
+                f"unknown database {url.drivername!r}; use sqlite+aiosqlite or postgresql+asyncpg"
+            ) from None
+        if not is_async:
+            raise ValueError(
+                f"{url.drivername!r} is not an async driver; use sqlite+aiosqlite:// or "
+                "postgresql+asyncpg://"
+            )
+        return value
 
 
 class GrpcConfig(_Section):
