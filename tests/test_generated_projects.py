@@ -57,6 +57,7 @@ def test_generated_project_installs_and_passes_its_tests(
     bin_dir = python.parent
     add_two_subscribers(bin_dir / "report-pipeline", project, sample)
     run([str(bin_dir / "ruff"), "check", "src", "tests"], cwd=project)
+    run([str(bin_dir / "mypy"), "src", "tests"], cwd=project, timeout=600)
     selection = [] if case in FULL_SUITE else ["-m", "not slow"]
     run([str(bin_dir / "pytest"), "-q", "-x", "-p", "no:cacheprovider", *selection],
         cwd=project, timeout=1500)

@@ -94,7 +94,7 @@ async def service(
         "grpc": {"address": f"127.0.0.1:{free_port()}"},
         "telemetry": {"metrics_port": free_port(), "health_interval": 0.2},
     })
-    container = Container(config=config)
+    container: Any = Container(config=config)
     try:
         servers = [await provided(getattr(container, name)()) for name in ROLES["all"]]
         ops = await ops_server_for(container, servers)

@@ -243,7 +243,7 @@ async def pipeline(app_spans: InMemorySpanExporter, tmp_path: Path) -> AsyncIter
         "grpc": {"address": f"127.0.0.1:{free_port()}"},
         "telemetry": {"metrics_port": free_port(), "health_interval": 0.2},
     })
-    container = Container(config=config)
+    container: Any = Container(config=config)
     servers = [await getattr(container, name)() for name in ROLES["all"]]
     ops = await ops_server_for(container, servers)
     app = App("test", [*servers, ops], stop_timeout=5)

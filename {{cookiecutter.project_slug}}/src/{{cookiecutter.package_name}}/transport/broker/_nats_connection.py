@@ -156,8 +156,9 @@ async def open_connection(settings: NatsSettings) -> NatsClient:
             **auth,
         )
     )
+    waiting: list[asyncio.Future[Any]] = [connecting, fatal]
     done, _ = await asyncio.wait(
-        [connecting, fatal], timeout=settings.connect_timeout, return_when="FIRST_COMPLETED"
+        waiting, timeout=settings.connect_timeout, return_when="FIRST_COMPLETED"
     )
     if connecting in done and connecting.exception() is None:
         connected = True

@@ -140,12 +140,15 @@ class PulsarBroker(Broker):
             await self._producers.close(timeout)
             self._producers = None
         client, self._client = self._client, None
-        if client is not None and self._clients.release(self._client_key) is client:
-            try:
-                await asyncio.wait_for(client.close(), timeout)
-            except Exception as exc:
-                log.warning("pulsar: client did not close cleanly (%s); shutting it down", exc)
-                client.shutdown()
+        if client is None:
+            return
+        if self._clients.release(self._client_key) is None:  # another broker still uses it
+            return
+        try:
+            await asyncio.wait_for(client.close(), timeout)
+        except Exception as exc:
+            log.warning("pulsar: client did not close cleanly (%s); shutting it down", exc)
+            client.shutdown()
 
     async def healthy(self) -> bool:
         if self._client is None:
