@@ -18,6 +18,7 @@ SRC = ROOT / "src" / PACKAGE
 BROKER_FILES = {
     "transport/broker/pulsar*.py": {"pulsar"},
     "tests/test_pulsar*.py": {"pulsar"},
+    "docs/pulsar.md": {"pulsar"},
     "transport/broker/nats.py": {"nats"},
     "tests/test_nats_core*.py": {"nats"},
     "transport/broker/jetstream*.py": {"jetstream"},
@@ -46,7 +47,7 @@ def remove(path: Path) -> None:
 def prune() -> None:
     for pattern, needed_by in BROKER_FILES.items():
         if needed_by.isdisjoint(BROKERS):
-            base = ROOT if pattern.startswith("tests/") else SRC
+            base = ROOT if pattern.startswith(("tests/", "docs/")) else SRC
             for path in base.glob(pattern):
                 remove(path)
     if not INCLUDE_SAMPLE:
