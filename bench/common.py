@@ -1,0 +1,86 @@
+"""Shared pieces of the benchmark: payloads, timing, percentiles, a paced sender."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+
+class Report(BaseModel):
+    """The typed message both sides decode: about 100 bytes of JSON."""
+
+    event_id: str
+    user_id: str
+    event_name: str
+    content: str
+    ts: int  # perf_counter_ns() when it was sent (latency runs), 0 otherwise
+
+
+def make_reports(n: int) -> list[Report]:
+    return [
+        Report(event_id=f"ev-{i:010d}", user_id=f"user-{i % 97}", event_name="page_view",
+               content="x" * 16, ts=0)
+        for i in range(n)
+    ]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass
+class Sink:
+    """Counts received messages; records latency when the message carries a send time."""
+
+    expected: int
+    received: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def hit(self, report: Report) -> None:
+        if report.ts:
+            self.latencies_ms.append((time.perf_counter_ns() - report.ts) / 1e6)
+        self.received += 1
+        if self.received >= self.expected:
+            self.done.set()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self.done.wait(), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"received {self.received} of {self.expected} in {timeout}s")
+
+
+async def paced(rate: float, n: int, send: Callable[[Report], Awaitable[object]]) -> None:
+    """Send `n` reports at `rate` per second, each stamped with its send time."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    template = make_reports(1)[0]
+    for i in range(n):
+        due = start + i / rate
+        now = loop.time()
+        if due > now:
+            await asyncio.sleep(due - now)
+        report = template.model_copy(update={"event_id": f"lat-{i}", "ts": time.perf_counter_ns()})
+        await send(report)
+
+
+@dataclass
+class Result:
+    case: str  # e.g. "NATS core end to end"
+    side: str  # raw nats-py | framework | faststream
+    msgs_per_s: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    note: str = ""
+
+
+def throughput(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
