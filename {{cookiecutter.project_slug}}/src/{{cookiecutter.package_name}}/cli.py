@@ -22,6 +22,8 @@ import argparse
 import asyncio
 import inspect
 import logging
+import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -72,7 +74,45 @@ async def run_role(config: AppConfig, role: str) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     config = load(args)
+    if args.workers > 1:
+        raise SystemExit(serve_workers(args, config))
     asyncio.run(run_role(config, args.role))
+
+
+def serve_workers(args: argparse.Namespace, config: AppConfig) -> int:
+    """Run `args.workers` processes of one role in one consumer group; forward SIGTERM/SIGINT.
+
+    Every worker joins the configured group, so the broker shares the messages among them.
+    They need a broker they can all reach (broker.address): an embedded one per process would
+    not be shared. On Pulsar this needs Apache Pulsar: pulsar-lite refuses a second consumer
+    on a subscription. Returns the first non-zero exit code of the workers (0 if none).
+    """
+    if args.role != "saver":
+        raise ConfigError(
+            "--workers is for `serve saver`; scale `serve report` behind a load balancer"
+        )
+    if config.broker.type == "memory" or not config.broker.address:
+        raise ConfigError(
+            "--workers needs a shared broker: set broker.address (BROKER_ADDRESS) to a running "
+            "nats, jetstream or pulsar broker; an embedded or memory broker is one per process"
+        )
+    argv = [sys.executable, "-m", __name__.rpartition(".")[0]]
+    if args.config:
+        argv += ["--config", args.config]
+    argv += ["serve", args.role]
+    children = [subprocess.Popen(argv) for _ in range(args.workers)]
+    log.info("started %d %s workers: %s", len(children), args.role,
+             ", ".join(str(c.pid) for c in children))
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return next((code for code in codes if code), 0)
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
@@ -130,6 +170,10 @@ def parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run one service")
     serve.add_argument("role", choices=sorted(ROLES))
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="saver only: N processes in one consumer group (needs "
+                            "broker.address; on Pulsar, Apache Pulsar: pulsar-lite refuses "
+                            "a second consumer on a subscription)")
     serve.set_defaults(func=cmd_serve)
 
     dev = sub.add_parser("dev", help="run every service in one process")

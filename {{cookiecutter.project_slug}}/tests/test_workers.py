@@ -1,0 +1,53 @@
+"""`serve saver --workers 2`: two processes in one JetStream consumer group store every event once.
+
+JetStream, not Pulsar: pulsar-lite refuses a second consumer on a subscription (Apache Pulsar
+shares it), so the Pulsar variant needs a real cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from report_pipeline.transport.broker.embedded import nats_server
+
+from .processes import Pair, post_reports, wait_for_rows
+
+pytestmark = pytest.mark.slow
+
+COUNT = 400
+
+
+def test_two_saver_workers_store_every_event_exactly_once(tmp_path: Path) -> None:
+    broker = nats_server(store=tmp_path / "nats").start()
+    pair = Pair("jetstream", broker, tmp_path)
+    log = open(tmp_path / "saver-workers.log", "wb")
+    workers = subprocess.Popen(
+        [sys.executable, "-m", "report_pipeline", "serve", "saver", "--workers", "2"],
+        env=pair.env(), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        pair.start("report")
+        result = asyncio.run(post_reports(pair.grpc_address, COUNT, concurrency=16))
+        assert len(result.accepted) == COUNT, result.refused
+        stored = asyncio.run(wait_for_rows(pair.db_url, COUNT, timeout=60))
+        duplicates = [i for i, n in Counter(stored).items() if n > 1]
+        assert not duplicates
+        assert sorted(stored) == sorted(result.accepted)
+        workers.send_signal(signal.SIGTERM)
+        assert workers.wait(60) == 0
+        text = (tmp_path / "saver-workers.log").read_text(errors="replace")
+        assert "started 2 saver workers" in text
+    finally:
+        if workers.poll() is None:
+            workers.kill()
+            workers.wait()
+        log.close()
+        pair.stop_all()
+        broker.cleanup()
