@@ -19,7 +19,7 @@ BROKER_FILES = {
     "transport/broker/pulsar*.py": {"pulsar"},
     "tests/test_pulsar*.py": {"pulsar"},
     "docs/pulsar.md": {"pulsar"},
-    "transport/broker/nats.py": {"nats"},
+    "transport/broker/nats.py": {"nats", "jetstream"},  # JetStreamBroker builds on it
     "tests/test_nats_core*.py": {"nats"},
     "transport/broker/jetstream*.py": {"jetstream"},
     "tests/test_jetstream*.py": {"jetstream"},

@@ -36,6 +36,8 @@ def install(project: Path) -> Path:
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
     run([str(python), "-m", "pip", "install", "--quiet", "-e", ".[dev]"], cwd=project, timeout=900)
+    if (project / "proto").is_dir():  # as `make install` does: protos built by this venv's tools
+        run([str(python), "tools/compile_protos.py"], cwd=project)
     return python
 
 
