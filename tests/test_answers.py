@@ -23,7 +23,9 @@ from .conftest import generate
         ({"database": "oracle"}, "database 'oracle' is not supported; choose sqlite or postgresql"),
     ],
 )
-def test_bad_answer_fails_with_its_message(out: Path, answers: dict[str, str], message: str) -> None:
+def test_bad_answer_fails_with_its_message(
+    out: Path, answers: dict[str, str], message: str
+) -> None:
     result = generate(out, **answers)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
