@@ -55,7 +55,7 @@ class Sink:
         try:
             await asyncio.wait_for(self.done.wait(), timeout)
         except TimeoutError:
-            raise RuntimeError(f"received {self.received} of {self.expected} in {timeout}s")
+            raise RuntimeError(f"received {self.received} of {self.expected} in {timeout}s") from None
 
 
 async def paced(rate: float, n: int, send: Callable[[Report], Awaitable[object]]) -> None:

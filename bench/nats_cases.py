@@ -6,13 +6,12 @@ import asyncio
 import time
 
 import nats
+from common import Report, Result, Sink, make_reports, paced, percentile, throughput
 from nats.js.api import ConsumerConfig
 from report_pipeline.transport.broker import MessageContext, SubscribeOptions
 from report_pipeline.transport.broker.jetstream import JetStreamBroker
 from report_pipeline.transport.broker.nats import NatsBroker
 from report_pipeline.transport.broker.settings import NatsSettings, StreamSettings
-
-from common import Report, Result, Sink, make_reports, paced, percentile, throughput
 
 CHUNK = 500  # publishes between flushes (raw) / per publish_batch call (framework)
 WINDOW = 256  # JetStream publishes awaited together (every side)
@@ -62,7 +61,7 @@ async def core_raw(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
                 out.append(Result("NATS core end to end", "raw nats-py",
                                   throughput(n, time.perf_counter() - t0)))
             else:
-                async def send(r: Report) -> None:
+                async def send(r: Report, subject: str = subject) -> None:
                     await nc.publish(subject, r.model_dump_json().encode())
                 await paced(rate, count, send)
                 await sink.wait(TIMEOUT)
@@ -96,7 +95,7 @@ async def core_framework(url: str, n: int, rate: float, lat_n: int) -> list[Resu
                 out.append(Result("NATS core end to end", "framework",
                                   throughput(n, time.perf_counter() - t0)))
             else:
-                await paced(rate, count, lambda r: broker.publish(subject, r))
+                await paced(rate, count, lambda r, s=subject: broker.publish(s, r))
                 await sink.wait(TIMEOUT)
                 out.append(latency_result("NATS core latency", "framework", sink,
                                           "publish() waits for the server's flush"))

@@ -1,0 +1,112 @@
+"""Pulsar over pulsar-lite: raw pulsar-client vs this framework (batched produce, consume+ack)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pulsar
+from common import Report, Result, Sink, make_reports, throughput
+from report_pipeline.transport.broker import MessageContext, SubscribeOptions
+from report_pipeline.transport.broker.pulsar import PulsarBroker
+from report_pipeline.transport.broker.settings import PulsarSettings
+
+CHUNK = 500
+CONCURRENCY = 64  # framework handlers in flight; the raw consumer's receiver queue matches
+TIMEOUT = 60.0
+
+
+def full(topic: str) -> str:
+    return f"persistent://public/default/{topic}"
+
+
+def _raw_produce(url: str, topic: str, payloads: list[bytes]) -> float:
+    client = pulsar.Client(url)
+    try:
+        producer = client.create_producer(
+            full(topic), batching_enabled=True, batching_max_messages=1000,
+            batching_max_publish_delay_ms=1, block_if_queue_full=True,
+            max_pending_messages=1000,
+        )
+        failures: list[object] = []
+
+        def done(result: object, _msg_id: object) -> None:
+            if result != pulsar.Result.Ok:
+                failures.append(result)
+
+        t0 = time.perf_counter()
+        for p in payloads:
+            producer.send_async(p, done)
+        producer.flush()
+        elapsed = time.perf_counter() - t0
+        if failures:
+            raise RuntimeError(f"{len(failures)} raw sends failed: {failures[0]}")
+        producer.close()
+        return elapsed
+    finally:
+        client.close()
+
+
+def _raw_consume(url: str, topic: str, n: int) -> float:
+    client = pulsar.Client(url)
+    try:
+        consumer = client.subscribe(
+            full(topic), "raw", consumer_type=pulsar.ConsumerType.Shared,
+            initial_position=pulsar.InitialPosition.Earliest,
+            receiver_queue_size=max(10, 2 * CONCURRENCY),
+        )
+        got = 0
+        t0 = time.perf_counter()
+        while got < n:
+            msg = consumer.receive(timeout_millis=int(TIMEOUT * 1000))
+            Report.model_validate_json(msg.data())
+            consumer.acknowledge(msg)
+            got += 1
+        elapsed = time.perf_counter() - t0
+        consumer.close()
+        return elapsed
+    finally:
+        client.close()
+
+
+async def pulsar_raw(url: str, n: int) -> list[Result]:
+    topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
+    payloads = [r.model_dump_json().encode() for r in make_reports(n)]
+    # the subscription exists before producing, so consume reads from the start like the
+    # framework's EARLIEST subscription
+    produce = await asyncio.to_thread(_raw_produce, url, topic, payloads)
+    consume = await asyncio.to_thread(_raw_consume, url, topic, n)
+    return [Result("Pulsar produce (batching)", "raw pulsar-client", throughput(n, produce)),
+            Result("Pulsar consume+ack", "raw pulsar-client", throughput(n, consume))]
+
+
+async def pulsar_framework(url: str, n: int) -> list[Result]:
+    broker = PulsarBroker(PulsarSettings(service_urls=[url], delayed_delivery="off"))
+    await broker.connect()
+    topic = f"bench-fw-{uuid.uuid4().hex[:6]}"
+    out = []
+    try:
+        reports = make_reports(n)
+        t0 = time.perf_counter()
+        for i in range(0, n, CHUNK):
+            await broker.publish_batch(topic, reports[i:i + CHUNK])
+        out.append(Result("Pulsar produce (batching)", "framework",
+                          throughput(n, time.perf_counter() - t0)))
+        sink = Sink(n)
+
+        async def handler(msg: Report, ctx: MessageContext) -> None:
+            sink.hit(msg)
+
+        t0 = time.perf_counter()
+        sub = await broker.subscribe(topic, handler, group="fw",
+                                     options=SubscribeOptions(concurrency=CONCURRENCY,
+                                                              ordered=False))
+        await sink.wait(TIMEOUT)
+        out.append(Result("Pulsar consume+ack", "framework",
+                          throughput(n, time.perf_counter() - t0)))
+        await sub.close(5)
+    finally:
+        await broker.close(5)
+    return out
+

@@ -1,0 +1,194 @@
+"""Run every benchmark pair in one process run and write bench/results/ (md, json, png).
+
+Usage (from `make bench`): PYTHONPATH=<generated project>/src python bench/run.py --project DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import nats_cases
+import pulsar_cases
+import saver_cases
+from common import Result
+from report_pipeline.transport.broker.embedded import nats_server, pulsar_lite
+
+RESULTS = Path(__file__).parent / "results"
+
+# (name, case, baseline side, compared side, target ratio, what is compared)
+RATIOS = [
+    ("NATS core e2e, framework / raw", "NATS core end to end", "raw nats-py", "framework", 0.8),
+    ("JetStream publish, framework / raw", "JetStream publish", "raw nats-py", "framework", 0.9),
+    ("JetStream consume, framework / raw", "JetStream consume+ack", "raw nats-py", "framework",
+     0.9),
+    ("Pulsar produce, framework / raw", "Pulsar produce (batching)", "raw pulsar-client",
+     "framework", 0.9),
+    ("Pulsar consume, framework / raw", "Pulsar consume+ack", "raw pulsar-client", "framework",
+     0.9),
+    ("NATS core e2e, framework / FastStream", "NATS core end to end", "faststream", "framework",
+     3.0),
+    ("JetStream consume, framework / FastStream", "JetStream consume+ack", "faststream",
+     "framework", 1.5),
+    ("JetStream publish, framework / FastStream", "JetStream publish", "faststream", "framework",
+     1.5),
+]
+
+
+def machine() -> dict[str, str]:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"nproc": str(os.cpu_count()), "cpu": model, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def find(results: list[Result], case: str, side: str) -> Result | None:
+    return next((r for r in results if r.case == case and r.side == side), None)
+
+
+def ratio_rows(results: list[Result], raw_js_consume: float | None) -> list[dict]:
+    rows = []
+    for name, case, base, other, target in RATIOS:
+        a, b = find(results, case, base), find(results, case, other)
+        if a and b and a.msgs_per_s and b.msgs_per_s:
+            rows.append(ratio(name, b.msgs_per_s / a.msgs_per_s, target))
+    for label in ("SQLite", "PostgreSQL"):
+        case = f"saver vs insert ({label})"
+        insert = find(results, case, "raw SQLAlchemy insert")
+        one = find(results, case, "saver, 1 worker")
+        two = find(results, case, "saver, 2 workers")
+        if insert and one and raw_js_consume:
+            slower = min(insert.msgs_per_s or 0, raw_js_consume)
+            rows.append(ratio(f"saver e2e ({label}) / slower raw stage", one.msgs_per_s / slower,
+                              0.8))
+        if one and two:
+            rows.append(ratio(f"saver 2 workers / 1 worker ({label})",
+                              two.msgs_per_s / one.msgs_per_s, None))
+    return rows
+
+
+def ratio(name: str, value: float, target: float | None) -> dict:
+    row = {"ratio": name, "value": round(value, 3), "target": target}
+    if target is not None:
+        row["met"] = value >= target
+        row["gap"] = "" if value >= target else f"{(1 - value / target) * 100:.0f}% short"
+    return row
+
+
+def fmt(x: float | None, digits: int = 0) -> str:
+    return "" if x is None else f"{x:,.{digits}f}"
+
+
+def markdown(results: list[Result], ratios: list[dict], meta: dict) -> str:
+    lines = ["# Benchmark results", "",
+             (f"Machine: {meta['nproc']} CPU(s), {meta['cpu']}, Python {meta['python']} "
+              f"({meta['platform']}). Run: {meta['when']}, {meta['seconds']:.0f} s; "
+              f"{meta['messages']} messages per throughput run, latency at "
+              f"{meta['rate']:.0f} msg/s offered (NATS core; half that on JetStream)."), "",
+             "| case | side | msgs/s | p50 ms | p99 ms | note |", "|---|---|---:|---:|---:|---|"]
+    for r in results:
+        lines.append(f"| {r.case} | {r.side} | {fmt(r.msgs_per_s)} | {fmt(r.p50_ms, 3)} | "
+                     f"{fmt(r.p99_ms, 3)} | {r.note} |")
+    lines += ["", "| ratio | value | target | met |", "|---|---:|---:|---|"]
+    for row in ratios:
+        met = "" if row["target"] is None else ("yes" if row["met"] else f"NO ({row['gap']})")
+        target = "" if row["target"] is None else f">= {row['target']}x"
+        lines.append(f"| {row['ratio']} | {row['value']:.2f}x | {target} | {met} |")
+    for note in meta.get("notes", []):
+        lines.append(f"\n- {note}")
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: list[Result], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tput = [r for r in results if r.msgs_per_s]
+    fig, ax = plt.subplots(figsize=(10, 0.35 * len(tput) + 1.5))
+    labels = [f"{r.case} - {r.side}" for r in tput]
+    colors = ["tab:gray" if r.side.startswith("raw") else "tab:orange"
+              if r.side == "faststream" else "tab:blue" for r in tput]
+    ax.barh(labels, [r.msgs_per_s for r in tput], color=colors)
+    ax.invert_yaxis()
+    ax.set_xlabel("messages / s (higher is better)")
+    ax.set_title("framework (blue) vs raw clients (gray) and FastStream (orange)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+async def main(args: argparse.Namespace) -> None:
+    started = time.time()
+    n, rate, lat_n = args.messages, args.rate, int(args.rate * args.latency_seconds)
+    results: list[Result] = []
+    notes: list[str] = []
+    nats = nats_server().start()
+    pulsar = pulsar_lite().start()
+    try:
+        for case in (nats_cases.core_raw, nats_cases.core_framework, nats_cases.core_faststream):
+            print(f"-- {case.__name__}", flush=True)
+            results += await case(nats.url, n, rate, lat_n)
+        await nats_cases.ensure_stream(nats.url)
+        for case in (nats_cases.js_raw, nats_cases.js_framework, nats_cases.js_faststream):
+            print(f"-- {case.__name__}", flush=True)
+            results += await case(nats.url, n, rate / 2, lat_n // 2)
+        for case in (pulsar_cases.pulsar_raw, pulsar_cases.pulsar_framework):
+            print(f"-- {case.__name__}", flush=True)
+            results += await case(pulsar.url, n)
+        databases = [("SQLite", f"sqlite+aiosqlite:///{args.workdir}/bench.db")]
+        reason = await saver_cases.pg_reachable()
+        if reason:
+            notes.append(f"PostgreSQL skipped: {reason}")
+            print(notes[-1], flush=True)
+        else:
+            databases.append(("PostgreSQL", saver_cases.PG_URL))
+        rss: list[float] = []
+        for label, url in databases:
+            print(f"-- saver ({label})", flush=True)
+            results.append(await saver_cases.raw_insert(url, n, label))
+            for workers in (1, 2):
+                result, idle = await saver_cases.saver_end_to_end(
+                    nats.url, url, label, args.saver_messages, workers, args.project)
+                results.append(result)
+                rss.append(idle)
+        notes.append(f"idle saver RSS: {max(rss):.0f} MB (target < 80 MB)")
+    finally:
+        nats.cleanup()
+        pulsar.cleanup()
+    raw_consume = find(results, "JetStream consume+ack", "raw nats-py")
+    ratios = ratio_rows(results, raw_consume.msgs_per_s if raw_consume else None)
+    meta = {**machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "seconds": time.time() - started, "messages": n, "rate": rate, "notes": notes}
+    text = markdown(results, ratios, meta)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "results.md").write_text(text)
+    (RESULTS / "results.json").write_text(json.dumps(
+        {"machine": meta, "results": [asdict(r) for r in results], "ratios": ratios}, indent=2))
+    chart(results, RESULTS / "results.png")
+    print(f"wrote {RESULTS}/results.md, results.json, results.png")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--project", type=Path, required=True, help="the generated project's root")
+    p.add_argument("--messages", type=int, default=20000)
+    p.add_argument("--saver-messages", type=int, default=5000)
+    p.add_argument("--rate", type=float, default=2000.0, help="offered msg/s for latency")
+    p.add_argument("--latency-seconds", type=float, default=2.0)
+    p.add_argument("--workdir", type=Path, default=Path("build/bench/work"))
+    args = p.parse_args()
+    args.workdir = args.workdir.resolve()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main(args))

@@ -1,0 +1,154 @@
+"""The saver end to end (gRPC PostReport -> JetStream -> rows) vs a raw SQLAlchemy batch insert."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from common import Result, throughput
+from report_pipeline.data.models import Base, RealtimeWarehousing
+from report_pipeline.sample_client import post_reports
+from report_pipeline.transport.broker.embedded import free_port, wait_for_port
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+BATCH = 256  # the saver's default batch_size
+PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+async def pg_reachable() -> str | None:
+    """None when PostgreSQL answers, else the reason to skip it."""
+    engine = create_async_engine(PG_URL)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(select(1))
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means: skip PostgreSQL
+        return f"PostgreSQL at 127.0.0.1:5432/test not reachable ({type(exc).__name__}: {exc})"
+    finally:
+        await engine.dispose()
+
+
+async def reset_tables(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+        for table in reversed(Base.metadata.sorted_tables):
+            await conn.execute(delete(table))
+    await engine.dispose()
+
+
+async def count_rows(url: str) -> int:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(RealtimeWarehousing)))
+    except Exception:  # noqa: BLE001 - no table yet: nothing stored
+        return 0
+    finally:
+        await engine.dispose()
+
+
+async def raw_insert(url: str, n: int, label: str) -> Result:
+    """The same rows, inserted with plain SQLAlchemy Core executemany in batches of BATCH."""
+    await reset_tables(url)
+    engine = create_async_engine(url)
+    if url.startswith("sqlite"):
+        from sqlalchemy import event
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _wal(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    now = datetime.now(UTC)
+    rows = [
+        {"event_id": f"raw-{i:012d}", "user_id": f"user-{i % 97}", "event_name": "page_view",
+         "report_data": "x" * 16, "create_time": now, "saved_at": now}
+        for i in range(n)
+    ]
+    stmt = insert(RealtimeWarehousing)
+    t0 = time.perf_counter()
+    for i in range(0, n, BATCH):
+        async with engine.begin() as conn:
+            await conn.execute(stmt, rows[i:i + BATCH])
+    elapsed = time.perf_counter() - t0
+    await engine.dispose()
+    return Result(f"saver vs insert ({label})", "raw SQLAlchemy insert", throughput(n, elapsed))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+async def saver_end_to_end(
+    nats_url: str, db_url: str, label: str, n: int, workers: int, project: Path
+) -> tuple[Result, float]:
+    """Post n reports over gRPC to `serve report`; time until the saver(s) stored them all."""
+    await reset_tables(db_url)
+    work = Path(tempfile.mkdtemp(prefix="bench-saver-"))
+    grpc_address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "BROKER_TYPE": "jetstream", "BROKER_ADDRESS": nats_url,
+           "DATABASE_URL": db_url, "GRPC_ADDRESS": grpc_address, "LOG_LEVEL": "WARNING"}
+    base = [sys.executable, "-m", "report_pipeline", "serve"]
+    procs = []
+    try:
+        with (open(work / "saver.log", "wb") as slog,  # noqa: ASYNC230 - before timing
+              open(work / "report.log", "wb") as rlog):  # noqa: ASYNC230
+            saver_argv = [*base, "saver"] + (["--workers", str(workers)] if workers > 1 else [])
+            procs.append(subprocess.Popen(  # noqa: ASYNC220 - started before timing
+                saver_argv, env=env, cwd=project, stdout=slog,
+                                          stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(  # noqa: ASYNC220
+                [*base, "report"], env=env, cwd=project, stdout=rlog,
+                                          stderr=subprocess.STDOUT))
+        wait_for_port(int(grpc_address.rsplit(":", 1)[1]), 60, procs[1], what="serve report")
+        await asyncio.sleep(2.0)  # the saver(s) subscribe and sit idle
+        savers = children_of(procs[0].pid) if workers > 1 else [procs[0].pid]
+        idle_rss = max(rss_mb(p) for p in savers)
+        t0 = time.perf_counter()
+        ok = await post_reports(grpc_address, n, 64, False)
+        posted = time.perf_counter() - t0
+        deadline = time.monotonic() + 120
+        stored = 0
+        while time.monotonic() < deadline:
+            stored = await count_rows(db_url)
+            if stored >= ok:
+                break
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        note = f"gRPC posting alone {ok / posted:,.0f}/s; idle RSS {idle_rss:.0f} MB"
+        if stored != n:
+            note += f"; stored {stored} of {n} (posted ok {ok})"
+        side = f"saver, {workers} worker{'s' if workers > 1 else ''}"
+        return Result(f"saver vs insert ({label})", side, throughput(stored, elapsed),
+                      note=note), idle_rss
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
