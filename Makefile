@@ -7,7 +7,7 @@ DEMO_DIR := build/demo
 DEMO_BROKER ?=
 DEMO_COUNT ?= 1000
 
-.PHONY: demo test test-fast lint clean
+.PHONY: demo test test-fast lint clean bench
 
 $(READY): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ demo: $(READY)  ## generate a service, run report + saver on embedded defaults, 
 
 test: $(READY)  ## every test: the template's own, and each generated project's
 	$(BIN)/pytest tests
+
+BENCH_DIR := build/bench
+BENCH_ARGS ?=
+
+bench: $(READY)  ## raw clients vs framework vs FastStream; writes bench/results/ (not a test)
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	rm -rf $(BENCH_DIR)
+	$(BIN)/cookiecutter --no-input --output-dir $(BENCH_DIR) .
+	cd $(BENCH_DIR)/report-pipeline && PYTHONPATH=$$PWD/src $(abspath $(BIN)/python) \
+		$(abspath bench/run.py) --project . --workdir ../work $(BENCH_ARGS)
 
 lint: $(READY)
 	$(BIN)/ruff check hooks tests

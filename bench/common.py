@@ -55,7 +55,8 @@ class Sink:
         try:
             await asyncio.wait_for(self.done.wait(), timeout)
         except TimeoutError:
-            raise RuntimeError(f"received {self.received} of {self.expected} in {timeout}s") from None
+            got = f"received {self.received} of {self.expected} in {timeout}s"
+            raise RuntimeError(got) from None
 
 
 async def paced(rate: float, n: int, send: Callable[[Report], Awaitable[object]]) -> None:
