@@ -74,15 +74,15 @@ def test_generated_project_installs_and_passes_its_tests(
 def add_two_subscribers(cli: Path, project: Path, sample: bool) -> None:
     """`add-subscriber` twice (a pydantic stub, then a protobuf or bytes message); the ruff
     and pytest runs that follow check what it wrote. A second run for a topic is refused."""
-    run([str(cli), "add-subscriber", "orders.created", "OrderCreatedHandler"], cwd=project)
+    run([str(cli), "add-subscriber", "events.orders-created", "OrderCreatedHandler"], cwd=project)
     message = "events.v1.UserReportData" if sample else "bytes"
-    run([str(cli), "add-subscriber", "audit.reports", "AuditHandler", "--message", message,
+    run([str(cli), "add-subscriber", "events.audit-reports", "AuditHandler", "--message", message,
          "--group", "audit"], cwd=project)
     assert (project / PACKAGE / "service/order_created_handler.py").exists()
     assert (project / "tests/test_audit_handler.py").exists()
     subscribers = (project / PACKAGE / "server/subscribers.py").read_text()
-    assert 'server.register("audit.reports", AuditHandler().handle, group="audit")' in subscribers
-    again = subprocess.run([str(cli), "add-subscriber", "orders.created", "Other"], cwd=project,
+    assert 'server.register("events.audit-reports", AuditHandler().handle, group="audit")' in subscribers
+    again = subprocess.run([str(cli), "add-subscriber", "events.orders-created", "Other"], cwd=project,
                            capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 2 and "already registered" in again.stderr
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from report_pipeline.transport.broker.embedded import nats_server
+from {{ cookiecutter.package_name }}.transport.broker.embedded import nats_server
 
 from .processes import Pair, post_reports, wait_for_rows
 
@@ -29,7 +29,7 @@ def test_two_saver_workers_store_every_event_exactly_once(tmp_path: Path) -> Non
     pair = Pair("jetstream", broker, tmp_path)
     log = open(tmp_path / "saver-workers.log", "wb")
     workers = subprocess.Popen(
-        [sys.executable, "-m", "report_pipeline", "serve", "saver", "--workers", "2"],
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve", "saver", "--workers", "2"],
         env=pair.env(), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
