@@ -23,6 +23,7 @@ BROKER_FILES = {
     "tests/test_nats_core*.py": {"nats"},
     "transport/broker/jetstream*.py": {"jetstream"},
     "tests/test_jetstream*.py": {"jetstream"},
+    "tests/test_workers.py": {"jetstream"},  # N savers in one group: run over JetStream
     "transport/broker/_nats*.py": {"nats", "jetstream"},
     "tests/test_nats*.py": {"nats", "jetstream"},
 }
@@ -34,7 +35,12 @@ SAMPLE_FILES = [
     "sample_client.py",
     "demo.py",
 ]
-SAMPLE_TESTS = ["tests/test_report_saver.py", "tests/test_reliability.py", "tests/processes.py"]
+SAMPLE_TESTS = [
+    "tests/test_report_saver.py",
+    "tests/test_reliability.py",
+    "tests/test_workers.py",
+    "tests/processes.py",
+]
 
 
 def remove(path: Path) -> None:

@@ -1,4 +1,6 @@
-"""NATS core and JetStream features beyond the conformance suite, against a real nats-server."""
+{%- set brokers = cookiecutter.brokers.replace(' ', '').split(',') -%}
+{%- set with_jetstream = 'jetstream' in brokers -%}
+"""NATS core{% if with_jetstream %} and JetStream{% endif %} features beyond the conformance suite, against a real nats-server."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import pytest
 
 from {{ cookiecutter.package_name }}.transport.broker import BrokerError, MessageContext
 from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBroker, nats_server
+{%- if with_jetstream %}
 from {{ cookiecutter.package_name }}.transport.broker.jetstream import JetStreamBroker
+{%- endif %}
 from {{ cookiecutter.package_name }}.transport.broker.nats import NatsBroker, RequestTimeout
 
 from .brokers import eventually, nats_test_settings, unique
@@ -30,7 +34,12 @@ async def connect(server: EmbeddedBroker) -> AsyncIterator[Any]:
 
     async def make(jetstream: bool = False, **overrides: Any) -> Any:
         settings = nats_test_settings(server.url, **overrides)
+{%- if with_jetstream %}
         broker = JetStreamBroker(settings) if jetstream else NatsBroker(settings)
+{%- else %}
+        assert not jetstream, "this project has no JetStream plugin"
+        broker = NatsBroker(settings)
+{%- endif %}
         await broker.connect()
         made.append(broker)
         return broker
@@ -136,6 +145,7 @@ async def test_core_redelivery_is_in_process_with_the_same_message_id(connect: A
     assert len({message_id for message_id, _ in seen}) == 1
 
 
+{%- if with_jetstream %}
 # -- JetStream -----------------------------------------------------------------------------
 async def test_stream_is_created_from_settings(connect: Any) -> None:
     name = unique("NEW").upper().replace("-", "_")
@@ -229,6 +239,7 @@ async def test_consumer_limits_follow_subscribe_options(connect: Any) -> None:
     assert info.config.max_deliver == 5  # one more than max_deliveries: see the module doc
     assert info.config.ack_wait == 7
     assert info.config.max_ack_pending == 3 * 4 + 16
+{%- endif %}
 
 
 async def test_non_shared_subscription_types_are_refused(connect: Any) -> None:
@@ -238,6 +249,10 @@ async def test_non_shared_subscription_types_are_refused(connect: Any) -> None:
         pass
 
     options = SubscribeOptions(subscription_type=SubscriptionType.EXCLUSIVE)
+{%- if with_jetstream %}
     for broker in (await connect(), await connect(jetstream=True)):
+{%- else %}
+    for broker in (await connect(),):
+{%- endif %}
         with pytest.raises(BrokerError, match="has no exclusive subscriptions"):
             await broker.subscribe(unique("solo"), handler, group="g", options=options)
