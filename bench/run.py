@@ -67,6 +67,11 @@ def ratio_rows(results: list[Result], raw_js_consume: float | None) -> list[dict
         insert = find(results, case, "raw SQLAlchemy insert")
         one = find(results, case, "saver, 1 worker")
         two = find(results, case, "saver, 2 workers")
+        drain = find(results, case, "saver drain, 1 worker")
+        if insert and drain and raw_js_consume:
+            slower = min(insert.msgs_per_s or 0, raw_js_consume)
+            rows.append(ratio(f"saver drain ({label}) / slower raw stage",
+                              drain.msgs_per_s / slower, 0.8))
         if insert and one and raw_js_consume:
             slower = min(insert.msgs_per_s or 0, raw_js_consume)
             rows.append(ratio(f"saver e2e ({label}) / slower raw stage", one.msgs_per_s / slower,
@@ -162,6 +167,8 @@ async def main(args: argparse.Namespace) -> None:
                     nats.url, url, label, args.saver_messages, workers, args.project)
                 results.append(result)
                 rss.append(idle)
+            results.append(await saver_cases.saver_drain(
+                nats.url, url, label, args.saver_messages * 4, args.project))
         notes.append(f"idle saver RSS: {max(rss):.0f} MB (target < 80 MB)")
     finally:
         nats.cleanup()

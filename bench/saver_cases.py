@@ -152,3 +152,59 @@ async def saver_end_to_end(
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+async def saver_drain(nats_url: str, db_url: str, label: str, n: int, project: Path) -> Result:
+    """The saver alone: n events already on JetStream; time from its start to the last row.
+
+    Unlike the end-to-end case this is not capped by the gRPC client, so it compares the
+    saver with its raw stages (JetStream consume, batch insert) as the target means.
+    """
+    from report_pipeline.api.events.v1.events_pb2 import RealTimeWarehousingData
+    from report_pipeline.transport.broker.jetstream import JetStreamBroker
+    from report_pipeline.transport.broker.settings import NatsSettings
+
+    await reset_tables(db_url)
+    publisher = JetStreamBroker(NatsSettings(servers=[nats_url]))
+    await publisher.connect()
+    try:
+        now_ms = int(time.time() * 1000)
+        for start in range(0, n, 1000):
+            await publisher.publish_batch("events.realtime-warehousing", [
+                RealTimeWarehousingData(event_id=f"drain-{label}-{i}", user_id=f"u{i % 97}",
+                                        event_name="bench", report_data='{"page": 1}',
+                                        create_time_ms=now_ms)
+                for i in range(start, min(start + 1000, n))
+            ])
+    finally:
+        await publisher.close(timeout=10)
+    work = Path(tempfile.mkdtemp(prefix="bench-drain-"))
+    env = {**os.environ, "BROKER_TYPE": "jetstream", "BROKER_ADDRESS": nats_url,
+           "DATABASE_URL": db_url, "LOG_LEVEL": "INFO"}
+    log_path = work / "saver.log"
+    with open(log_path, "wb") as log:  # noqa: ASYNC230 - before timing
+        saver = subprocess.Popen(  # noqa: ASYNC220 - started before timing
+            [sys.executable, "-m", "report_pipeline", "serve", "saver"],
+            env=env, cwd=project, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while b"saver started" not in log_path.read_bytes():
+            if saver.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the saver did not start; see {log_path}")
+            await asyncio.sleep(0.01)
+        t0 = time.perf_counter()
+        stored = 0
+        deadline = time.monotonic() + 120
+        while stored < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            stored = await count_rows(db_url)
+        elapsed = time.perf_counter() - t0
+    finally:
+        saver.send_signal(signal.SIGTERM)
+        try:
+            saver.wait(30)
+        except subprocess.TimeoutExpired:
+            saver.kill()
+    note = "" if stored == n else f"stored {stored} of {n}"
+    return Result(f"saver vs insert ({label})", "saver drain, 1 worker",
+                  throughput(stored, elapsed), note=note)
