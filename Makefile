@@ -29,10 +29,11 @@ BENCH_DIR := build/bench
 BENCH_ARGS ?=
 
 bench: $(READY)  ## raw clients vs framework vs FastStream; writes bench/results/ (not a test)
-	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	rm -rf $(BENCH_DIR)
 	$(BIN)/cookiecutter --no-input --output-dir $(BENCH_DIR) .
-	cd $(BENCH_DIR)/report-pipeline && PYTHONPATH=$$PWD/src $(abspath $(BIN)/python) \
+	$(MAKE) -C $(BENCH_DIR)/report-pipeline install PYTHON=$(abspath $(BIN)/python)
+	$(BENCH_DIR)/report-pipeline/.venv/bin/pip install --quiet -r bench/requirements.txt
+	cd $(BENCH_DIR)/report-pipeline && .venv/bin/python \
 		$(abspath bench/run.py) --project . --workdir ../work $(BENCH_ARGS)
 
 lint: $(READY)

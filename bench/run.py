@@ -24,6 +24,7 @@ from common import Result
 from report_pipeline.transport.broker.embedded import nats_server, pulsar_lite
 
 RESULTS = Path(__file__).parent / "results"
+GROUPS = ("core", "jetstream", "pulsar", "saver")
 
 # (name, case, baseline side, compared side, target ratio, what is compared)
 RATIOS = [
@@ -141,16 +142,22 @@ async def main(args: argparse.Namespace) -> None:
     nats = nats_server().start()
     pulsar = pulsar_lite().start()
     try:
-        for case in (nats_cases.core_raw, nats_cases.core_framework, nats_cases.core_faststream):
-            print(f"-- {case.__name__}", flush=True)
-            results += await case(nats.url, n, rate, lat_n)
+        if "core" in args.only:
+            for case in (nats_cases.core_raw, nats_cases.core_framework,
+                         nats_cases.core_faststream):
+                print(f"-- {case.__name__}", flush=True)
+                results += await case(nats.url, n, rate, lat_n)
         await nats_cases.ensure_stream(nats.url)
-        for case in (nats_cases.js_raw, nats_cases.js_framework, nats_cases.js_faststream):
-            print(f"-- {case.__name__}", flush=True)
-            results += await case(nats.url, n, rate / 2, lat_n // 2)
-        for case in (pulsar_cases.pulsar_raw, pulsar_cases.pulsar_framework):
-            print(f"-- {case.__name__}", flush=True)
-            results += await case(pulsar.url, n)
+        if "jetstream" in args.only:
+            for case in (nats_cases.js_raw, nats_cases.js_framework, nats_cases.js_faststream):
+                print(f"-- {case.__name__}", flush=True)
+                results += await case(nats.url, n, rate / 2, lat_n // 2)
+        if "pulsar" in args.only:
+            for case in (pulsar_cases.pulsar_raw, pulsar_cases.pulsar_framework):
+                print(f"-- {case.__name__}", flush=True)
+                results += await case(pulsar.url, n)
+        if "saver" not in args.only:
+            return await report(results, notes, meta_for(started, n, rate), args)
         databases = [("SQLite", f"sqlite+aiosqlite:///{args.workdir}/bench.db")]
         reason = await saver_cases.pg_reachable()
         if reason:
@@ -173,12 +180,25 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         nats.cleanup()
         pulsar.cleanup()
+    await report(results, notes, meta_for(started, n, rate), args)
+
+
+def meta_for(started: float, n: int, rate: float) -> dict:
+    return {**machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "started": started, "messages": n, "rate": rate}
+
+
+async def report(results: list[Result], notes: list[str], meta: dict,
+                 args: argparse.Namespace) -> None:
+    """Print the table; write bench/results/ only for a full run (the committed figures)."""
     raw_consume = find(results, "JetStream consume+ack", "raw nats-py")
     ratios = ratio_rows(results, raw_consume.msgs_per_s if raw_consume else None)
-    meta = {**machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "seconds": time.time() - started, "messages": n, "rate": rate, "notes": notes}
+    meta = {**meta, "seconds": time.time() - meta.pop("started"), "notes": notes}
     text = markdown(results, ratios, meta)
     print(text)
+    if set(args.only) != set(GROUPS):
+        print("partial run (--only): bench/results/ left as it was")
+        return
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "results.md").write_text(text)
     (RESULTS / "results.json").write_text(json.dumps(
@@ -195,6 +215,8 @@ if __name__ == "__main__":
     p.add_argument("--rate", type=float, default=2000.0, help="offered msg/s for latency")
     p.add_argument("--latency-seconds", type=float, default=2.0)
     p.add_argument("--workdir", type=Path, default=Path("build/bench/work"))
+    p.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS),
+                   help="run only these groups (the results files are then not written)")
     args = p.parse_args()
     args.workdir = args.workdir.resolve()
     args.workdir.mkdir(parents=True, exist_ok=True)

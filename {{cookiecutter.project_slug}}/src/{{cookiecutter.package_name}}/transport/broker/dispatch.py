@@ -88,7 +88,10 @@ class Dispatcher:
         self._decode = codec.decoder_for(handler)
         self._handler = chain_handler(handler, middleware, topic, group)
         self._send = send
-        self._middleware = list(middleware)  # told how each delivery was settled (metrics)
+        # told how each delivery was settled (metrics); only the middleware that listen
+        self._settle_hooks = [
+            m.on_settle for m in middleware if type(m).on_settle is not Middleware.on_settle
+        ]
         # key -> a future that completes when the last message seen with that key is done
         self._key_tails: dict[str, asyncio.Future[None]] = {}
         self._sequence_keys = options.ordered and options.concurrency > 1
@@ -101,27 +104,32 @@ class Dispatcher:
         """
         key = delivery.key
         if not (self._sequence_keys and key):
-            return await self._process(delivery)
+            outcome = await self._decide(delivery)
+        else:
+            outcome = await self._in_key_order(key, delivery)
+        if self._settle_hooks:
+            self._settled(outcome)
+        return outcome
+
+    async def _in_key_order(self, key: str, delivery: Delivery) -> Outcome:
         previous = self._key_tails.get(key)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._key_tails[key] = done
         try:
             if previous is not None:
                 await asyncio.wait([previous])  # unlike `await previous`, never cancels it
-            return await self._process(delivery)
+            return await self._decide(delivery)
         finally:
             done.set_result(None)
             if self._key_tails.get(key) is done:
                 del self._key_tails[key]
 
-    async def _process(self, delivery: Delivery) -> Outcome:
-        outcome = await self._decide(delivery)
+    def _settled(self, outcome: Outcome) -> None:
         settlement: Settlement = (
             "dead_letter" if outcome.dead_lettered else "ack" if outcome.acked else "redeliver"
         )
-        for middleware in self._middleware:
-            middleware.on_settle(self.topic, self.group, settlement)
-        return outcome
+        for hook in self._settle_hooks:
+            hook(self.topic, self.group, settlement)
 
     async def _decide(self, delivery: Delivery) -> Outcome:
         limit = self.options.max_message_bytes
@@ -133,13 +141,8 @@ class Dispatcher:
         except DecodeError as exc:
             return await self._dead_letter(delivery, f"decode error: {exc}")
         ctx = MessageContext(
-            topic=delivery.topic,
-            key=delivery.key,
-            headers=delivery.headers,
-            message_id=delivery.message_id,
-            redelivery_count=delivery.redelivery_count,
-            publish_time=delivery.publish_time,
-            group=self.group,
+            delivery.topic, delivery.key, delivery.headers, delivery.message_id,
+            delivery.redelivery_count, delivery.publish_time, self.group,
         )
         try:
             result = await self._handler(msg, ctx)

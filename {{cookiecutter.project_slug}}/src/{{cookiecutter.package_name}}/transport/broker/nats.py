@@ -2,7 +2,11 @@
 
 Mapping: a topic is a subject (wildcards `a.*` and `a.>` subscribe to many); `group` is a
 queue group (each message goes to one member); no group means every subscriber gets every
-message. The key and a message id travel in headers (`x-message-key`, `Nats-Msg-Id`).
+message. The key travels in a header (`x-message-key`); a message with no key, no headers of
+its own and no trace context goes out as a plain PUB without headers (the subscriber decodes by
+its handler's annotation, so the content type is not needed), because a header block costs more
+than the rest of a small message's trip. The subscriber gives each message an id
+(`ctx.message_id`), or keeps the `Nats-Msg-Id` the publisher put in the headers.
 
 Retries on NATS core. The server keeps nothing and never redelivers, so this plugin
 redelivers in-process: a failed message is put back into the subscription's own queue after
@@ -35,9 +39,14 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as ClientSubscription
-from nats.nuid import NUID
 
-from ._nats_connection import open_connection, split_headers, wire_headers
+from ._nats_connection import (
+    MessageIds,
+    core_headers,
+    open_connection,
+    split_headers,
+    wire_headers,
+)
 from .base import (
     Broker,
     Delivery,
@@ -78,14 +87,21 @@ def wildcard_safe(topic: str) -> str:
     return topic.replace(".>", ".all").replace(".*", ".any").replace("*", "any")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Inbound:
     delivery: Delivery
     reply: str | None
 
 
 class NatsSubscription(Subscription):
-    """A core subscription: the server pushes, this holds a bounded local queue."""
+    """A core subscription: the server pushes, the client library queues, this handles.
+
+    With `concurrency` 1 (the default) each message is handled inside the client's delivery
+    callback, which already runs one message at a time in arrival order: no second queue, no
+    hop between tasks. With more, the callback feeds a bounded local queue that
+    `concurrency` workers drain. Retried messages wait out their delay on a timer, then take
+    their turn like a new message.
+    """
 
     def __init__(
         self, broker: NatsBroker, topic: str, group: str | None, dispatcher: Dispatcher,
@@ -95,6 +111,9 @@ class NatsSubscription(Subscription):
         self.group = group
         self._broker = broker
         self._dispatcher = dispatcher
+        self._direct = options.concurrency == 1
+        self._turn = asyncio.Lock()  # direct mode: one handler at a time, retries included
+        self._retrying: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[_Inbound] = asyncio.Queue()
         self._room = asyncio.Semaphore(options.concurrency * HELD_PER_WORKER)
         self._held = 0  # messages taken from the server and not yet settled
@@ -109,19 +128,31 @@ class NatsSubscription(Subscription):
         self._closed = False
 
     async def start(self, client: NatsClient) -> None:
-        self._sub = await client.subscribe(self.topic, queue=self.group or "", cb=self._receive)
-        self._loop.start()
+        receive = self._receive_direct if self._direct else self._receive_queued
+        self._sub = await client.subscribe(self.topic, queue=self.group or "", cb=receive)
+        if not self._direct:
+            self._loop.start()
 
-    async def _receive(self, msg: Msg) -> None:
-        await self._room.acquire()  # backpressure: the server buffers while we are full
-        headers, key, msg_id = split_headers(msg.headers)
+    def _take(self, msg: Msg) -> _Inbound:
+        if msg.headers:
+            headers, key, msg_id = split_headers(msg.headers)
+        else:
+            headers, key, msg_id = {}, None, None
         delivery = Delivery(
-            topic=msg.subject, payload=msg.data, key=key, headers=headers,
-            message_id=msg_id or self._broker.next_id(), redelivery_count=0, publish_time=None,
+            msg.subject, msg.data, key, headers, msg_id or self._broker.next_id(), 0, None
         )
         self._held += 1
         self._settled.clear()
-        self._queue.put_nowait(_Inbound(delivery, msg.reply or None))
+        return _Inbound(delivery, msg.reply or None)
+
+    async def _receive_direct(self, msg: Msg) -> None:
+        item = self._take(msg)
+        async with self._turn:
+            await self._handle(item)
+
+    async def _receive_queued(self, msg: Msg) -> None:
+        await self._room.acquire()  # backpressure: the server buffers while we are full
+        self._queue.put_nowait(self._take(msg))
 
     async def _handle(self, item: _Inbound) -> None:
         try:
@@ -134,15 +165,22 @@ class NatsSubscription(Subscription):
                 await self._answer(item.reply, outcome)
             self._done()
             return
-        again = dataclasses.replace(
-            item.delivery, redelivery_count=item.delivery.redelivery_count + 1
-        )
-        self._redeliver_later(_Inbound(again, item.reply), outcome.delay)
+        item.delivery.redelivery_count += 1
+        self._redeliver_later(item, outcome.delay)
+
+    async def _retry(self, item: _Inbound) -> None:
+        async with self._turn:
+            await self._handle(item)
 
     def _redeliver_later(self, item: _Inbound, delay: float) -> None:
         def release() -> None:
             self._timers.discard(timer)
-            self._queue.put_nowait(item)
+            if not self._direct:
+                self._queue.put_nowait(item)
+                return
+            task = asyncio.ensure_future(self._retry(item))
+            self._retrying.add(task)
+            task.add_done_callback(self._retrying.discard)
 
         timer = asyncio.get_running_loop().call_later(max(delay, 0.0), release)
         self._timers.add(timer)
@@ -159,7 +197,8 @@ class NatsSubscription(Subscription):
 
     def _done(self) -> None:
         self._held -= 1
-        self._room.release()
+        if not self._direct:
+            self._room.release()
         if self._held == 0:
             self._settled.set()
 
@@ -176,6 +215,8 @@ class NatsSubscription(Subscription):
         await self._loop.stop(_left(deadline))
         for timer in self._timers:
             timer.cancel()
+        for task in list(self._retrying):  # a retry still running past the timeout
+            task.cancel()
         if self._held:
             log.warning(
                 "%s: %d message(s) were not handled before close; NATS core cannot redeliver "
@@ -198,7 +239,7 @@ class NatsBroker(Broker):
         self.settings = settings
         self._client: NatsClient | None = None
         self._subscriptions: set[Subscription] = set()
-        self._nuid = NUID()
+        self._ids = MessageIds()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def connect(self) -> None:
@@ -223,7 +264,7 @@ class NatsBroker(Broker):
         return self._client
 
     def next_id(self) -> str:
-        return self._nuid.next().decode()
+        return self._ids.next()
 
     # -- publishing ------------------------------------------------------------------------
     async def _send(self, envelope: Envelope) -> None:
@@ -236,7 +277,7 @@ class NatsBroker(Broker):
         await self._flush()
 
     async def _publish(self, envelope: Envelope, reply: str = "") -> None:
-        headers = wire_headers(envelope.headers, envelope.key, self.next_id())
+        headers = core_headers(envelope.headers, envelope.key)
         try:
             await self.client.publish(envelope.topic, envelope.payload, reply, headers)
         except nats.errors.Error as exc:

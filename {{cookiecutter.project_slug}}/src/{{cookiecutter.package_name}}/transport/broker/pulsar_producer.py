@@ -26,7 +26,7 @@ from .settings import PulsarSettings
 log = logging.getLogger("broker.pulsar")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PulsarEnvelope(Envelope):
     """An envelope with the Pulsar-only message fields.
 
