@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import pulsar
 import pytest
 
 from {{ cookiecutter.package_name }}.transport.broker import (
@@ -21,6 +22,7 @@ from {{ cookiecutter.package_name }}.transport.broker import (
 )
 from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBroker, free_port
 from {{ cookiecutter.package_name }}.transport.broker.pulsar import PulsarBroker
+from {{ cookiecutter.package_name }}.transport.broker.pulsar_client import client_logger
 from {{ cookiecutter.package_name }}.transport.broker.settings import PulsarSettings, TLSSettings
 
 from .brokers import eventually, unique
@@ -215,3 +217,17 @@ async def test_close_drains_flushes_and_closes_the_client(pulsar_factory: Factor
         await broker.publish(unique("closed"), b"x")
     assert await other.healthy(), "closing one broker closed the shared client"
     await round_trip(other)
+
+
+def test_client_logs_go_through_python_logging_only_when_debugging() -> None:
+    # a Python logger makes the client take the GIL for each of its debug lines (several per
+    # message), so it logs through its own console logger filtered at the same level
+    python_logger = logging.getLogger("pulsar.client")
+    before = python_logger.level
+    try:
+        python_logger.setLevel(logging.WARNING)
+        assert isinstance(client_logger(), pulsar.ConsoleLogger)
+        python_logger.setLevel(logging.DEBUG)
+        assert client_logger() is python_logger
+    finally:
+        python_logger.setLevel(before)

@@ -424,3 +424,25 @@ async def test_anonymous_subscription_is_removed_on_close(pulsar_factory: Factor
     await eventually(lambda: len(seen) == 1)
     await subscription.close(timeout=5)
     assert subscription not in broker._subscriptions
+
+
+async def test_a_burst_is_spread_over_all_the_workers(pulsar_factory: Factory) -> None:
+    broker = await pulsar_factory()
+    topic = unique("burst")
+    running, most = 0, 0
+    release = asyncio.Event()
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await release.wait()
+        running -= 1
+
+    options = SubscribeOptions(concurrency=8, ordered=False)
+    await broker.subscribe(topic, handler, group=unique("g"), options=options)
+    await broker.publish_batch(topic, [f"m{n}".encode() for n in range(20)])
+    await eventually(lambda: most == 8)
+    release.set()
+    await eventually(lambda: running == 0)
+    assert most == 8

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -189,3 +190,24 @@ async def test_close_flushes_what_was_queued(pulsar_factory: Factory) -> None:
         await writer.publish_nowait(topic, {"n": n})
     await writer.close(timeout=10)
     await eventually(lambda: len(got) == 200)
+
+
+async def test_a_long_batch_moves_through_the_send_window_in_groups(
+    pulsar_factory: Factory,
+) -> None:
+    broker = await pulsar_factory(max_pending_messages=100)  # groups of 25, 4 in flight
+    topic = unique("long-batch")
+    got = await collect(broker, topic)
+    await broker.publish_batch(topic, [{"n": n} for n in range(1000)])
+    await eventually(lambda: len(got) == 1000, timeout=30)
+    assert sorted(json.loads(msg)["n"] for msg, _ in got) == list(range(1000))
+
+
+async def test_a_refused_message_in_a_batch_fails_the_batch(pulsar_factory: Factory) -> None:
+    broker = await pulsar_factory(batching=False)
+    topic = unique("too-big")
+    too_big = b"x" * (6 * 1024 * 1024)  # over the 5 MB message size limit
+    with pytest.raises(BrokerError, match="1 of 3 messages were not accepted"):
+        await broker.publish_batch(topic, [b"small", too_big, b"small"])
+    with pytest.raises(BrokerError):
+        await broker.publish(topic, too_big)

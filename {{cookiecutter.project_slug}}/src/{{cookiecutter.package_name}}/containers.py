@@ -2,31 +2,60 @@
 
 The broker and the database are resources: initialised on first use, shut down in
 `shutdown_resources()`. Tests override providers (e.g. `container.broker.override(...)`).
+
+Each provider imports its class when it is first called (`lazy(...)`), so a role imports
+only what it runs: `serve saver` loads no gRPC, `serve report` no database driver or ORM.
+That keeps an idle service small (see "What an idle service costs" in the README).
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any
+
 from dependency_injector import containers, providers
 
-{% if cookiecutter.include_sample -%}
-from .api.report.v1 import report_pb2_grpc
-{% endif -%}
 from .broker_factory import broker_resource, subscribe_options
-from .conf import AppConfig
-from .data.db import database_resource
+from .conf import AppConfig, DatabaseConfig
+
+if TYPE_CHECKING:
+    from .data.db import Database
 {%- if cookiecutter.include_sample %}
-from .data.publisher import EventPublisher
-from .data.repo import AcceptStatusRepo, RealtimeWarehousingRepo
+    from .server.grpc import GrpcService
+    from .service.report import ReportService
 {%- endif %}
-from .server.broker import BrokerServer
-from .server.grpc import GrpcServer{% if cookiecutter.include_sample %}, GrpcService{% endif %}
-from .server.subscribers import register_subscribers
+
+
+def lazy(target: str) -> Callable[..., Any]:
+    """A factory for `module:attr` (relative to this package) that imports it when called."""
+    module_name, _, attr = target.partition(":")
+
+    def create(*args: Any, **kwargs: Any) -> Any:
+        factory = getattr(importlib.import_module(module_name, __package__), attr)
+        return factory(*args, **kwargs)
+
+    create.__name__ = create.__qualname__ = attr
+    create.__doc__ = f"{attr} from {module_name}, imported on first use."
+    return create
+
+
+async def database_resource(cfg: DatabaseConfig) -> AsyncGenerator[Database, None]:
+    """`data.db.database_resource`, imported only by the roles that use a database."""
+    from .data.db import database_resource as open_database
+
+    resource = open_database(cfg)
+    try:
+        yield await anext(resource)
+    finally:
+        await resource.aclose()  # disposes of the engine
 {%- if cookiecutter.include_sample %}
-from .service.report import ReportService
-from .service.saver import SaverService
 
 
 def report_grpc_services(report: ReportService) -> list[GrpcService]:
+    from .api.report.v1 import report_pb2_grpc
+    from .server.grpc import GrpcService
+
     return [
         GrpcService(
             "report.v1.ReportService", report, report_pb2_grpc.add_ReportServiceServicer_to_server
@@ -44,27 +73,31 @@ class Container(containers.DeclarativeContainer):
 {%- if cookiecutter.include_sample %}
 
     # data: repositories and the publisher
-    realtime_repo = providers.Singleton(RealtimeWarehousingRepo, database)
-    status_repo = providers.Singleton(AcceptStatusRepo, database)
-    publisher = providers.Singleton(EventPublisher, broker, config.provided.topics)
+    realtime_repo = providers.Singleton(lazy(".data.repo:RealtimeWarehousingRepo"), database)
+    status_repo = providers.Singleton(lazy(".data.repo:AcceptStatusRepo"), database)
+    publisher = providers.Singleton(
+        lazy(".data.publisher:EventPublisher"), broker, config.provided.topics
+    )
 
     # service
-    report_service = providers.Singleton(ReportService, publisher)
+    report_service = providers.Singleton(lazy(".service.report:ReportService"), publisher)
     saver_service = providers.Singleton(
-        SaverService, realtime_repo, status_repo, config.provided.saver
+        lazy(".service.saver:SaverService"), realtime_repo, status_repo, config.provided.saver
     )
 
     # server
     grpc_server = providers.Singleton(
-        GrpcServer,
+        lazy(".server.grpc:GrpcServer"),
         config.provided.grpc.address,
         providers.Callable(report_grpc_services, report_service),
         config.provided.grpc.max_message_bytes,
     )
     broker_server = providers.Singleton(
-        register_subscribers,
+        lazy(".server.subscribers:register_subscribers"),
         providers.Singleton(
-            BrokerServer, broker, providers.Callable(subscribe_options, config.provided.broker)
+            lazy(".server.broker:BrokerServer"),
+            broker,
+            providers.Callable(subscribe_options, config.provided.broker),
         ),
         config,
         saver_service,
@@ -72,11 +105,15 @@ class Container(containers.DeclarativeContainer):
 {%- else %}
 
     # server
-    grpc_server = providers.Singleton(GrpcServer, config.provided.grpc.address, [])
+    grpc_server = providers.Singleton(
+        lazy(".server.grpc:GrpcServer"), config.provided.grpc.address, []
+    )
     broker_server = providers.Singleton(
-        register_subscribers,
+        lazy(".server.subscribers:register_subscribers"),
         providers.Singleton(
-            BrokerServer, broker, providers.Callable(subscribe_options, config.provided.broker)
+            lazy(".server.broker:BrokerServer"),
+            broker,
+            providers.Callable(subscribe_options, config.provided.broker),
         ),
         config,
     )

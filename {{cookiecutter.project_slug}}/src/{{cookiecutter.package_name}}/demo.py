@@ -57,9 +57,15 @@ def run_demo(broker_type: str | None, count: int, workdir: str) -> int:
             env["BROKER_ADDRESS"] = embedded.url
             roles = ["saver", "report"]
             print(f"{broker_type} broker (embedded) at {embedded.url}")
+        # the saver serves /readyz once it has subscribed: reports posted before that would
+        # be lost on NATS core (no stored stream), and `serve report` starts faster
+        saver_port = free_port()
+        saver_env = {**env, "OTEL_EXPORTER_PROMETHEUS_PORT": str(saver_port)}
         for role in roles:
-            processes.append(_spawn(role, env, work))
+            processes.append(_spawn(role, saver_env if role == "saver" else env, work))
             print(f"started {role} (pid {processes[-1].pid}, log {work / (role + '.log')})")
+        if "saver" in roles:
+            wait_for_port(saver_port, 60, processes[0], what="the saver service (see its log)")
         port = int(grpc_address.rsplit(":", 1)[1])
         wait_for_port(port, 60, processes[-1], what=f"the {roles[-1]} service (see its log)")
         started = time.perf_counter()

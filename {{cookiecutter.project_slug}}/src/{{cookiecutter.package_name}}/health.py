@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from sqlalchemy import text
 
-from .data.db import Database
+if TYPE_CHECKING:  # SQLAlchemy is imported by the roles that open a database only
+    from .data.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ Listener = Callable[[bool], Awaitable[None]]
 
 
 def database_check(db: Database) -> Check:
+    from sqlalchemy import text
+
     async def check() -> bool:
         with suppress_instrumentation():  # a probe every few seconds is not a trace
             async with db.engine.connect() as conn:

@@ -13,9 +13,6 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from .conf import load_config
 from .logs import configure_logging
 
@@ -31,6 +28,9 @@ def add_health_command(sub: Any) -> None:
 
 async def grpc_health(target: str, service: str, timeout: float) -> str:
     """The serving status name (SERVING, NOT_SERVING, ...); OSError if nothing answers."""
+    import grpc  # here, not at the top: only this command needs it
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     async with grpc.aio.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:

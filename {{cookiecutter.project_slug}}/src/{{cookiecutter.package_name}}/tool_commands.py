@@ -2,6 +2,7 @@
 
 `cli.parser()` adds them with `add_tool_commands`; their expected failures raise one of
 `TOOL_ERRORS`, which the command line prints as one `error: ...` sentence (exit code 2).
+Alembic is imported by the `db` commands only, not by every process that loads the CLI.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from .conf import load_config
-from .migrations import MigrationError
 from .scaffold import SIMPLE_KINDS, ScaffoldError
 
-TOOL_ERRORS: tuple[type[Exception], ...] = (MigrationError, ScaffoldError)
+
+class ToolError(Exception):
+    """A tool command failed (e.g. a migration); the message names what and what to do."""
+
+
+TOOL_ERRORS: tuple[type[Exception], ...] = (ToolError, ScaffoldError)
 
 
 def cmd_add_subscriber(args: argparse.Namespace) -> None:
@@ -30,19 +35,25 @@ def cmd_add_subscriber(args: argparse.Namespace) -> None:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
-    from .migrations import upgrade
+    from .migrations import MigrationError, upgrade
 
     config = load_config(args.config)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    upgrade(config.database, args.revision)
+    try:
+        upgrade(config.database, args.revision)
+    except MigrationError as exc:
+        raise ToolError(str(exc)) from None
     print(f"database upgraded to {args.revision}")
 
 
 def cmd_db_current(args: argparse.Namespace) -> None:
-    from .migrations import describe, revisions
+    from .migrations import MigrationError, describe, revisions
 
     config = load_config(args.config)
-    print(describe(asyncio.run(revisions(config.database))))
+    try:
+        print(describe(asyncio.run(revisions(config.database))))
+    except MigrationError as exc:
+        raise ToolError(str(exc)) from None
 
 
 def cmd_asyncapi(args: argparse.Namespace) -> None:

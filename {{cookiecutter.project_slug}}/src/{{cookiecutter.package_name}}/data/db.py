@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +70,7 @@ def missing_tables(conn: Connection) -> list[str]:
     return sorted(set(Base.metadata.tables) - existing)
 
 
-async def database_resource(cfg: DatabaseConfig) -> AsyncIterator[Database]:
+async def database_resource(cfg: DatabaseConfig) -> AsyncGenerator[Database, None]:
     """An open database for the app's lifetime (a dependency-injector resource)."""
     engine = create_engine(cfg)
     safe_url = engine.url.render_as_string(hide_password=True)

@@ -14,13 +14,13 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from grpc_health.v1 import health_pb2
+from typing import TYPE_CHECKING, Any
 
 from ..conf import TelemetryConfig
 from ..health import Check, HealthMonitor, database_check
-from .grpc import GrpcServer
+
+if TYPE_CHECKING:
+    from .grpc import GrpcServer
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,11 @@ class OpsServer:
         monitor.listeners.append(self._set_grpc_health)
 
     async def _set_grpc_health(self, ready: bool) -> None:
-        status = (health_pb2.HealthCheckResponse.SERVING if ready
-                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.grpc_servers:  # a role without gRPC does not import it
+            from grpc_health.v1 import health_pb2
+
+            status = (health_pb2.HealthCheckResponse.SERVING if ready
+                      else health_pb2.HealthCheckResponse.NOT_SERVING)
         for server in self.grpc_servers:
             for name in ["", *(s.name for s in server.services)]:
                 await server.health.set(name, status)
@@ -145,6 +148,10 @@ async def ops_server_for(container: Any, servers: Sequence[object]) -> OpsServer
         checks["broker"] = broker.healthy
     if _initialized(container.database):
         checks["database"] = database_check(await container.database())
-    grpc_servers = [s for s in servers if isinstance(s, GrpcServer)]
+    grpc_servers: list[GrpcServer] = []
+    if any(getattr(s, "name", None) == "grpc" for s in servers):  # else gRPC stays unimported
+        from .grpc import GrpcServer
+
+        grpc_servers = [s for s in servers if isinstance(s, GrpcServer)]
     monitor = HealthMonitor(checks, config.telemetry.health_interval)
     return OpsServer(monitor, config.telemetry, grpc_servers)

@@ -10,8 +10,16 @@
   messages waiting out a nak delay), not the server's default of 1000.
 - A handler running longer than half of `ack_wait` reports progress (`+WPI`), so a slow
   handler is not mistaken for a dead one; `ack_wait` is the time to notice a crashed consumer.
-- Workers share one fetch of up to `concurrency` messages, taken in stream order, so the
-  Dispatcher's per-key ordering holds.
+
+Pulling. Instead of nats-py's `fetch()` (a future, a timeout and a uuid per message), the
+subscription keeps its own pull requests outstanding, like the Go client's `Consume`: it asks
+the server for up to `prefetch` messages, and asks again as soon as half of them are handled,
+so the next messages are already on their way while the current ones run. Messages and the
+server's status replies (request expired, no messages, heartbeat) arrive on one inbox
+subscription whose callback hands each message on in stream order: with `concurrency` 1 it
+is handled right there, otherwise `concurrency` workers take it from a local queue. A status
+reply names its request by the reply subject, which ends that request; a request that never
+gets one (a reconnect) is forgotten after its expiry.
 """
 
 from __future__ import annotations
@@ -19,12 +27,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import re
+import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import nats.errors
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as ClientSubscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -36,11 +51,17 @@ from .runner import ConsumerLoop
 
 log = logging.getLogger("broker.jetstream")
 
-#: seconds one pull request waits on the server for messages (also how long close() may wait
-#: for the last one: a message sent to a pull request nobody reads waits out ack_wait)
+#: seconds a pull request waits on the server for messages (also how long close() may wait
+#: for the last ones: a message sent to a request nobody reads waits out ack_wait)
 FETCH_WAIT = 1.0
+#: a request with no status reply this long after its expiry is considered gone
+REQUEST_GRACE = 2.0
+#: seconds before asking again after the server refused a pull request (409 and the like)
+REFUSED_PAUSE = 0.5
 #: an ephemeral consumer (no group) is removed by the server after this many idle seconds
 EPHEMERAL_IDLE = 60.0
+STATUS = "Status"
+HEARTBEAT = "100"
 
 
 def durable_name(group: str, topic: str) -> str:
@@ -54,27 +75,55 @@ def max_ack_pending(options: SubscribeOptions) -> int:
     return options.concurrency * 4 + 16
 
 
+def prefetch(options: SubscribeOptions) -> int:
+    """Messages asked for ahead of the handlers (below max_ack_pending, which also holds naks)."""
+    return options.concurrency * 2 + 8
+
+
+@dataclass(slots=True)
+class _PullRequest:
+    token: str
+    remaining: int  # messages the server may still send for it
+    forget_at: float  # monotonic time after which it is considered gone
+
+
 class JetStreamSubscription(Subscription):
     def __init__(
         self, topic: str, group: str | None, dispatcher: Dispatcher, options: SubscribeOptions,
-        on_close: object,
+        on_close: Callable[[Subscription], None],
     ) -> None:
         self.topic = topic
         self.group = group
         self._dispatcher = dispatcher
         self._options = options
-        self._buffer: deque[Msg] = deque()
-        self._fetching = asyncio.Lock()
-        self._fetch: asyncio.Future[list[Msg]] | None = None
-        self._psub: JetStreamContext.PullSubscription | None = None
-        self._loop: ConsumerLoop[Msg] = ConsumerLoop(
-            self._next, self._handle, concurrency=options.concurrency,
+        self._prefetch = prefetch(options)
+        self._direct = options.concurrency == 1
+        self._requests: deque[_PullRequest] = deque()
+        self._requested = 0  # sum of `remaining` over the outstanding requests
+        self._held = 0  # messages received and not yet settled
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._more = asyncio.Event()  # wakes the pull loop: room for more, or a request ended
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        # id(message) -> (message, when its handler started); Msg itself is unhashable
+        self._running: dict[int, tuple[Msg, float]] = {}
+        self._workers: ConsumerLoop[Msg] = ConsumerLoop(
+            self._queue.get, self._handle, concurrency=options.concurrency,
             name=f"jetstream:{topic}:{group or '-'}",
         )
         self._on_close = on_close
+        self._client: NatsClient | None = None
+        self._inbox: ClientSubscription | None = None
+        self._inbox_prefix = ""
+        self._next_api = ""
+        self._sequence = 0
+        self._pause_until = 0.0
+        self._puller: asyncio.Task[None] | None = None
+        self._progress: asyncio.TimerHandle | None = None
         self._closed = False
 
-    async def start(self, js: JetStreamContext, stream: str) -> None:
+    # -- starting ------------------------------------------------------------------------------
+    async def start(self, js: JetStreamContext, client: NatsClient, stream: str) -> None:
         options = self._options
         config = ConsumerConfig(
             ack_policy=AckPolicy.EXPLICIT,
@@ -86,52 +135,129 @@ class JetStreamSubscription(Subscription):
                 if options.initial_position is InitialPosition.LATEST else DeliverPolicy.ALL
             ),
             inactive_threshold=None if self.group else EPHEMERAL_IDLE,
+            filter_subject=self.topic,
         )
-        durable = durable_name(self.group, self.topic) if self.group else None
         try:
-            self._psub = await js.pull_subscribe(
-                self.topic, durable=durable, stream=stream, config=config
-            )
+            name = await self._consumer(js, stream, config)
         except nats.js.errors.APIError as exc:
             raise BrokerError(
                 f"could not create the JetStream consumer for {self.topic!r} on stream "
                 f"{stream} ({exc}); check that the stream's subjects include the topic"
             ) from exc
-        self._loop.start()
+        self._client = client
+        self._next_api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"
+        self._inbox_prefix = client.new_inbox()
+        self._inbox = await client.subscribe(f"{self._inbox_prefix}.*", cb=self._receive)
+        if not self._direct:
+            self._workers.start()
+        self._puller = asyncio.create_task(self._pull(), name=f"jetstream-pull:{self.topic}")
+        self._schedule_progress()
 
-    async def _next(self) -> Msg:
-        assert self._psub is not None
-        while True:
-            if self._buffer:
-                return self._buffer.popleft()
-            async with self._fetching:
-                if self._buffer:
+    async def _consumer(self, js: JetStreamContext, stream: str, config: ConsumerConfig) -> str:
+        """The consumer's name: a group's durable is reused as it is, else created."""
+        if self.group:
+            config.durable_name = config.name = durable_name(self.group, self.topic)
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                return (await js.consumer_info(stream, config.durable_name)).name
+        return (await js.add_consumer(stream, config)).name
+
+    # -- pulling -------------------------------------------------------------------------------
+    async def _pull(self) -> None:
+        """Keep up to `prefetch` messages requested or in hand; ask again at half."""
+        while not self._closed:
+            pause = self._pause_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            self._forget_expired()
+            room = self._prefetch - self._requested - self._held
+            if room >= max(1, self._prefetch // 2) or (room > 0 and not self._requests):
+                try:
+                    await self._request(room)
+                except nats.errors.Error as exc:  # disconnected: the client reconnects
+                    log.warning("%s: pull request failed: %s", self.topic, exc)
+                    await asyncio.sleep(0.5)
                     continue
-                # shielded: a worker cancelled by close() must not abandon a pull request
-                # the server may still answer; close() collects its messages instead
-                self._fetch = asyncio.ensure_future(
-                    self._psub.fetch(self._options.concurrency, timeout=FETCH_WAIT)
-                )
-                self._buffer.extend(await asyncio.shield(self._collect(self._fetch)))
+            self._more.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FETCH_WAIT + REQUEST_GRACE):
+                    await self._more.wait()
 
-    @staticmethod
-    async def _collect(fetch: asyncio.Future[list[Msg]]) -> list[Msg]:
-        try:
-            return await fetch
-        except TimeoutError:
-            return []
+    async def _request(self, batch: int) -> None:
+        assert self._client is not None
+        self._sequence += 1
+        token = str(self._sequence)
+        body = {"batch": batch, "expires": int(FETCH_WAIT * 1e9)}
+        self._requests.append(
+            _PullRequest(token, batch, time.monotonic() + FETCH_WAIT + REQUEST_GRACE)
+        )
+        self._requested += batch
+        await self._client.publish(
+            self._next_api, json.dumps(body).encode(), reply=f"{self._inbox_prefix}.{token}"
+        )
+
+    def _forget_expired(self) -> None:
+        now = time.monotonic()
+        while self._requests and self._requests[0].forget_at < now:
+            self._end_request(self._requests[0])
+
+    def _end_request(self, request: _PullRequest) -> None:
+        self._requests.remove(request)
+        self._requested -= request.remaining
+        self._more.set()
+
+    def _count_arrival(self) -> None:
+        """A message counts against the oldest request: the server serves them in order."""
+        if self._requests:
+            oldest = self._requests[0]
+            oldest.remaining -= 1
+            self._requested -= 1
+            if oldest.remaining <= 0:
+                self._requests.popleft()
+
+    def _on_status(self, msg: Msg, status: str) -> None:
+        if status == HEARTBEAT:
+            return
+        token = msg.subject.rsplit(".", 1)[-1]
+        request = next((r for r in self._requests if r.token == token), None)
+        if request is not None:  # expired (408), nothing to send (404), or refused
+            self._end_request(request)
+        if status not in ("404", "408"):  # e.g. 409 leadership change, consumer deleted
+            self._pause_until = time.monotonic() + REFUSED_PAUSE
+            description = (msg.headers or {}).get("Description", "")
+            log.warning("%s: the server answered a pull request with %s %s; asking again "
+                        "in %gs", self.topic, status, description, REFUSED_PAUSE)
+
+    # -- receiving -----------------------------------------------------------------------------
+    async def _receive(self, msg: Msg) -> None:
+        headers = msg.headers
+        if headers and not msg.data and (status := headers.get(STATUS)):
+            self._on_status(msg, status)
+            return
+        self._count_arrival()
+        if self._closed:  # arrived for a request made before close(): give it back now
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            return
+        self._held += 1
+        self._settled.clear()
+        if self._direct:
+            await self._handle(msg)
+        else:
+            self._queue.put_nowait(msg)
 
     async def _handle(self, msg: Msg) -> None:
         delivery = to_delivery(msg)
-        keep_alive = _ProgressReporter(msg, self._options.ack_wait / 2)
+        self._running[id(msg)] = (msg, time.monotonic())
         try:
             outcome = await self._dispatcher.process(delivery)
         except asyncio.CancelledError:  # stopped mid-handler: hand it back for redelivery now
             with contextlib.suppress(Exception):
                 await msg.nak()
+            self._done()
             raise
         finally:
-            keep_alive.stop()
+            del self._running[id(msg)]
         try:
             if outcome.dead_lettered:
                 await msg.term()
@@ -142,54 +268,93 @@ class JetStreamSubscription(Subscription):
         except nats.errors.Error as exc:  # the server redelivers it after ack_wait
             log.warning("could not settle message %s of %s: %s", delivery.message_id,
                         self.topic, exc)
+        self._done()
 
+    def _done(self) -> None:
+        self._held -= 1
+        if self._held == 0:
+            self._settled.set()
+        if self._held <= self._prefetch // 2:
+            self._more.set()
+
+    # -- reporting progress --------------------------------------------------------------------
+    def _schedule_progress(self) -> None:
+        period = self._options.ack_wait / 4
+        self._progress = asyncio.get_running_loop().call_later(period, self._report_progress)
+
+    def _report_progress(self) -> None:
+        """Tell the server that handlers running past half of ack_wait are still working."""
+        since = time.monotonic() - self._options.ack_wait / 2
+        for msg, started in list(self._running.values()):
+            if started <= since:
+                task = asyncio.ensure_future(msg.in_progress())
+                task.add_done_callback(_ignore_result)
+        if not self._closed:
+            self._schedule_progress()
+
+    # -- closing -------------------------------------------------------------------------------
     async def close(self, timeout: float | None = None) -> None:
         if self._closed:
             return
         self._closed = True
-        await self._loop.stop(timeout)
-        if self._fetch is not None and not self._fetch.done():
-            self._buffer.extend(await self._collect(self._fetch))
-        while self._buffer:  # fetched but never handled: give them back at once
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._puller is not None:  # it sees _closed and stops asking for more
+            self._more.set()
+            await asyncio.wait([self._puller], timeout=_left(deadline))
+            self._puller.cancel()
+        # Outstanding requests end within FETCH_WAIT; what they still bring is given back.
+        while self._requests and (deadline is None or time.monotonic() < deadline):
+            self._forget_expired()
+            await asyncio.sleep(0.02)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), _left(deadline))
+        await self._workers.stop(_left(deadline))
+        while not self._queue.empty():  # queued but never handled: give them back at once
             with contextlib.suppress(Exception):
-                await self._buffer.popleft().nak()
-        if self._psub is not None:
+                await self._queue.get_nowait().nak()
+        if self._progress is not None:
+            self._progress.cancel()
+        if self._inbox is not None:
             with contextlib.suppress(Exception):
-                await self._psub.unsubscribe()
-        self._on_close(self)  # type: ignore[operator]
+                await self._inbox.unsubscribe()
+        self._on_close(self)
 
 
-class _ProgressReporter:
-    """Tells the server, every `period` seconds, that a message is still being handled."""
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
-    def __init__(self, msg: Msg, period: float) -> None:
-        self._msg = msg
-        self._period = period
-        self._loop = asyncio.get_running_loop()
-        self._timer = self._loop.call_later(period, self._tick)
-        self._task: asyncio.Task[None] | None = None
 
-    def _tick(self) -> None:
-        self._task = self._loop.create_task(self._report())
-        self._timer = self._loop.call_later(self._period, self._tick)
-
-    async def _report(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._msg.in_progress()
-
-    def stop(self) -> None:
-        self._timer.cancel()
+def _ignore_result(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a failed progress report is retried on the next tick
 
 
 def to_delivery(msg: Msg) -> Delivery:
     headers, key, msg_id = split_headers(msg.headers)
-    meta = msg.metadata
+    stream, stream_seq, delivered, timestamp_ns = ack_metadata(msg)
     return Delivery(
-        topic=msg.subject,
-        payload=msg.data,
-        key=key,
-        headers=headers,
-        message_id=msg_id or f"{meta.stream}:{meta.sequence.stream}",
-        redelivery_count=max(0, meta.num_delivered - 1),
-        publish_time=meta.timestamp,
+        msg.subject,
+        msg.data,
+        key,
+        headers,
+        msg_id or f"{stream}:{stream_seq}",
+        max(0, delivered - 1),
+        datetime.fromtimestamp(timestamp_ns / 1e9, UTC) if timestamp_ns else None,
     )
+
+
+def ack_metadata(msg: Msg) -> tuple[str, int, int, int]:
+    """(stream, stream sequence, deliveries, timestamp ns) from the message's ack subject.
+
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, or the newer
+    form with a domain and account hash after `$JS.ACK`. Parsed by hand: nats-py's
+    `Msg.metadata` builds several objects per message.
+    """
+    tokens = msg.reply.split(".")
+    if len(tokens) == 9:
+        return tokens[2], int(tokens[5]), int(tokens[4]), int(tokens[7])
+    if len(tokens) >= 11:
+        return tokens[4], int(tokens[7]), int(tokens[6]), int(tokens[9])
+    meta = msg.metadata  # an unknown form: let nats-py parse (or reject) it
+    stamp = int(meta.timestamp.timestamp() * 1e9) if meta.timestamp else 0
+    return meta.stream, meta.sequence.stream, meta.num_delivered, stamp

@@ -6,7 +6,9 @@
   and replicas); otherwise connect fails with a sentence saying what differs.
 - Every publish waits for the server's acknowledgement and carries a `Nats-Msg-Id` header
   (a new id, or the one the caller put in the headers): the server drops a second message
-  with the same id within the stream's duplicate window.
+  with the same id within the stream's duplicate window. `publish_batch` pipelines: up to
+  `BATCH_WINDOW` messages are in flight while their acknowledgements come back (see
+  `_jetstream_publisher`).
 - Delayed publish uses JetStream message schedules (nats-server 2.12+): the message is stored
   on a schedule subject of the stream (`_delayed.<STREAM>.<id>`, hidden from topic
   consumers) with `Nats-Schedule: @at <time>` and the topic as its target; at that time the
@@ -23,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -32,6 +36,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig, StreamInfo
 
 from ._jetstream_consumer import JetStreamSubscription
+from ._jetstream_publisher import AckedPublisher
 from ._nats_connection import wire_headers
 from .base import Envelope, Handler, SubscribeOptions, Subscription
 from .dispatch import Dispatcher
@@ -119,12 +124,14 @@ class JetStreamBroker(NatsBroker):
         self.publish_timeout = publish_timeout
         self._js: JetStreamContext | None = None
         self.stream: StreamInfo | None = None
+        self._acks = AckedPublisher()
 
     async def connect(self) -> None:
         await super().connect()
         self._js = self.client.jetstream(timeout=self.publish_timeout)
         try:
             self.stream = await provision_stream(self._js, self.settings.stream)
+            await self._acks.start(self.client)
         except nats.js.errors.ServiceUnavailableError:
             await self.close()
             raise BrokerUnavailable(
@@ -143,24 +150,66 @@ class JetStreamBroker(NatsBroker):
 
     # -- publishing ------------------------------------------------------------------------
     async def _send(self, envelope: Envelope) -> None:
+        await self._acknowledged(envelope.topic, await self._start_send(envelope))
+
+    async def _send_batch(self, envelopes: Sequence[Envelope]) -> None:
+        """Keep up to BATCH_WINDOW messages in flight; raise once all were answered."""
+        in_flight: deque[tuple[str, asyncio.Future[dict[str, Any]]]] = deque()
+        failures: list[BaseException] = []
+
+        async def settle_oldest() -> None:
+            topic, ack = in_flight.popleft()
+            try:
+                await self._acknowledged(topic, ack)
+            except BrokerError as exc:
+                failures.append(exc)
+
+        for envelope in envelopes:
+            if len(in_flight) >= BATCH_WINDOW:
+                await settle_oldest()
+            try:
+                in_flight.append((envelope.topic, await self._start_send(envelope)))
+            except BrokerError as exc:
+                failures.append(exc)
+        while in_flight:
+            await settle_oldest()
+        if failures:
+            raise BrokerError(
+                f"{len(failures)} of {len(envelopes)} messages were not accepted: {failures[0]}"
+            ) from failures[0]
+
+    async def _start_send(self, envelope: Envelope) -> asyncio.Future[dict[str, Any]]:
         headers = wire_headers(envelope.headers, envelope.key, self.next_id())
         subject = envelope.topic
         if envelope.delay and envelope.delay > 0:
             subject = self._schedule(envelope, headers)
         try:
-            await self.js.publish(subject, envelope.payload, self.publish_timeout, headers=headers)
+            return await self._acks.send(self.client, subject, envelope.payload, headers)
+        except nats.errors.Error as exc:
+            raise BrokerError(
+                f"could not publish to JetStream subject {envelope.topic!r}: {exc}"
+            ) from exc
+
+    async def _acknowledged(self, topic: str, ack: asyncio.Future[dict[str, Any]]) -> None:
+        """Wait for one message's acknowledgement; a refusal or a timeout is a BrokerError."""
+        try:
+            if not ack.done():
+                async with asyncio.timeout(self.publish_timeout):
+                    await ack
+            ack.result()
         except nats.js.errors.NoStreamResponseError:
             raise BrokerError(
-                f"no JetStream stream captures subject {envelope.topic!r}; add it to "
+                f"no JetStream stream captures subject {topic!r}; add it to "
                 f"broker.nats.stream.subjects (stream {self.settings.stream.name})"
             ) from None
         except nats.js.errors.APIError as exc:
             raise BrokerError(
-                f"JetStream refused a message on {envelope.topic!r}: {exc.description or exc}"
+                f"JetStream refused a message on {topic!r}: {exc.description or exc}"
             ) from None
-        except (nats.errors.TimeoutError, TimeoutError):
+        except TimeoutError:
+            self._acks.forget_settled()
             raise BrokerUnavailable(
-                f"JetStream did not acknowledge a message on {envelope.topic!r} within "
+                f"JetStream did not acknowledge a message on {topic!r} within "
                 f"{self.publish_timeout:g}s; check the server and the stream's health"
             ) from None
 
@@ -179,20 +228,6 @@ class JetStreamBroker(NatsBroker):
         headers["Nats-Schedule"] = "@at " + due.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         headers["Nats-Schedule-Target"] = envelope.topic
         return f"{SCHEDULE_PREFIX}.{name}.{self.next_id()}"
-
-    async def _send_batch(self, envelopes: Sequence[Envelope]) -> None:
-        window = asyncio.Semaphore(BATCH_WINDOW)
-
-        async def send(envelope: Envelope) -> None:
-            async with window:
-                await self._send(envelope)
-
-        results = await asyncio.gather(*(send(e) for e in envelopes), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            raise BrokerError(
-                f"{len(failures)} of {len(envelopes)} messages were not accepted: {failures[0]}"
-            ) from failures[0]
 
     # -- subscribing -----------------------------------------------------------------------
     async def subscribe(
@@ -217,7 +252,7 @@ class JetStreamBroker(NatsBroker):
         subscription = JetStreamSubscription(
             topic, group, dispatcher, options, self._subscriptions.discard
         )
-        await subscription.start(self.js, await self._stream_of(topic))
+        await subscription.start(self.js, self.client, await self._stream_of(topic))
         self._subscriptions.add(subscription)
         return subscription
 

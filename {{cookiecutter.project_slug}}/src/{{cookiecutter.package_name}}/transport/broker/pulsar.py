@@ -1,6 +1,10 @@
 """The Apache Pulsar plugin, on pulsar-client's native asyncio API (`pulsar.asyncio`).
 
-Works with Apache Pulsar and with pulsar-lite (the embedded default). Mapping of the API:
+Works with Apache Pulsar and with pulsar-lite (the embedded default). Connecting, creating
+producers and consumers, and closing use `pulsar.asyncio`; the per-message paths (send,
+receive, ack) call the binding's objects underneath it, which `pulsar.asyncio` would wrap in a
+future and an event-loop wakeup per message: see `pulsar_producer` and `pulsar_receiver`.
+Mapping of the API:
 
 * `group` -> the subscription name (Shared by default; Exclusive, Failover, Key_Shared by
   `SubscribeOptions.subscription_type`); no group -> an anonymous subscription that is
@@ -351,6 +355,10 @@ class PulsarBroker(Broker):
         options: SubscribeOptions, kwargs: dict[str, Any],
     ) -> Consumer:
         doing = f"subscribing {subscription!r} to {target}"
+        if isinstance(target, list) and len(target) == 1:
+            # one topic by name: the client's single-topic consumer, without the extra
+            # queue and thread hop per message of its multi-topic consumer
+            target = target[0]
         try:
             return await client.subscribe(target, subscription, **kwargs)
         except Exception as exc:

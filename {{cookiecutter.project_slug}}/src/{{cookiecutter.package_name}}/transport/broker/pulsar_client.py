@@ -1,7 +1,14 @@
 """Building the Pulsar client from `PulsarSettings`, naming topics, and explaining failures.
 
 Kept apart from the broker so that every setting-to-client decision (service URL list, JWT,
-TLS, timeouts) and every error translation is in one small place.
+TLS, timeouts, logging) and every error translation is in one small place.
+
+Client logs: handing the client a Python logger makes its C++ threads take the GIL for every
+log statement, debug ones included, since the binding cannot see the Python level: two per
+message published (the batch container logs each add) and more per message received, which
+halved throughput. So the client logs through its own console logger (stdout), filtered in
+C++ at the level the `pulsar.client` Python logger is enabled for; only when that logger is
+set to DEBUG do the client's logs go through Python logging, to debug the client.
 """
 
 from __future__ import annotations
@@ -35,6 +42,11 @@ BATCHING: dict[str, pulsar.BatchingType] = {
     "default": pulsar.BatchingType.Default,
     "key_based": pulsar.BatchingType.KeyBased,
 }
+
+CLIENT_LOG_LEVELS = (
+    (logging.INFO, pulsar.LoggerLevel.Info),
+    (logging.WARNING, pulsar.LoggerLevel.Warn),
+)
 
 REGEX_MODES: dict[str, pulsar.RegexSubscriptionMode] = {
     "persistent": pulsar.RegexSubscriptionMode.PersistentOnly,
@@ -82,12 +94,23 @@ def service_url(settings: PulsarSettings) -> str:
     return f"{schemes.pop()}://{','.join(hosts)}"
 
 
+def client_logger() -> logging.Logger | pulsar.ConsoleLogger:
+    """The client's logger: see the module docstring for why not always Python logging."""
+    python_logger = logging.getLogger("pulsar.client")
+    if python_logger.isEnabledFor(logging.DEBUG):
+        return python_logger
+    for level, client_level in CLIENT_LOG_LEVELS:
+        if python_logger.isEnabledFor(level):
+            return pulsar.ConsoleLogger(client_level)
+    return pulsar.ConsoleLogger(pulsar.LoggerLevel.Error)
+
+
 def client_kwargs(settings: PulsarSettings, url: str) -> dict[str, Any]:
     """Keyword arguments of `pulsar.asyncio.Client` for these settings (validated)."""
     kwargs: dict[str, Any] = {
         "operation_timeout_seconds": max(1, round(settings.operation_timeout)),
         "connection_timeout_ms": max(100, int(settings.connection_timeout * 1000)),
-        "logger": logging.getLogger("pulsar.client"),
+        "logger": client_logger(),
     }
     if settings.jwt_token is not None and settings.jwt_token.get_secret_value():
         token = settings.jwt_token.get_secret_value()

@@ -1,6 +1,12 @@
 """A Pulsar subscription: receive, dispatch, and map each outcome onto Pulsar's primitives.
 
-Ack is `acknowledge`. A retry waits the delay the Dispatcher asked for, in one of two ways:
+Messages come from a `pulsar_receiver.Receiver` (the binding's consumer, polled on the event
+loop). Ack is the binding's `acknowledge_async`, not awaited: the client groups acks and calls
+back at once (from the calling thread or its I/O thread), and the callback only logs a failure,
+after which the broker redelivers the message (at-least-once). Awaiting each ack on the event
+loop cost a future and a thread-safe wakeup per message.
+
+A retry waits the delay the Dispatcher asked for, in one of two ways:
 
 * hold, then negative-ack (default). The client's negative-ack delay is one value per
   consumer, while the Dispatcher asks for a growing backoff per message. So the message is
@@ -26,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import _pulsar
 import pulsar
 from pulsar.asyncio import Consumer
 
@@ -33,7 +40,7 @@ from .base import Delivery, Envelope, Subscription
 from .dispatch import Dispatcher
 from .errors import BrokerError
 from .pulsar_producer import ProducerPool
-from .runner import ConsumerLoop
+from .pulsar_receiver import Receiver
 
 log = logging.getLogger("broker.pulsar")
 
@@ -70,13 +77,20 @@ def base_topic(topic: str) -> str:
     return _PARTITION_SUFFIX.sub("", topic)
 
 
-def publish_time(message: pulsar.Message) -> datetime | None:
+def publish_time(message: _pulsar.Message) -> datetime | None:
     millis = message.publish_timestamp()
     return datetime.fromtimestamp(millis / 1000, UTC) if millis else None
 
 
+def _acknowledged(result: pulsar.Result) -> None:
+    """The client's ack callback (its I/O thread, or the caller's): only failures matter."""
+    if result != pulsar.Result.Ok:  # the broker will redeliver it: at-least-once, nothing lost
+        log.warning("pulsar: an acknowledgement failed (%s); the message will be redelivered",
+                    result.name)
+
+
 class PulsarSubscription(Subscription):
-    """One Pulsar consumer feeding a `ConsumerLoop`; see the module docstring for retries."""
+    """One Pulsar consumer feeding a `Receiver`; see the module docstring for retries."""
 
     def __init__(
         self,
@@ -98,7 +112,8 @@ class PulsarSubscription(Subscription):
         self._consumer = consumer
         self._anonymous = anonymous
         self._dispatcher_for = dispatcher_for
-        self._dispatchers: dict[str, Dispatcher] = {}
+        self._dispatchers: dict[str, Dispatcher] = {}  # by topic or partition name
+        self._by_source: dict[str, Dispatcher] = {}  # by topic
         self._producers = producers
         self._retry_topic = retry_topic
         self._nack_delay = nack_delay
@@ -107,17 +122,19 @@ class PulsarSubscription(Subscription):
         self._held: set[asyncio.TimerHandle] = set()
         self._acks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._loop: ConsumerLoop[pulsar.Message] = ConsumerLoop(
-            consumer.receive, self._handle, concurrency=concurrency,
+        self._client_consumer: _pulsar.Consumer = consumer._consumer  # the binding's object
+        self._clock = asyncio.get_running_loop().time
+        self._receiver = Receiver(
+            self._client_consumer, self._handle, concurrency=concurrency,
             name=f"pulsar:{label}:{consumer.subscription_name()}",
         )
 
     def start(self) -> None:
-        self._loop.start()
+        self._receiver.start()
 
     # -- receiving ----------------------------------------------------------------------------
-    def _delivery(self, message: pulsar.Message) -> Delivery:
-        headers = dict(message.properties())
+    def _delivery(self, message: _pulsar.Message) -> Delivery:
+        headers = message.properties()  # a new dict on every call: ours to change
         topic = message.topic_name()
         message_id = str(message.message_id())
         earlier_retries = 0
@@ -138,33 +155,35 @@ class PulsarSubscription(Subscription):
         )
 
     def _dispatcher(self, topic: str) -> Dispatcher:
-        topic = base_topic(topic)
         dispatcher = self._dispatchers.get(topic)
         if dispatcher is None:  # one per source topic: each has its own `<topic>-<sub>-DLQ`
-            dispatcher = self._dispatchers[topic] = self._dispatcher_for(topic)
+            source = base_topic(topic)
+            dispatcher = self._by_source.get(source)
+            if dispatcher is None:
+                dispatcher = self._by_source[source] = self._dispatcher_for(source)
+            self._dispatchers[topic] = dispatcher  # also keyed by partition name: no regex
         return dispatcher
 
-    async def _handle(self, message: pulsar.Message) -> None:
-        received_at = asyncio.get_running_loop().time()
+    async def _handle(self, message: _pulsar.Message) -> None:
+        received_at = self._clock()
         delivery = self._delivery(message)
         outcome = await self._dispatcher(delivery.topic).process(delivery)
         if outcome.acked:
-            await self._acknowledge(message)
+            self._client_consumer.acknowledge_async(message, _acknowledged)
             return
-        if self._retry_topic is not None and outcome.delay > 0:
-            if await self._republish_for_retry(message, delivery, outcome.delay):
-                return
-        self._hold_then_nack(message, outcome.delay, received_at)
+        await self._retry(message, delivery, outcome.delay, received_at)
 
-    async def _acknowledge(self, message: pulsar.Message) -> None:
-        try:
-            await self._consumer.acknowledge(message)
-        except Exception as exc:  # the broker will redeliver it: at-least-once, nothing lost
-            log.warning("pulsar: could not acknowledge %s: %s", message.message_id(), exc)
+    async def _retry(
+        self, message: _pulsar.Message, delivery: Delivery, delay: float, received_at: float
+    ) -> None:
+        if self._retry_topic is not None and delay > 0:
+            if await self._republish_for_retry(message, delivery, delay):
+                return
+        self._hold_then_nack(message, delay, received_at)
 
     # -- retrying -----------------------------------------------------------------------------
     async def _republish_for_retry(
-        self, message: pulsar.Message, delivery: Delivery, delay: float
+        self, message: _pulsar.Message, delivery: Delivery, delay: float
     ) -> bool:
         assert self._retry_topic is not None
         headers = dict(delivery.headers)
@@ -178,10 +197,10 @@ class PulsarSubscription(Subscription):
         except BrokerError as exc:
             log.warning("pulsar: retry-letter publish failed (%s); negative-acking instead", exc)
             return False
-        await self._acknowledge(message)
+        self._client_consumer.acknowledge_async(message, _acknowledged)
         return True
 
-    def _hold_then_nack(self, message: pulsar.Message, delay: float, received_at: float) -> None:
+    def _hold_then_nack(self, message: _pulsar.Message, delay: float, received_at: float) -> None:
         loop = asyncio.get_running_loop()
         hold = delay - self._nack_delay
         if self._ack_timeout is not None:  # release before the ack timeout redelivers it too
@@ -197,7 +216,7 @@ class PulsarSubscription(Subscription):
         timer = loop.call_later(hold, release)
         self._held.add(timer)
 
-    def _negative_acknowledge(self, message: pulsar.Message) -> None:
+    def _negative_acknowledge(self, message: _pulsar.Message) -> None:
         task = asyncio.ensure_future(self._consumer.negative_acknowledge(message))
         self._acks.add(task)
         task.add_done_callback(self._acks.discard)
@@ -207,7 +226,7 @@ class PulsarSubscription(Subscription):
         if self._closed:
             return
         self._closed = True
-        await self._loop.stop(timeout)
+        await self._receiver.stop(timeout)
         for timer in self._held:  # held messages go back to the broker when the consumer closes
             timer.cancel()
         self._held.clear()
