@@ -25,15 +25,16 @@ PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 async def pg_reachable() -> str | None:
     """None when PostgreSQL answers, else the reason to skip it."""
-    engine = create_async_engine(PG_URL)
     try:
-        async with engine.connect() as conn:
-            await conn.execute(select(1))
+        engine = create_async_engine(PG_URL)
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(select(1))
+        finally:
+            await engine.dispose()
         return None
     except Exception as exc:  # noqa: BLE001 - any failure means: skip PostgreSQL
         return f"PostgreSQL at 127.0.0.1:5432/test not reachable ({type(exc).__name__}: {exc})"
-    finally:
-        await engine.dispose()
 
 
 async def reset_tables(url: str) -> None:

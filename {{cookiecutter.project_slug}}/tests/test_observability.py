@@ -213,6 +213,29 @@ def test_log_lines_carry_the_trace_and_span_ids(tracing: Any) -> None:
     with provider.get_tracer("test").start_as_current_span("call") as span:
         logger.warning("text line")
     assert f"trace_id={format(span.get_span_context().trace_id, '032x')}" in stream.getvalue()
+def test_ids_only_tracer_continues_the_parent_trace() -> None:
+    """With no exporter, spans are ids only: the trace, its sampled flag and new span ids."""
+    from opentelemetry import propagate
+
+    from {{ cookiecutter.package_name }}.trace_ids import IdsOnlyTracerProvider
+
+    tracer = IdsOnlyTracerProvider(1.0).get_tracer("test")
+    headers: dict[str, str] = {}
+    with tracer.start_as_current_span("root") as root:
+        assert trace.get_current_span() is root
+        propagate.inject(headers)
+    parent = root.get_span_context()
+    assert parent.is_valid and parent.trace_flags.sampled and not root.is_recording()
+    with tracer.start_as_current_span("child", context=propagate.extract(headers)) as child:
+        pass
+    assert child.get_span_context().trace_id == parent.trace_id
+    assert child.get_span_context().span_id != parent.span_id
+    assert child.get_span_context().trace_flags.sampled
+    unsampled = IdsOnlyTracerProvider(0.0).get_tracer("test").start_span("root")
+    assert unsampled.get_span_context().is_valid
+    assert not unsampled.get_span_context().trace_flags.sampled
+
+
 {%- if cookiecutter.include_sample %}
 
 
@@ -222,9 +245,9 @@ def test_log_lines_carry_the_trace_and_span_ids(tracing: Any) -> None:
 @pytest.fixture(scope="session")
 def app_spans() -> Iterator[InMemorySpanExporter]:
     """The process's telemetry (set once per process, as in `serve`), spans kept in memory."""
-    telemetry = setup_telemetry(TelemetryConfig(exporter="none"), "report-pipeline-test")
     exporter = InMemorySpanExporter()
-    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    setup_telemetry(TelemetryConfig(exporter="none"), "report-pipeline-test",
+                    span_processors=[SimpleSpanProcessor(exporter)])
     yield exporter
     exporter.clear()
 

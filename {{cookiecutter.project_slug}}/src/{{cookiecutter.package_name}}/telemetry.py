@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from .conf import TelemetryConfig
+from .trace_ids import IdsOnlyTracerProvider
 from .transport.broker import Middleware
 from .transport.broker.metrics import MetricsMiddleware
 from .transport.broker.tracing import TracingMiddleware
@@ -46,7 +47,8 @@ DISTRIBUTION = "{{ cookiecutter.project_slug }}"
 
 @dataclass
 class Telemetry:
-    tracer_provider: TracerProvider
+    # the SDK's when spans are exported, else one that only hands out ids (see trace_ids)
+    tracer_provider: TracerProvider | IdsOnlyTracerProvider
     meter_provider: MeterProvider
     registry: CollectorRegistry  # what /metrics serves
 
@@ -78,8 +80,13 @@ def service_version(cfg: TelemetryConfig) -> str:
         return "0.0.0"
 
 
-def setup_telemetry(cfg: TelemetryConfig, service_name: str) -> Telemetry:
-    """Install the process's tracer and meter providers (once; later calls return it)."""
+def setup_telemetry(
+    cfg: TelemetryConfig, service_name: str, span_processors: Sequence[SpanProcessor] = ()
+) -> Telemetry:
+    """Install the process's tracer and meter providers (once; later calls return it).
+
+    `span_processors` are added to the configured exporter's (tests keep spans in memory).
+    """
     global _current
     with _lock:
         if _current is not None:
@@ -90,11 +97,9 @@ def setup_telemetry(cfg: TelemetryConfig, service_name: str) -> Telemetry:
             "service.instance.id": f"{socket.gethostname()}-{os.getpid()}",
         })
         # ParentBased: a call that arrives sampled (or not) stays so across every process.
-        sampler = ParentBased(TraceIdRatioBased(cfg.sampling_ratio))
-        tracer_provider = TracerProvider(resource=resource, sampler=sampler)
-        processor = span_processor(cfg)
-        if processor is not None:
-            tracer_provider.add_span_processor(processor)
+        processors = [p for p in (span_processor(cfg), *span_processors) if p is not None]
+        tracer_provider = recording_provider(cfg, resource, processors) if processors else (
+            IdsOnlyTracerProvider(cfg.sampling_ratio))
         registry = CollectorRegistry()
         ProcessCollector(registry=registry)  # process_cpu_seconds_total, memory, open fds
         readers = metric_readers(cfg, registry)
@@ -106,6 +111,16 @@ def setup_telemetry(cfg: TelemetryConfig, service_name: str) -> Telemetry:
         log.debug("telemetry: exporter %s %s, sampling %.2f", cfg.exporter,
                   cfg.endpoint or "", cfg.sampling_ratio)
         return _current
+
+
+def recording_provider(
+    cfg: TelemetryConfig, resource: Resource, processors: Sequence[SpanProcessor]
+) -> TracerProvider:
+    sampler = ParentBased(TraceIdRatioBased(cfg.sampling_ratio))
+    provider = TracerProvider(resource=resource, sampler=sampler)
+    for processor in processors:
+        provider.add_span_processor(processor)
+    return provider
 
 
 def span_processor(cfg: TelemetryConfig) -> SpanProcessor | None:

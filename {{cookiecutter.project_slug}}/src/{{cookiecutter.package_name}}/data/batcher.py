@@ -55,9 +55,9 @@ class BatchWriter(Generic[T]):
             batch = self._open = _Batch()
             self._timer = asyncio.get_running_loop().call_later(self.max_delay, self._seal)
         batch.items.append(item)
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            batch.links.append(trace.Link(context))
+        span = trace.get_current_span()
+        if span.is_recording():  # a link is only kept by a recorded span
+            batch.links.append(trace.Link(span.get_span_context()))
         if len(batch.items) >= self.max_size:
             self._seal()
         # shield: a cancelled handler must not cancel the write the other items wait for

@@ -44,18 +44,19 @@ class TracingMiddleware(Middleware):
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
 
     def on_publish(self, envelope: Envelope) -> Envelope:
-        attributes: dict[str, Any] = {
-            SYSTEM: self.system,
-            DESTINATION: envelope.topic,
-            OPERATION_TYPE: "send",
-            OPERATION_NAME: "send",
-            BODY_SIZE: len(envelope.payload),
-        }
         headers = dict(envelope.headers)
         # The span marks the hand-over to the broker; its context is what consumers continue.
         with self.tracer.start_as_current_span(
-            f"send {envelope.topic}", kind=SpanKind.PRODUCER, attributes=attributes
-        ):
+            f"send {envelope.topic}", kind=SpanKind.PRODUCER
+        ) as span:
+            if span.is_recording():  # attributes only for spans that are kept
+                span.set_attributes({
+                    SYSTEM: self.system,
+                    DESTINATION: envelope.topic,
+                    OPERATION_TYPE: "send",
+                    OPERATION_NAME: "send",
+                    BODY_SIZE: len(envelope.payload),
+                })
             propagate.inject(headers)
         return replace(envelope, headers=headers)
 
@@ -73,12 +74,12 @@ class TracingMiddleware(Middleware):
 
         async def traced(msg: Any, ctx: MessageContext) -> Any:
             parent = propagate.extract(ctx.headers)
-            attributes = {
-                **base, MESSAGE_ID: ctx.message_id, DELIVERY_COUNT: ctx.redelivery_count + 1
-            }
-            with tracer.start_as_current_span(
-                name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
-            ):
+            with tracer.start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER) as span:
+                if span.is_recording():  # attributes only for spans that are kept
+                    span.set_attributes({
+                        **base, MESSAGE_ID: ctx.message_id,
+                        DELIVERY_COUNT: ctx.redelivery_count + 1,
+                    })
                 return await handler(msg, ctx)
 
         return traced
