@@ -78,8 +78,12 @@ def ratio_rows(results: list[Result], raw_js_consume: float | None) -> list[dict
             rows.append(ratio(f"saver e2e ({label}) / slower raw stage", one.msgs_per_s / slower,
                               0.8))
         if one and two:
-            rows.append(ratio(f"saver 2 workers / 1 worker ({label})",
+            rows.append(ratio(f"saver e2e 2 workers / 1 worker ({label})",
                               two.msgs_per_s / one.msgs_per_s, None))
+        drain_two = find(results, case, "saver drain, 2 workers")
+        if drain and drain_two:
+            rows.append(ratio(f"saver drain 2 workers / 1 worker ({label})",
+                              drain_two.msgs_per_s / drain.msgs_per_s, None))
     return rows
 
 
@@ -174,8 +178,9 @@ async def main(args: argparse.Namespace) -> None:
                     nats.url, url, label, args.saver_messages, workers, args.project)
                 results.append(result)
                 rss.append(idle)
-            results.append(await saver_cases.saver_drain(
-                nats.url, url, label, args.saver_messages * 4, args.project))
+            for workers in (1, 2):
+                results.append(await saver_cases.saver_drain(
+                    nats.url, url, label, args.saver_messages * 4, args.project, workers))
         notes.append(f"idle saver RSS: {max(rss):.0f} MB (target < 80 MB)")
     finally:
         nats.cleanup()

@@ -155,7 +155,9 @@ async def saver_end_to_end(
                 p.kill()
 
 
-async def saver_drain(nats_url: str, db_url: str, label: str, n: int, project: Path) -> Result:
+async def saver_drain(
+    nats_url: str, db_url: str, label: str, n: int, project: Path, workers: int = 1
+) -> Result:
     """The saver alone: n events already on JetStream; time from its start to the last row.
 
     Unlike the end-to-end case this is not capped by the gRPC client, so it compares the
@@ -185,11 +187,12 @@ async def saver_drain(nats_url: str, db_url: str, label: str, n: int, project: P
     log_path = work / "saver.log"
     with open(log_path, "wb") as log:  # noqa: ASYNC230 - before timing
         saver = subprocess.Popen(  # noqa: ASYNC220 - started before timing
-            [sys.executable, "-m", "report_pipeline", "serve", "saver"],
+            [sys.executable, "-m", "report_pipeline", "serve", "saver",
+             *(["--workers", str(workers)] if workers > 1 else [])],
             env=env, cwd=project, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
-        while b"saver started" not in log_path.read_bytes():
+        while log_path.read_bytes().count(b"saver started") < workers:
             if saver.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the saver did not start; see {log_path}")
             await asyncio.sleep(0.01)
@@ -207,5 +210,5 @@ async def saver_drain(nats_url: str, db_url: str, label: str, n: int, project: P
         except subprocess.TimeoutExpired:
             saver.kill()
     note = "" if stored == n else f"stored {stored} of {n}"
-    return Result(f"saver vs insert ({label})", "saver drain, 1 worker",
-                  throughput(stored, elapsed), note=note)
+    side = f"saver drain, {workers} worker{'s' if workers > 1 else ''}"
+    return Result(f"saver vs insert ({label})", side, throughput(stored, elapsed), note=note)

@@ -119,6 +119,20 @@ async def test_a_redelivered_event_is_stored_once(running: tuple[Any, str]) -> N
     assert await repo.count() == 1
 
 
+async def test_repo_counts_only_new_rows(running: tuple[Any, str]) -> None:
+    """`save` reports how many rows were new (SQLite sums row counts, PostgreSQL returns ids)."""
+    container, _address = running
+    repo = await container.realtime_repo()
+
+    def events(*ids: str) -> list[RealTimeWarehousingData]:
+        return [RealTimeWarehousingData(event_id=i, user_id="u", event_name="e") for i in ids]
+
+    assert await repo.save(events("a", "b", "c")) == 3
+    assert await repo.save(events("b", "c", "d")) == 1
+    assert await repo.save(events("a")) == 0
+    assert await repo.count() == 4
+
+
 async def _has_rows(repo, n: int) -> bool:  # type: ignore[no-untyped-def]
     return await repo.count() >= n
 

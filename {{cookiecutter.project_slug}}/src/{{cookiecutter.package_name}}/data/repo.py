@@ -29,13 +29,14 @@ class _EventRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
         insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
-        # RETURNING tells which rows were new (rowcount is unreliable for executemany). A Core
-        # insert on the table, run on a connection: the ORM's bulk path costs more per row.
-        self._insert = (
-            insert(Base.metadata.tables[self.model.__tablename__])
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(self.model.event_id)  # type: ignore[attr-defined]
-        )
+        # A Core insert on the table, run on a connection: the ORM's bulk path costs more per
+        # row. How many rows were new: SQLite's executemany sums its row counts; asyncpg's
+        # gives none, so PostgreSQL returns the new ids (RETURNING makes SQLAlchemy build
+        # multi-row VALUES in Python, which SQLite's plain executemany avoids).
+        self._returning = db.dialect == "postgresql"
+        table = Base.metadata.tables[self.model.__tablename__]
+        statement: Any = insert(table).on_conflict_do_nothing(index_elements=["event_id"])
+        self._insert = statement.returning(table.c.event_id) if self._returning else statement
 
     async def insert_rows(self, rows: Sequence[dict[str, Any]]) -> int:
         """Insert in one transaction; returns how many rows were new."""
@@ -43,7 +44,7 @@ class _EventRepo:
             return 0
         async with self.db.engine.begin() as conn:
             result = await conn.execute(self._insert, list(rows))
-            inserted = len(result.all())
+            inserted = len(result.all()) if self._returning else result.rowcount
         if inserted < len(rows):
             # redeliveries of stored events: acked without a second row
             log.info("skipped %d already stored event(s) in %s", len(rows) - inserted,

@@ -23,9 +23,10 @@ def register_subscribers(
     group = config.broker.group
 {%- if cookiecutter.include_sample %}
     # The saver batches its writes: one handler in flight per batch slot fills a batch, and
-    # its inserts are idempotent and order-free, so same-key messages need not wait in line.
+    # twice that lets the next batch fill while the previous one is being written. Its
+    # inserts are idempotent and order-free, so same-key messages need not wait in line.
     saver_options = replace(
-        server.default_options, concurrency=config.saver.batch_size, ordered=False
+        server.default_options, concurrency=2 * config.saver.batch_size, ordered=False
     )
     server.register(config.topics.report, saver.save_event_report, group=group,
                     options=saver_options)
