@@ -36,25 +36,21 @@ def _is_pydantic_model(tp: Any) -> bool:
     return pydantic is not None and inspect.isclass(tp) and issubclass(tp, pydantic.BaseModel)
 
 
+Encoder = Callable[[Any], tuple[bytes, str]]
+
+
 class Codec:
     """Turns Python objects into bytes for the wire and back."""
 
+    def __init__(self) -> None:
+        self._encoders: dict[type, Encoder] = {}  # chosen once per message type
+
     def encode(self, msg: Any) -> tuple[bytes, str]:
         """Return the payload and its content type."""
-        if isinstance(msg, bytes | bytearray | memoryview):
-            return bytes(msg), OCTET_STREAM
-        if isinstance(msg, ProtobufMessage):
-            return msg.SerializeToString(), PROTOBUF
-        if pydantic is not None and isinstance(msg, pydantic.BaseModel):
-            return msg.model_dump_json().encode(), JSON
-        if dataclasses.is_dataclass(msg) and not isinstance(msg, type):
-            return json.dumps(dataclasses.asdict(msg), separators=(",", ":")).encode(), JSON
-        if isinstance(msg, dict | list | str | int | float | bool):
-            return json.dumps(msg, separators=(",", ":")).encode(), JSON
-        raise TypeError(
-            f"cannot encode a {type(msg).__name__}; publish bytes, a dict, a dataclass, "
-            "a pydantic model or a protobuf message"
-        )
+        encoder = self._encoders.get(type(msg))
+        if encoder is None:
+            encoder = self._encoders[type(msg)] = _encoder_for(msg)
+        return encoder(msg)
 
     def decoder_for(self, handler: Callable[..., Any]) -> Decoder:
         """Build the decoder that the handler's first parameter annotation asks for."""
@@ -75,6 +71,27 @@ class Codec:
             f"a handler cannot take a {tp!r}; annotate its first parameter with bytes, dict, "
             "a dataclass, a pydantic model or a protobuf message class"
         )
+
+
+def _encoder_for(msg: Any) -> Encoder:
+    if isinstance(msg, bytes | bytearray | memoryview):
+        return lambda m: (bytes(m), OCTET_STREAM)
+    if isinstance(msg, ProtobufMessage):
+        return lambda m: (m.SerializeToString(), PROTOBUF)
+    if pydantic is not None and isinstance(msg, pydantic.BaseModel):
+        return lambda m: (m.model_dump_json().encode(), JSON)
+    if dataclasses.is_dataclass(msg) and not isinstance(msg, type):
+        return lambda m: (_json(dataclasses.asdict(m)), JSON)
+    if isinstance(msg, dict | list | str | int | float | bool):
+        return lambda m: (_json(m), JSON)
+    raise TypeError(
+        f"cannot encode a {type(msg).__name__}; publish bytes, a dict, a dataclass, "
+        "a pydantic model or a protobuf message"
+    )
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def message_type_of(handler: Callable[..., Any]) -> Any:
