@@ -6,9 +6,9 @@ TLS, timeouts, logging) and every error translation is in one small place.
 Client logs: handing the client a Python logger makes its C++ threads take the GIL for every
 log statement, debug ones included, since the binding cannot see the Python level: two per
 message published (the batch container logs each add) and more per message received, which
-halved throughput. So the client logs through its own console logger (stdout), filtered in
-C++ at the level the `pulsar.client` Python logger is enabled for; only when that logger is
-set to DEBUG do the client's logs go through Python logging, to debug the client.
+halved throughput. So the client logs its warnings and errors through its own console logger
+(stdout, plain text), filtered in C++; only when the `pulsar.client` Python logger is set to
+DEBUG do all of the client's logs go through Python logging, to debug the client.
 """
 
 from __future__ import annotations
@@ -43,10 +43,9 @@ BATCHING: dict[str, pulsar.BatchingType] = {
     "key_based": pulsar.BatchingType.KeyBased,
 }
 
-CLIENT_LOG_LEVELS = (
-    (logging.INFO, pulsar.LoggerLevel.Info),
-    (logging.WARNING, pulsar.LoggerLevel.Warn),
-)
+#: the client's INFO lines (one per connection, producer and consumer) stay off its console
+#: unless `pulsar.client` is at DEBUG, where everything goes through Python logging
+CLIENT_LOG_LEVELS = ((logging.WARNING, pulsar.LoggerLevel.Warn),)
 
 REGEX_MODES: dict[str, pulsar.RegexSubscriptionMode] = {
     "persistent": pulsar.RegexSubscriptionMode.PersistentOnly,
