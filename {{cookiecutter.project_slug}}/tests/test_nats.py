@@ -249,6 +249,38 @@ async def test_consumer_limits_follow_subscribe_options(connect: Any) -> None:
     assert info.config.max_deliver == 5  # one more than max_deliveries: see the module doc
     assert info.config.ack_wait == 7
     assert info.config.max_ack_pending == 3 * 4 + 16
+
+
+async def test_closing_mid_stream_gives_messages_back_without_burning_deliveries(
+    connect: Any,
+) -> None:
+    """Messages that reach a closing consumer go back once, to the next one.
+
+    They arrive on pull requests the closing consumer still has open; handing each back at
+    once would bring it straight back to those requests until max_deliver drops it.
+    """
+    from {{ cookiecutter.package_name }}.transport.broker import SubscribeOptions
+
+    publisher = await connect(jetstream=True)
+    topic, group = unique("handover"), unique("g")
+    seen: dict[int, int] = {}  # n -> highest redelivery count seen
+
+    async def handler(msg: dict[str, int], ctx: MessageContext) -> None:
+        seen[msg["n"]] = max(seen.get(msg["n"], 0), ctx.redelivery_count)
+
+    options = SubscribeOptions(ordered=False, concurrency=50)
+    first = await (await connect(jetstream=True)).subscribe(topic, handler, group=group,
+                                                             options=options)
+    await publisher.publish_batch(topic, [{"n": n} for n in range(100)])
+    await eventually(lambda: len(seen) == 100)  # caught up: its pull requests wait, open
+    closing = asyncio.create_task(first.close(timeout=5))
+    await asyncio.sleep(0.05)
+    await publisher.publish_batch(topic, [{"n": n} for n in range(100, 200)])
+    await closing
+    await (await connect(jetstream=True)).subscribe(topic, handler, group=group,
+                                                    options=options)
+    await eventually(lambda: len(seen) == 200, timeout=20)
+    assert max(seen.values()) <= 1, "a message was delivered more than twice"
 {%- endif %}
 
 

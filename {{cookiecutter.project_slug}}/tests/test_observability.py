@@ -215,7 +215,7 @@ def test_log_lines_carry_the_trace_and_span_ids(tracing: Any) -> None:
     assert f"trace_id={format(span.get_span_context().trace_id, '032x')}" in stream.getvalue()
 def test_ids_only_tracer_continues_the_parent_trace() -> None:
     """With no exporter, spans are ids only: the trace, its sampled flag and new span ids."""
-    from opentelemetry import propagate
+    from opentelemetry import propagate, trace
 
     from {{ cookiecutter.package_name }}.trace_ids import IdsOnlyTracerProvider
 

@@ -45,7 +45,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from ._nats_connection import split_headers
 from .base import Delivery, InitialPosition, SubscribeOptions, Subscription
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, Outcome
 from .errors import BrokerError
 from .runner import ConsumerLoop
 
@@ -118,6 +118,7 @@ class JetStreamSubscription(Subscription):
         self._next_api = ""
         self._sequence = 0
         self._pause_until = 0.0
+        self._returned: list[Msg] = []  # arrived after close(): given back once requests end
         self._puller: asyncio.Task[None] | None = None
         self._progress: asyncio.TimerHandle | None = None
         self._closed = False
@@ -235,9 +236,8 @@ class JetStreamSubscription(Subscription):
             self._on_status(msg, status)
             return
         self._count_arrival()
-        if self._closed:  # arrived for a request made before close(): give it back now
-            with contextlib.suppress(Exception):
-                await msg.nak()
+        if self._closed:  # arrived for a request made before close(): given back by close()
+            self._returned.append(msg)
             return
         self._held += 1
         self._settled.clear()
@@ -247,17 +247,17 @@ class JetStreamSubscription(Subscription):
             self._queue.put_nowait(msg)
 
     async def _handle(self, msg: Msg) -> None:
-        delivery = to_delivery(msg)
         self._running[id(msg)] = (msg, time.monotonic())
         try:
-            outcome = await self._dispatcher.process(delivery)
-        except asyncio.CancelledError:  # stopped mid-handler: hand it back for redelivery now
-            with contextlib.suppress(Exception):
-                await msg.nak()
-            self._done()
+            await self._settle(msg, await self._dispatcher.process(to_delivery(msg)))
+        except asyncio.CancelledError:  # stopped mid-handler: hand it back for redelivery
+            await self._give_back([msg])
             raise
         finally:
             del self._running[id(msg)]
+            self._done()
+
+    async def _settle(self, msg: Msg, outcome: Outcome) -> None:
         try:
             if outcome.dead_lettered:
                 await msg.term()
@@ -266,9 +266,19 @@ class JetStreamSubscription(Subscription):
             else:
                 await msg.nak(delay=outcome.delay)
         except nats.errors.Error as exc:  # the server redelivers it after ack_wait
-            log.warning("could not settle message %s of %s: %s", delivery.message_id,
-                        self.topic, exc)
-        self._done()
+            log.warning("could not settle a message of %s: %s", self.topic, exc)
+
+    async def _give_back(self, msgs: list[Msg]) -> None:
+        """Nak messages this subscription will not handle, so another consumer gets them.
+
+        While a pull request of ours is still open, an immediate nak would bring the message
+        straight back to it: closing would burn through its deliveries (max_deliver) in a
+        few milliseconds. So then the redelivery waits until those requests have expired.
+        """
+        delay = FETCH_WAIT + REQUEST_GRACE if self._requests else None
+        for msg in msgs:
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=delay)
 
     def _done(self) -> None:
         self._held -= 1
@@ -309,9 +319,10 @@ class JetStreamSubscription(Subscription):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._settled.wait(), _left(deadline))
         await self._workers.stop(_left(deadline))
-        while not self._queue.empty():  # queued but never handled: give them back at once
-            with contextlib.suppress(Exception):
-                await self._queue.get_nowait().nak()
+        while not self._queue.empty():  # queued but never handled
+            self._returned.append(self._queue.get_nowait())
+        returned, self._returned = self._returned, []
+        await self._give_back(returned)
         if self._progress is not None:
             self._progress.cancel()
         if self._inbox is not None:

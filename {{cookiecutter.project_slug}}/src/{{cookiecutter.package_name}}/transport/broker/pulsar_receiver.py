@@ -30,6 +30,8 @@ from collections.abc import Awaitable, Callable
 import _pulsar
 import pulsar
 
+from .runner import stop_workers
+
 log = logging.getLogger("broker.pulsar")
 
 OK = pulsar.Result.Ok
@@ -148,16 +150,5 @@ class Receiver:
     async def stop(self, timeout: float | None = None) -> None:
         """Stop taking messages; wait up to `timeout` for the handlers running, then cancel."""
         self._stopping = True
-        for task in self._tasks:
-            if task not in self._busy:
-                task.cancel()
-        pending = [t for t in self._tasks if not t.done()]
-        if pending:
-            _done, still = await asyncio.wait(pending, timeout=timeout)
-            for task in still:
-                log.warning("%s: handler still running after %ss; cancelling", self._name, timeout)
-                task.cancel()
-            for task in still:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await stop_workers(self._tasks, self._busy, timeout, self._name)
         self._tasks = []
