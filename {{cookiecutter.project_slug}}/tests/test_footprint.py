@@ -28,8 +28,9 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 #: "none" by default) and every broker client library (the memory broker needs none)
 NEVER = ("alembic", "mako", "opentelemetry.exporter.otlp", "nats", "pulsar")
 GRPC = ("grpc", "grpc_health", "grpc_reflection", "opentelemetry.instrumentation.grpc")
-#: the ORM, async engine and driver (the report role only validates the database URL)
-DATABASE = ("sqlalchemy.orm", "sqlalchemy.ext.asyncio", "aiosqlite", "asyncpg")
+#: SQLAlchemy and the drivers: the report role never opens the database (its URL is
+#: checked at load without SQLAlchemy for the drivers the template ships)
+DATABASE = ("sqlalchemy", "aiosqlite", "asyncpg")
 
 #: role -> the modules its idle process must not have imported
 UNUSED: dict[str, tuple[str, ...]] = {

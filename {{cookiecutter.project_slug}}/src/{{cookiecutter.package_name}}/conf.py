@@ -18,11 +18,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from .transport.broker.settings import NatsSettings, PulsarSettings
 
@@ -78,25 +77,48 @@ class DatabaseConfig(_Section):
     @classmethod
     def _async_database_url(cls, value: str) -> str:
         # checked at load, so a bad URL fails every role at once, not at first use
-        try:
-            url = make_url(value)
-        except ArgumentError:
-            raise ValueError(
-                "not a database URL; use e.g. sqlite+aiosqlite:///data/app.db or "
-                "postgresql+asyncpg://user@host/db"
-            ) from None
-        try:
-            is_async = bool(getattr(url.get_dialect(), "is_async", False))
-        except Exception:
-            raise ValueError(
-                f"unknown database {url.drivername!r}; use sqlite+aiosqlite or postgresql+asyncpg"
-            ) from None
-        if not is_async:
-            raise ValueError(
-                f"{url.drivername!r} is not an async driver; use sqlite+aiosqlite:// or "
-                "postgresql+asyncpg://"
-            )
-        return value
+        if value.split("://", 1)[0] in ASYNC_DRIVERS and _port_parses(value):
+            return value
+        return _checked_by_sqlalchemy(value)
+
+
+def _port_parses(url: str) -> bool:
+    try:
+        port = urlsplit(url).port  # raises on a port that is not a number
+    except ValueError:
+        return False
+    return port is None or port > 0
+
+
+#: the async drivers this template ships, accepted without loading SQLAlchemy (about 15 MB
+#: that a role which never opens the database does not need); any other URL gets SQLAlchemy's
+#: full check, which loads the dialect it names
+ASYNC_DRIVERS = frozenset({"sqlite+aiosqlite", "postgresql+asyncpg"})
+
+
+def _checked_by_sqlalchemy(value: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
+        raise ValueError(
+            "not a database URL; use e.g. sqlite+aiosqlite:///data/app.db or "
+            "postgresql+asyncpg://user@host/db"
+        ) from None
+    try:
+        is_async = bool(getattr(url.get_dialect(), "is_async", False))
+    except Exception:
+        raise ValueError(
+            f"unknown database {url.drivername!r}; use sqlite+aiosqlite or postgresql+asyncpg"
+        ) from None
+    if not is_async:
+        raise ValueError(
+            f"{url.drivername!r} is not an async driver; use sqlite+aiosqlite:// or "
+            "postgresql+asyncpg://"
+        )
+    return value
 
 
 class GrpcConfig(_Section):
