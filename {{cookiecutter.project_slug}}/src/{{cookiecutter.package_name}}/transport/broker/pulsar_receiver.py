@@ -8,7 +8,8 @@ binding's non-blocking `receive(0)`, on the event-loop thread, and only when tha
 does it ask for a wakeup: one `receive_async` whose callback hands the next message to the loop.
 Under load nearly every message is taken without touching a future or the self-pipe.
 
-Concurrency: `concurrency` workers, each takes a message, handles it, takes the next. A worker
+Concurrency: the `ConsumerLoop`'s `concurrency` workers, each takes a message, handles it, takes
+the next (a failed receive is logged and retried by the loop). A worker
 that finds nothing parks; the one that takes a message wakes one parked worker, so a burst
 spreads over as many workers as it has messages. Messages are taken in arrival order and each
 worker starts handling at once (the Dispatcher queues per-key order before its first await);
@@ -30,7 +31,7 @@ from collections.abc import Awaitable, Callable
 import _pulsar
 import pulsar
 
-from .runner import stop_workers
+from .runner import ConsumerLoop
 
 log = logging.getLogger("broker.pulsar")
 
@@ -39,8 +40,8 @@ YIELD_EVERY = 32  # messages a worker handles back to back before letting other 
 RETRY_PAUSE = 0.5  # seconds before receiving again after the client reported an error
 
 
-class Receiver:
-    """A pool of workers that take messages from one consumer and handle them."""
+class Receiver(ConsumerLoop[_pulsar.Message]):
+    """A `ConsumerLoop` whose workers take their messages from one Pulsar consumer."""
 
     def __init__(
         self,
@@ -50,29 +51,30 @@ class Receiver:
         concurrency: int,
         name: str,
     ) -> None:
+        super().__init__(self._next, handle, concurrency=concurrency, name=name)
         self._consumer = consumer
-        self._handle = handle
-        self._concurrency = concurrency
-        self._name = name
         self._loop = asyncio.get_running_loop()
         self._ready: deque[_pulsar.Message] = deque()  # what the wakeup receive delivered
         self._parked: deque[asyncio.Future[None]] = deque()
         self._armed = False  # a wakeup receive is pending in the client
-        self._busy: set[asyncio.Task[None]] = set()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
+        self._streak = 0  # messages taken without suspending
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._busy)
+    async def _next(self) -> _pulsar.Message:
+        """The next message; parks the worker while the client's queue is empty."""
+        while True:
+            message = self._take()
+            if message is not None:
+                break
+            self._streak = 0
+            await self._park()
+        if self._parked:  # there may be more: let one more worker look
+            self._wake_one()
+        self._streak += 1
+        if self._streak >= YIELD_EVERY:  # handlers that never suspend must not starve the loop
+            self._streak = 0
+            await asyncio.sleep(0)
+        return message
 
-    def start(self) -> None:
-        self._tasks = [
-            self._loop.create_task(self._work(), name=f"{self._name}-{i}")
-            for i in range(self._concurrency)
-        ]
-
-    # -- taking messages ----------------------------------------------------------------------
     def _take(self) -> _pulsar.Message | None:
         """The next message in arrival order, or None when there is none yet."""
         if self._ready:
@@ -116,39 +118,3 @@ class Receiver:
         log.warning("%s: receive failed (%s); retrying in %.1fs", self._name, result.name,
                     RETRY_PAUSE)
         self._loop.call_later(RETRY_PAUSE, self._wake_one)
-
-    # -- handling -----------------------------------------------------------------------------
-    async def _work(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        streak = 0
-        while not self._stopping:
-            try:
-                message = self._take()
-            except Exception as exc:  # e.g. the client lost the consumer: log, pause, retry
-                log.warning("%s: receive failed: %s", self._name, exc)
-                await asyncio.sleep(RETRY_PAUSE)
-                continue
-            if message is None:
-                streak = 0
-                await self._park()
-                continue
-            if self._parked:  # there may be more: let one more worker look
-                self._wake_one()
-            self._busy.add(task)
-            try:
-                await self._handle(message)
-            except Exception:  # the handle step decides outcomes; this is a plugin bug
-                log.exception("%s: unexpected error while handling a message", self._name)
-            finally:
-                self._busy.discard(task)
-            streak += 1
-            if streak >= YIELD_EVERY:  # handlers that never suspend must not starve the loop
-                streak = 0
-                await asyncio.sleep(0)
-
-    async def stop(self, timeout: float | None = None) -> None:
-        """Stop taking messages; wait up to `timeout` for the handlers running, then cancel."""
-        self._stopping = True
-        await stop_workers(self._tasks, self._busy, timeout, self._name)
-        self._tasks = []
