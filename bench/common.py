@@ -6,8 +6,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel
+
+CHUNK = 500  # publishes between flushes (raw NATS) / per publish_batch call (framework)
+TIMEOUT = 60.0  # seconds a side may take to receive everything
 
 
 class Report(BaseModel):
@@ -85,3 +89,26 @@ class Result:
 
 def throughput(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
+
+
+async def framework_produce_consume(
+    broker: Any, topic: str, n: int, options: Any, produce_case: str, consume_case: str
+) -> list[Result]:
+    """The framework side of a produce / consume pair: publish_batch in chunks, then a group
+    subscription timed from when subscribe() returns, like the raw consumers."""
+    reports = make_reports(n)
+    t0 = time.perf_counter()
+    for i in range(0, n, CHUNK):
+        await broker.publish_batch(topic, reports[i:i + CHUNK])
+    produced = Result(produce_case, "framework", throughput(n, time.perf_counter() - t0))
+    sink = Sink(n)
+
+    async def handler(msg: Report, ctx: Any) -> None:
+        sink.hit(msg)
+
+    sub = await broker.subscribe(topic, handler, group="fw", options=options)
+    t0 = time.perf_counter()  # it handles nothing before this coroutine next awaits
+    await sink.wait(TIMEOUT)
+    consumed = Result(consume_case, "framework", throughput(n, time.perf_counter() - t0))
+    await sub.close(5)
+    return [produced, consumed]

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import nats
-from common import Report, Result, Sink, make_reports, paced, percentile, throughput
+from common import (
+    CHUNK,
+    TIMEOUT,
+    Report,
+    Result,
+    Sink,
+    framework_produce_consume,
+    make_reports,
+    paced,
+    percentile,
+    throughput,
+)
 from nats.js.api import ConsumerConfig
 from report_pipeline.transport.broker import MessageContext, SubscribeOptions
 from report_pipeline.transport.broker.jetstream import JetStreamBroker
 from report_pipeline.transport.broker.nats import NatsBroker
 from report_pipeline.transport.broker.settings import NatsSettings, StreamSettings
 
-CHUNK = 500  # publishes between flushes (raw) / per publish_batch call (framework)
 WINDOW = 256  # JetStream publishes awaited together (every side)
 FETCH = 64  # JetStream pull batch (raw), the framework's concurrency, FastStream's batch_size
 STREAM = "BENCH"
-TIMEOUT = 60.0
 
 
 def settings(url: str) -> NatsSettings:
@@ -150,6 +160,18 @@ async def ensure_stream(url: str) -> None:
     await broker.close(5)
 
 
+async def raw_pull(psub: Any, sink: Sink) -> None:
+    """Fetch, decode and ack until the sink has all it expects (the raw consume loop)."""
+    while sink.received < sink.expected:
+        try:
+            msgs = await psub.fetch(FETCH, timeout=1)
+        except TimeoutError:
+            continue
+        for m in msgs:
+            sink.hit(Report.model_validate_json(m.data))
+            await m.ack()
+
+
 async def js_raw(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
     nc = await nats.connect(url)
     js = nc.jetstream()
@@ -166,14 +188,7 @@ async def js_raw(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
         config = ConsumerConfig(max_ack_pending=FETCH * 4 + 16)
         psub = await js.pull_subscribe(subject, durable="raw", stream=STREAM, config=config)
         t0 = time.perf_counter()
-        while sink.received < n:
-            try:
-                msgs = await psub.fetch(FETCH, timeout=1)
-            except TimeoutError:
-                continue
-            for m in msgs:
-                sink.hit(Report.model_validate_json(m.data))
-                await m.ack()
+        await raw_pull(psub, sink)
         await nc.flush()
         out.append(Result("JetStream consume+ack", "raw nats-py",
                           throughput(n, time.perf_counter() - t0)))
@@ -182,18 +197,7 @@ async def js_raw(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
         subject = "bench.js.raw.lat"
         sink = Sink(lat_n)
         psub = await js.pull_subscribe(subject, durable="raw-lat", stream=STREAM, config=config)
-
-        async def consume() -> None:
-            while sink.received < lat_n:
-                try:
-                    msgs = await psub.fetch(FETCH, timeout=1)
-                except TimeoutError:
-                    continue
-                for m in msgs:
-                    sink.hit(Report.model_validate_json(m.data))
-                    await m.ack()
-
-        consumer = asyncio.create_task(consume())
+        consumer = asyncio.create_task(raw_pull(psub, sink))
         await paced(rate, lat_n, lambda r: js.publish(subject, r.model_dump_json().encode(),
                                                       stream=STREAM))
         await asyncio.wait_for(consumer, TIMEOUT)
@@ -210,24 +214,8 @@ async def js_framework(url: str, n: int, rate: float, lat_n: int) -> list[Result
     options = SubscribeOptions(concurrency=FETCH, ordered=False)
     out = []
     try:
-        subject = "bench.js.fw.tput"
-        reports = make_reports(n)
-        t0 = time.perf_counter()
-        for i in range(0, n, CHUNK):
-            await broker.publish_batch(subject, reports[i:i + CHUNK])
-        out.append(Result("JetStream publish", "framework",
-                          throughput(n, time.perf_counter() - t0)))
-        sink = Sink(n)
-
-        async def handler(msg: Report, ctx: MessageContext) -> None:
-            sink.hit(msg)
-
-        t0 = time.perf_counter()
-        sub = await broker.subscribe(subject, handler, group="fw", options=options)
-        await sink.wait(TIMEOUT)
-        out.append(Result("JetStream consume+ack", "framework",
-                          throughput(n, time.perf_counter() - t0)))
-        await sub.close(5)
+        out += await framework_produce_consume(
+            broker, "bench.js.fw.tput", n, options, "JetStream publish", "JetStream consume+ack")
 
         subject = "bench.js.fw.lat"
         lat_sink = Sink(lat_n)

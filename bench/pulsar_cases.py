@@ -7,14 +7,12 @@ import time
 import uuid
 
 import pulsar
-from common import Report, Result, Sink, make_reports, throughput
-from report_pipeline.transport.broker import MessageContext, SubscribeOptions
+from common import TIMEOUT, Report, Result, framework_produce_consume, make_reports, throughput
+from report_pipeline.transport.broker import SubscribeOptions
 from report_pipeline.transport.broker.pulsar import PulsarBroker
 from report_pipeline.transport.broker.settings import PulsarSettings
 
-CHUNK = 500
 CONCURRENCY = 64  # framework handlers in flight; the raw consumer's receiver queue matches
-TIMEOUT = 60.0
 
 
 def full(topic: str) -> str:
@@ -85,30 +83,10 @@ async def pulsar_framework(url: str, n: int) -> list[Result]:
     broker = PulsarBroker(PulsarSettings(service_urls=[url], delayed_delivery="off"))
     await broker.connect()
     topic = f"bench-fw-{uuid.uuid4().hex[:6]}"
-    out = []
     try:
-        reports = make_reports(n)
-        t0 = time.perf_counter()
-        for i in range(0, n, CHUNK):
-            await broker.publish_batch(topic, reports[i:i + CHUNK])
-        out.append(Result("Pulsar produce (batching)", "framework",
-                          throughput(n, time.perf_counter() - t0)))
-        sink = Sink(n)
-
-        async def handler(msg: Report, ctx: MessageContext) -> None:
-            sink.hit(msg)
-
-        sub = await broker.subscribe(topic, handler, group="fw",
-                                     options=SubscribeOptions(concurrency=CONCURRENCY,
-                                                              ordered=False))
-        # timed from the subscription's start, like the raw side (it handles nothing before
-        # this coroutine next awaits: its workers are tasks that have not run yet)
-        t0 = time.perf_counter()
-        await sink.wait(TIMEOUT)
-        out.append(Result("Pulsar consume+ack", "framework",
-                          throughput(n, time.perf_counter() - t0)))
-        await sub.close(5)
+        return await framework_produce_consume(
+            broker, topic, n, SubscribeOptions(concurrency=CONCURRENCY, ordered=False),
+            "Pulsar produce (batching)", "Pulsar consume+ack")
     finally:
         await broker.close(5)
-    return out
 

@@ -99,7 +99,6 @@ class JetStreamSubscription(Subscription):
         self._prefetch = prefetch(options)
         self._direct = options.concurrency == 1
         self._requests: deque[_PullRequest] = deque()
-        self._requested = 0  # sum of `remaining` over the outstanding requests
         self._held = 0  # messages received and not yet settled
         self._settled = asyncio.Event()
         self._settled.set()
@@ -170,7 +169,8 @@ class JetStreamSubscription(Subscription):
             if pause > 0:
                 await asyncio.sleep(pause)
             self._forget_expired()
-            room = self._prefetch - self._requested - self._held
+            requested = sum(r.remaining for r in self._requests)
+            room = self._prefetch - requested - self._held
             if room >= max(1, self._prefetch // 2) or (room > 0 and not self._requests):
                 try:
                     await self._request(room)
@@ -192,7 +192,6 @@ class JetStreamSubscription(Subscription):
         self._requests.append(
             _PullRequest(token, batch, time.monotonic() + FETCH_WAIT + REQUEST_GRACE)
         )
-        self._requested += batch
         await self._client.publish(
             self._next_api, json.dumps(body).encode(), reply=f"{self._inbox_prefix}.{token}"
         )
@@ -204,7 +203,6 @@ class JetStreamSubscription(Subscription):
 
     def _end_request(self, request: _PullRequest) -> None:
         self._requests.remove(request)
-        self._requested -= request.remaining
         self._more.set()
 
     def _count_arrival(self) -> None:
@@ -212,7 +210,6 @@ class JetStreamSubscription(Subscription):
         if self._requests:
             oldest = self._requests[0]
             oldest.remaining -= 1
-            self._requested -= 1
             if oldest.remaining <= 0:
                 self._requests.popleft()
 

@@ -150,9 +150,7 @@ class NatsSubscription(Subscription):
         return _Inbound(delivery, msg.reply or None)
 
     async def _receive_direct(self, msg: Msg) -> None:
-        item = self._take(msg)
-        async with self._turn:
-            await self._handle(item)
+        await self._handle_in_turn(self._take(msg))
 
     async def _receive_queued(self, msg: Msg) -> None:
         await self._room.acquire()  # backpressure: the server buffers while we are full
@@ -172,7 +170,8 @@ class NatsSubscription(Subscription):
         item.delivery.redelivery_count += 1
         self._redeliver_later(item, outcome.delay)
 
-    async def _retry(self, item: _Inbound) -> None:
+    async def _handle_in_turn(self, item: _Inbound) -> None:
+        """Direct mode: new and retried messages take turns, one handler at a time."""
         async with self._turn:
             await self._handle(item)
 
@@ -182,7 +181,7 @@ class NatsSubscription(Subscription):
             if not self._direct:
                 self._queue.put_nowait(item)
                 return
-            task = asyncio.ensure_future(self._retry(item))
+            task = asyncio.ensure_future(self._handle_in_turn(item))
             self._retrying.add(task)
             task.add_done_callback(self._retrying.discard)
 

@@ -67,25 +67,16 @@ class ConsumerLoop(Generic[T]):
     async def stop(self, timeout: float | None = None) -> None:
         """Stop fetching; wait up to `timeout` seconds for in-flight items, then cancel."""
         self._stopping = True
-        await stop_workers(self._tasks, self._busy, timeout, self._name)
+        for task in self._tasks:
+            if task not in self._busy:
+                task.cancel()
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            _done, still = await asyncio.wait(pending, timeout=timeout)
+            for task in still:
+                log.warning("%s: handler still running after %ss; cancelling", self._name, timeout)
+                task.cancel()
+            for task in still:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         self._tasks = []
-
-
-async def stop_workers(
-    tasks: list[asyncio.Task[None]], busy: set[asyncio.Task[None]], timeout: float | None,
-    name: str,
-) -> None:
-    """Cancel the idle workers; wait up to `timeout` for the busy ones, then cancel them too."""
-    for task in tasks:
-        if task not in busy:
-            task.cancel()
-    pending = [t for t in tasks if not t.done()]
-    if not pending:
-        return
-    _done, still = await asyncio.wait(pending, timeout=timeout)
-    for task in still:
-        log.warning("%s: handler still running after %ss; cancelling", name, timeout)
-        task.cancel()
-    for task in still:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
