@@ -55,6 +55,9 @@ def test_bad_database_url_is_one_sentence(tmp_path: Path) -> None:
     assert_one_clear_error(result, "database.url", "not a database URL")
     result = cli("dev", cwd=tmp_path, env={"DATABASE_URL": "sqlite:///sync-driver.db"})
     assert_one_clear_error(result, "async driver")
+    # a shipped driver skips SQLAlchemy at load, but a broken URL is still caught there
+    result = cli("dev", cwd=tmp_path, env={"DATABASE_URL": "postgresql+asyncpg://u@h:port/db"})
+    assert_one_clear_error(result, "database.url", "not a database URL")
 
 
 def _roles() -> list[str]:
