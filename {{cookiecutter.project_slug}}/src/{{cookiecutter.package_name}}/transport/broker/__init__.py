@@ -23,10 +23,12 @@ from .errors import (
     DecodeError,
     Reject,
     Retry,
+    Transient,
     UnknownBrokerType,
 )
 from .middleware import LoggingMiddleware, Middleware
 from .registry import create_broker, known_types
+from .transient import is_transient, register_transient
 
 __all__ = [
     "DLQ_DELIVERIES",
@@ -50,7 +52,10 @@ __all__ = [
     "SubscribeOptions",
     "Subscription",
     "SubscriptionType",
+    "Transient",
     "UnknownBrokerType",
     "create_broker",
+    "is_transient",
     "known_types",
+    "register_transient",
 ]

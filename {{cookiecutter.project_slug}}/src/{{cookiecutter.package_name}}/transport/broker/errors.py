@@ -30,6 +30,17 @@ class Retry(Exception):
         self.delay = delay
 
 
+class Transient(Exception):
+    """Raised by a handler: a dependency (database, downstream service) is unavailable.
+
+    Not a failure of the message: it never counts towards `max_deliveries` and is never
+    dead-lettered. The subscription stops taking new messages, readiness reports NOT ready,
+    and the message is handled again once the dependency answers. Connection errors,
+    timeouts and SQLAlchemy's connection-level errors are treated the same way without being
+    wrapped (see `transient.is_transient`).
+    """
+
+
 class Reject(Exception):
     """Raised by a handler: this message can never succeed; dead-letter it now."""
 
