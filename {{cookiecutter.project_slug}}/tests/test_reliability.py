@@ -168,7 +168,8 @@ async def test_malformed_messages_are_dead_lettered_and_good_ones_stored(pair: P
         for n in range(2000):
             if n % 2 == 0:
                 event = RealTimeWarehousingData(
-                    event_id=f"good-{n}", user_id="u", event_name="e", report_data=str(n)
+                    event_id=f"good-{n}", user_id="u", event_name="e", report_data=str(n),
+                    create_time_ms=1_700_000_000_000 + n,
                 )
                 good_ids.append(event.event_id)
                 await client.publish(REPORT_TOPIC, event, key="u")
