@@ -22,12 +22,16 @@ from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import select
 
 from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import (
     RealTimeWarehousingData,
     UserReportData,
 )
 from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
+from {{ cookiecutter.package_name }}.conf import DatabaseConfig
+from {{ cookiecutter.package_name }}.data.db import create_engine
+from {{ cookiecutter.package_name }}.data.models import AcceptStatus
 from {{ cookiecutter.package_name }}.transport.broker import DLQ_REASON, MessageContext, known_types
 from {{ cookiecutter.package_name }}.transport.broker.embedded import nats_server, pulsar_lite
 
@@ -38,7 +42,7 @@ from .service_process import Service
 
 DURABLE = [t for t in ("jetstream", "pulsar") if t in known_types()]
 REPORT_TOPIC = "events.realtime-warehousing"
-DEAD_LETTERS = f"{REPORT_TOPIC}-saver-DLQ"
+STATUS_TOPIC = "events.user-report"
 ROUNDS = 40
 NOW_MS = int(time.time() * 1000)
 
@@ -68,8 +72,8 @@ async def pair(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
 
 
 @asynccontextmanager
-async def foreign_producer(pair: Pair) -> AsyncIterator[Send]:
-    """Publishes bytes to the report topic with the broker's own client, no headers at all."""
+async def foreign_producer(pair: Pair, topic: str) -> AsyncIterator[Send]:
+    """Publishes bytes to `topic` with the broker's own client, no headers at all."""
     if pair.broker_type == "jetstream":
         import nats
 
@@ -77,7 +81,7 @@ async def foreign_producer(pair: Pair) -> AsyncIterator[Send]:
         js = client.jetstream()
 
         async def send(payload: bytes) -> None:
-            await js.publish(REPORT_TOPIC, payload)
+            await js.publish(topic, payload)
 
         try:
             yield send
@@ -88,7 +92,7 @@ async def foreign_producer(pair: Pair) -> AsyncIterator[Send]:
 
     pulsar_client = pulsar.Client(pair.broker.url, operation_timeout_seconds=10)
     producer = pulsar_client.create_producer(
-        f"persistent://public/default/{REPORT_TOPIC}", batching_enabled=False
+        f"persistent://public/default/{topic}", batching_enabled=False
     )
 
     async def send_to_pulsar(payload: bytes) -> None:
@@ -129,6 +133,23 @@ def poison_mix(n: int) -> list[tuple[str, bytes]]:
     ]
 
 
+def status_poison_mix(n: int) -> list[tuple[str, bytes]]:
+    """One round for the status topic: a valid status among ones the saver cannot store."""
+    def status(**fields: Any) -> bytes:
+        values: dict[str, Any] = {"event_id": f"status-{n}", "user_id": "u",
+                                  "status": "accepted", "create_time_ms": NOW_MS + n}
+        values.update(fields)
+        return UserReportData(**values).SerializeToString()
+
+    return [
+        ("valid", status()),
+        ("status-id-less", status(event_id="")),
+        ("status-too-long", status(event_id=f"long-{n}", status="s" * 33)),
+        ("report-as-status", event(n).SerializeToString()),
+        ("empty", b""),
+    ]
+
+
 #: what each bad category's dead-letter reason says (the saver's rules, or the decoder)
 REASONS = {
     "id-less": "rejected: event_id is required",
@@ -139,7 +160,13 @@ REASONS = {
     "truncated": "decode error: payload is not a valid events.v1.RealTimeWarehousingData",
     "empty": "rejected: event_id is required",
     "framework-wrong-type": "decode error: payload is a events.v1.UserReportData, not a",
+    "status-id-less": "rejected: event_id is required",
+    "status-too-long": "rejected: status is longer than 32 characters (33)",
+    "report-as-status": "rejected: create_time_ms is missing",  # its field 5 is unknown here
 }
+
+MIXES = {REPORT_TOPIC: poison_mix, STATUS_TOPIC: status_poison_mix}
+MODELS: dict[str, Any] = {REPORT_TOPIC: RealTimeWarehousingData, STATUS_TOPIC: UserReportData}
 
 
 async def started(service: Service, timeout: float = 60) -> None:
@@ -151,57 +178,75 @@ async def started(service: Service, timeout: float = 60) -> None:
 
 
 async def test_poison_mix_valid_stored_once_bad_dead_lettered_with_reason(pair: Pair) -> None:
-    dead: dict[bytes, list[str]] = defaultdict(list)
+    # topic -> payload -> the reason of each dead letter of that payload
+    dead: dict[str, dict[bytes, list[str]]] = {t: defaultdict(list) for t in MIXES}
 
-    async def on_dead_letter(msg: bytes, ctx: MessageContext) -> None:
-        dead[msg].append(ctx.headers.get(DLQ_REASON, ""))
+    def collector(topic: str) -> Callable[[bytes, MessageContext], Awaitable[None]]:
+        async def on_dead_letter(msg: bytes, ctx: MessageContext) -> None:
+            dead[topic][msg].append(ctx.headers.get(DLQ_REASON, ""))
+
+        return on_dead_letter
 
     # connected first: on JetStream it makes the stream, with the test topics the saver allows
     client = make_broker(pair.broker_type, pair.broker)
     await client.connect()
-    sent: list[tuple[str, bytes]] = []
+    sent: dict[str, list[tuple[str, bytes]]] = {t: [] for t in MIXES}
     try:
         saver = pair.start("saver")
         await started(saver)
-        await client.subscribe(DEAD_LETTERS, on_dead_letter, group=unique("dlq"))
-        async with foreign_producer(pair) as send:
-            for n in range(ROUNDS):
-                for category, payload in poison_mix(n):
-                    await send(payload)
-                    sent.append((category, payload))
+        for topic in MIXES:
+            await client.subscribe(f"{topic}-saver-DLQ", collector(topic), group=unique("dlq"))
+        for topic, mix in MIXES.items():
+            async with foreign_producer(pair, topic) as send:
+                for n in range(ROUNDS):
+                    for category, payload in mix(n):
+                        await send(payload)
+                        sent[topic].append((category, payload))
         # and one from this framework: its content type names the message type it carries
         wrong = UserReportData(event_id="framework-wrong", user_id="u", status="accepted",
                                create_time_ms=NOW_MS)
         await client.publish(REPORT_TOPIC, wrong, key="u")
-        sent.append(("framework-wrong-type", wrong.SerializeToString()))
+        sent[REPORT_TOPIC].append(("framework-wrong-type", wrong.SerializeToString()))
 
-        bad = Counter(payload for category, payload in sent if category != "valid")
-        await eventually(lambda: sum(len(r) for r in dead.values()) >= bad.total(), timeout=90,
-                         interval=0.2)
-        good_ids = {event_id_of(payload) for category, payload in sent if category == "valid"}
-        stored = await wait_for_rows(pair.db_url, len(good_ids), timeout=60)
+        bad = {t: Counter(p for c, p in sent[t] if c != "valid") for t in MIXES}
+        expected_dead = sum(c.total() for c in bad.values())
+
+        def dead_total() -> int:
+            return sum(len(r) for by_payload in dead.values() for r in by_payload.values())
+
+        await eventually(lambda: dead_total() >= expected_dead, timeout=90, interval=0.2)
+        good = {t: sorted(MODELS[t].FromString(p).event_id for c, p in sent[t] if c == "valid")
+                for t in MIXES}
+        await wait_for_rows(pair.db_url, len(good[REPORT_TOPIC]), timeout=60)
         await asyncio.sleep(1)  # time for anything extra to arrive: a late junk row, a duplicate
-        dead_total = sum(len(r) for r in dead.values())
-        stored = await stored_event_ids(pair.db_url)
+        stored = {REPORT_TOPIC: sorted(await stored_event_ids(pair.db_url)),
+                  STATUS_TOPIC: sorted(await stored_status_ids(pair.db_url))}
+        dead_letters = dead_total()
     finally:
         await client.close(timeout=5)
 
     # no valid event missing or stored twice, and no junk row (no id, dated 1970) beside them
-    assert sorted(stored) == sorted(good_ids)
-    assert dead_total == bad.total(), f"{dead_total} dead letters for {bad.total()} bad events"
-    assert {p: len(r) for p, r in dead.items()} == dict(bad)
-    for category, payload in sent:
-        if category != "valid":
-            reason = dead[payload][0]
-            assert reason.startswith(REASONS[category]), f"{category}: {reason!r}"
+    assert stored == good
+    assert dead_letters == expected_dead, f"{dead_letters} dead letters for {expected_dead}"
+    for topic in MIXES:
+        assert {p: len(r) for p, r in dead[topic].items()} == dict(bad[topic]), topic
+        for category, payload in sent[topic]:
+            if category != "valid":
+                reason = dead[topic][payload][0]
+                assert reason.startswith(REASONS[category]), f"{category}: {reason!r}"
     log = saver.log()
     assert "already stored" not in log  # an id-less event was never taken for a stored one
     assert "Traceback" not in log
     assert saver.alive()
 
 
-def event_id_of(payload: bytes) -> str:
-    return RealTimeWarehousingData.FromString(payload).event_id
+async def stored_status_ids(db_url: str) -> list[str]:
+    engine = create_engine(DatabaseConfig(url=db_url))
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.scalars(select(AcceptStatus.event_id))).all())
+    finally:
+        await engine.dispose()
 
 
 async def test_report_refuses_what_the_saver_could_not_store(pair: Pair) -> None:
