@@ -187,9 +187,10 @@ async def test_sql_in_a_report_is_stored_as_text(running: tuple[Container, str])
     [
         b"\x0a\x02\xff\xfe",  # user_id: bytes that are not UTF-8 (a non-Python client)
         b"\x1a\x03\xc3\x28x",  # content: an invalid UTF-8 sequence
+        b"\x12\x03\xed\xa0\x80",  # event_name: a lone surrogate, as CESU-8 writes it
         b"\xff" * 12,  # garbage: a varint that never ends
     ],
-    ids=["user-id-not-utf8", "content-not-utf8", "garbage"],
+    ids=["user-id-not-utf8", "content-not-utf8", "lone-surrogate", "garbage"],
 )
 async def test_undecodable_report_bytes_are_invalid_argument_and_nothing_published(
     running: tuple[Any, str], payload: bytes, caplog: pytest.LogCaptureFixture
