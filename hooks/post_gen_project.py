@@ -32,12 +32,15 @@ SAMPLE_FILES = [
     "service/saver.py",
     "data/repo.py",
     "data/publisher.py",
+    "biz/report_rules.py",
     "sample_client.py",
     "demo.py",
 ]
 SAMPLE_TESTS = [
     "tests/test_report_saver.py",
     "tests/test_batch_writer.py",
+    "tests/test_report_rules.py",
+    "tests/test_poison_events.py",
     "tests/test_reliability.py",
     "tests/test_workers.py",
     "tests/processes.py",

@@ -55,6 +55,7 @@ def test_generated_project_installs_and_passes_its_tests(
         assert (f'"{broker}":' in registry) == (broker in chosen)
     sample = answers.get("include_sample", "yes") == "yes"
     assert (project / PACKAGE / "service/report.py").exists() == sample
+    assert (project / PACKAGE / "biz/report_rules.py").exists() == sample
     assert (project / PACKAGE / "api/report/v1/report_pb2_grpc.py").exists() == sample
     pyproject = (project / "pyproject.toml").read_text()
     assert ("asyncpg" in pyproject) == (answers.get("database") == "postgresql")

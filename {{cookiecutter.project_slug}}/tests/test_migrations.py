@@ -112,7 +112,9 @@ async def test_pipeline_on_a_migrated_database_without_create_tables(empty_datab
     app = App("test", [await container.broker_server()], stop_timeout=5)
     await app.start()
     try:
-        event = RealTimeWarehousingData(event_id="e1", user_id="u", event_name="n")
+        event = RealTimeWarehousingData(
+            event_id="e1", user_id="u", event_name="n", create_time_ms=1_700_000_000_000
+        )
         await broker.publish(config.topics.report, event, key="u")
         repo = await container.realtime_repo()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -109,7 +111,8 @@ async def test_a_redelivered_event_is_stored_once(running: tuple[Any, str]) -> N
     container, _address = running
     broker = await container.broker()
     event = RealTimeWarehousingData(
-        event_id="same-id", user_id="u", event_name="e", report_data="x"
+        event_id="same-id", user_id="u", event_name="e", report_data="x",
+        create_time_ms=int(time.time() * 1000),
     )
     topic = container.config().topics.report
     for _ in range(3):
@@ -143,6 +146,9 @@ async def _has_rows(repo, n: int) -> bool:  # type: ignore[no-untyped-def]
         ({"user_id": "", "event_name": "e"}, "user_id is required"),
         ({"user_id": "u", "event_name": ""}, "event_name is required"),
         ({"user_id": "u", "event_name": "e", "content": "x" * 70_000}, "content is longer"),
+        ({"user_id": "u", "event_name": "e", "content": "a\x00b"}, "content contains a NUL"),
+        ({"user_id": "u\x00", "event_name": "e"}, "user_id contains a NUL"),
+        ({"user_id": "u" * 129, "event_name": "e"}, "user_id is longer than 128 characters"),
     ],
 )
 async def test_invalid_report_is_refused_and_nothing_published(
@@ -174,3 +180,27 @@ async def test_sql_in_a_report_is_stored_as_text(running: tuple[Container, str])
     await eventually(saved)
     [row] = await stored_rows(container)
     assert (row.user_id, row.event_name, row.report_data) == ("o'brien", payload, payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x0a\x02\xff\xfe",  # user_id: bytes that are not UTF-8 (a non-Python client)
+        b"\x1a\x03\xc3\x28x",  # content: an invalid UTF-8 sequence
+        b"\x12\x03\xed\xa0\x80",  # event_name: a lone surrogate, as CESU-8 writes it
+        b"\xff" * 12,  # garbage: a varint that never ends
+    ],
+    ids=["user-id-not-utf8", "content-not-utf8", "lone-surrogate", "garbage"],
+)
+async def test_undecodable_report_bytes_are_invalid_argument_and_nothing_published(
+    running: tuple[Any, str], payload: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    container, address = running
+    caplog.set_level(logging.INFO)
+    async with grpc.aio.insecure_channel(address) as channel:
+        post = channel.unary_unary("/report.v1.ReportService/PostReport")  # raw bytes
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await post(payload, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.exc_info]
+    assert await (await container.realtime_repo()).count() == 0

@@ -7,6 +7,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, DateTime, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ..biz.report_rules import (
+    EVENT_ID_MAX_CHARS,
+    EVENT_NAME_MAX_CHARS,
+    STATUS_MAX_CHARS,
+    USER_ID_MAX_CHARS,
+)
 {%- else -%}
 from sqlalchemy.orm import DeclarativeBase
 {%- endif %}
@@ -29,9 +36,9 @@ class RealtimeWarehousing(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    event_id: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[str] = mapped_column(String(128), index=True)
-    event_name: Mapped[str] = mapped_column(String(128))
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID_MAX_CHARS), unique=True)
+    user_id: Mapped[str] = mapped_column(String(USER_ID_MAX_CHARS), index=True)
+    event_name: Mapped[str] = mapped_column(String(EVENT_NAME_MAX_CHARS))
     report_data: Mapped[str] = mapped_column(Text)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     saved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
@@ -45,8 +52,8 @@ class AcceptStatus(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    event_id: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[str] = mapped_column(String(128), index=True)
-    status: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID_MAX_CHARS), unique=True)
+    user_id: Mapped[str] = mapped_column(String(USER_ID_MAX_CHARS), index=True)
+    status: Mapped[str] = mapped_column(String(STATUS_MAX_CHARS))
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 {%- endif %}

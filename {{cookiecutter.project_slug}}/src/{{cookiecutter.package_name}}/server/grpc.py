@@ -11,6 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ..telemetry import grpc_server_interceptors
+from .request_decoding import RequestDecodingInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,15 @@ class GrpcServer:
         self.services = list(services)
         self.max_message_bytes = max_message_bytes
         self.health = health.aio.HealthServicer()
+        # undecodable request bytes -> INVALID_ARGUMENT, aggregated in the log, on every method
+        self.request_decoding = RequestDecodingInterceptor()
         self._server: grpc.aio.Server | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
         server = grpc.aio.server(
-            interceptors=grpc_server_interceptors(),  # a server span per call
+            # a server span per call; the request decoding guard last, next to the servicer
+            interceptors=[*grpc_server_interceptors(), self.request_decoding],
             options=[
                 ("grpc.max_receive_message_length", self.max_message_bytes),
                 ("grpc.max_send_message_length", self.max_message_bytes),
@@ -76,3 +80,4 @@ class GrpcServer:
         # New calls are refused at once; calls in flight get `timeout` seconds to finish.
         await self._server.stop(grace=timeout)
         self._server = None
+        self.request_decoding.log.close()

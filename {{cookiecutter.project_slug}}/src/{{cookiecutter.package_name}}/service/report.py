@@ -10,24 +10,11 @@ import grpc
 
 from ..api.events.v1.events_pb2 import RealTimeWarehousingData, UserReportData
 from ..api.report.v1 import report_pb2, report_pb2_grpc
+from ..biz.report_rules import post_report_problems
 from ..data.publisher import EventPublisher
 from ..transport.broker import BrokerError
 
 log = logging.getLogger(__name__)
-
-MAX_FIELD_BYTES = {"user_id": 128, "event_name": 128, "content": 64 * 1024}
-
-
-def invalid_fields(request: report_pb2.PostReportRequest) -> list[str]:
-    """Why the request cannot be accepted (empty when it can)."""
-    problems = []
-    for name, limit in MAX_FIELD_BYTES.items():
-        value: str = getattr(request, name)
-        if name != "content" and not value.strip():
-            problems.append(f"{name} is required")
-        elif len(value.encode()) > limit:
-            problems.append(f"{name} is longer than {limit} bytes")
-    return problems
 
 
 class ReportService(report_pb2_grpc.ReportServiceServicer):
@@ -37,7 +24,10 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
     async def PostReport(  # noqa: N802 - the gRPC method name
         self, request: report_pb2.PostReportRequest, context: grpc.aio.ServicerContext
     ) -> report_pb2.PostReportResponse:
-        problems = invalid_fields(request)
+        # what the saver would refuse is refused here: an accepted report is always storable
+        problems = post_report_problems(
+            user_id=request.user_id, event_name=request.event_name, content=request.content
+        )
         if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
         event_id = uuid.uuid4().hex

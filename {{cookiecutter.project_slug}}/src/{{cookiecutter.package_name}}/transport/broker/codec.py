@@ -3,6 +3,15 @@
 Supported types, both ways: protobuf messages, pydantic models, dataclasses, dict (JSON) and
 bytes. The decoder for a handler is built once, at subscribe time, so the hot path is a
 single call.
+
+Protobuf payloads name their message type in the content type
+(`application/x-protobuf; proto=events.v1.RealTimeWarehousingData`): protobuf's wire format
+does not, and parses almost any bytes as almost any message, so a subscriber refuses (as a
+decode error) a payload whose content type names another type. This costs no extra header
+(the content type is sent anyway, and NATS core leaves it out of an otherwise header-less
+message). A payload without the name (another producer, an older one, plain
+`application/x-protobuf` or no content type) is parsed as before. Fields the subscriber does
+not know (a newer producer's) are accepted: kept as unknown fields in binary, skipped in JSON.
 """
 
 from __future__ import annotations
@@ -77,7 +86,8 @@ def _encoder_for(msg: Any) -> Encoder:
     if isinstance(msg, bytes | bytearray | memoryview):
         return lambda m: (bytes(m), OCTET_STREAM)
     if isinstance(msg, ProtobufMessage):
-        return lambda m: (m.SerializeToString(), PROTOBUF)
+        content_type = protobuf_content_type(type(msg))
+        return lambda m: (m.SerializeToString(), content_type)
     if pydantic is not None and isinstance(msg, pydantic.BaseModel):
         return lambda m: (m.model_dump_json().encode(), JSON)
     if dataclasses.is_dataclass(msg) and not isinstance(msg, type):
@@ -121,12 +131,37 @@ def _dict_decoder(payload: bytes, _content_type: str | None) -> Any:
     return value
 
 
+def protobuf_content_type(cls: type[ProtobufMessage]) -> str:
+    """The content type of a protobuf message of `cls`, naming its full type name."""
+    return f"{PROTOBUF}; proto={cls.DESCRIPTOR.full_name}"
+
+
+def named_protobuf_type(content_type: str) -> str | None:
+    """The message type a protobuf content type names (None when it names none)."""
+    media_type, _, parameters = content_type.partition(";")
+    if media_type.strip().lower() != PROTOBUF:
+        return None
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "proto":
+            return value.strip().strip('"') or None
+    return None
+
+
 def _protobuf_decoder(cls: type[ProtobufMessage]) -> Decoder:
+    full_name = cls.DESCRIPTOR.full_name
+    own_content_type = protobuf_content_type(cls)
+
     def decode(payload: bytes, content_type: str | None) -> Any:
+        if content_type and content_type != own_content_type and ";" in content_type:
+            named = named_protobuf_type(content_type)
+            if named is not None and named != full_name:
+                raise DecodeError(f"payload is a {named}, not a {full_name}")
         msg = cls()
         try:
             if content_type == JSON:
-                json_format.Parse(payload, msg)
+                # a newer producer's fields are skipped, as binary parsing does
+                json_format.Parse(payload, msg, ignore_unknown_fields=True)
             else:
                 msg.ParseFromString(payload)
         except (ProtobufDecodeError, json_format.ParseError, UnicodeDecodeError) as exc:
