@@ -132,6 +132,7 @@ async def test_broker_restart_mid_stream_every_accepted_report_is_one_row(pair: 
 async def test_sigterm_drains_and_a_restart_redelivers_nothing(pair: Pair) -> None:
     saver = pair.start("saver")
     pair.start("report")
+    await _started(saver, pair)  # a stop mid-stream, not mid-start-up (slow on a busy machine)
     posting = asyncio.create_task(post_reports(pair.grpc_address, 4000, concurrency=32))
     await asyncio.sleep(1.0)
     assert saver.terminate() == 0, saver.log()[-3000:]

@@ -10,6 +10,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -40,10 +41,16 @@ def test_two_saver_workers_store_every_event_exactly_once(tmp_path: Path) -> Non
         duplicates = [i for i, n in Counter(stored).items() if n > 1]
         assert not duplicates
         assert sorted(stored) == sorted(result.accepted)
+        log_path = tmp_path / "saver-workers.log"
+        # both workers up (one may still be starting on a busy machine): then a stop, not a
+        # stop during start-up, is what this test checks
+        deadline = time.monotonic() + 60
+        while log_path.read_text(errors="replace").count(":saver started") < 2:
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
+            time.sleep(0.1)
         workers.send_signal(signal.SIGTERM)
-        assert workers.wait(60) == 0
-        text = (tmp_path / "saver-workers.log").read_text(errors="replace")
-        assert "started 2 saver workers" in text
+        assert workers.wait(60) == 0, log_path.read_text(errors="replace")[-3000:]
+        assert "started 2 saver workers" in log_path.read_text(errors="replace")
     finally:
         if workers.poll() is None:
             workers.kill()
