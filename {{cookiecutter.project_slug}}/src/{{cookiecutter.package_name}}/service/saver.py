@@ -20,9 +20,11 @@ class SaverService:
     another message type sent to the topic from becoming a junk row.
 
     Events are gathered into batches (up to `batch_size`, or `batch_delay` seconds) and each
-    batch is one transaction: no per-message transaction on the hot path. If a write fails,
-    every handler of the batch raises and every event is redelivered. Inserts are idempotent
-    on `event_id`: a redelivered event is acked without a second row.
+    batch is one transaction: no per-message transaction on the hot path. If the database
+    refuses some rows anyway, the batch is split and only those are dead-lettered; if it is
+    down, every handler of the batch raises a transient error and the broker layer holds the
+    events (the subscription pauses) until it answers. Inserts are idempotent on `event_id`:
+    a redelivered event is acked without a second row.
     """
 
     def __init__(
