@@ -22,8 +22,9 @@ demo: $(READY)  ## generate a service, run report + saver on embedded defaults, 
 	cd $(DEMO_DIR)/report-pipeline && .venv/bin/report-pipeline demo --count $(DEMO_COUNT) \
 		$(if $(DEMO_BROKER),--broker $(DEMO_BROKER))
 
-test: $(READY)  ## every test: the template's own, and each generated project's
-	$(BIN)/pytest tests
+test: $(READY)  ## every test: the template's own, and each generated project's (JUnit XML: build/test-reports/)
+	rm -rf build/test-reports && mkdir -p build/test-reports
+	$(BIN)/pytest tests --junitxml=build/test-reports/template.xml
 
 BENCH_DIR := build/bench
 BENCH_ARGS ?=

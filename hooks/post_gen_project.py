@@ -37,6 +37,7 @@ SAMPLE_FILES = [
 ]
 SAMPLE_TESTS = [
     "tests/test_report_saver.py",
+    "tests/test_batch_writer.py",
     "tests/test_reliability.py",
     "tests/test_workers.py",
     "tests/processes.py",

@@ -11,6 +11,14 @@ from pathlib import Path
 import pytest
 
 TEMPLATE = Path(__file__).resolve().parent.parent
+#: JUnit XML of every pytest run `make test` starts, the generated projects' included
+REPORTS = TEMPLATE / "build" / "test-reports"
+
+
+def junit_args(name: str) -> list[str]:
+    """pytest arguments that write the run's JUnit XML report to build/test-reports/."""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    return [f"--junitxml={REPORTS / name}.xml", "-o", f"junit_suite_name={name}"]
 
 
 def generate(output_dir: Path, **answers: str) -> subprocess.CompletedProcess[str]:

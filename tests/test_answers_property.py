@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import generate, run
+from .conftest import generate, junit_args, run
 
 project_names = st.from_regex(r"[A-Za-z][A-Za-z0-9 _!é-]{0,24}", fullmatch=True)
 package_names = st.one_of(
@@ -69,5 +69,6 @@ def test_answers_fail_clearly_or_make_a_working_project(
     core_tests = ["tests/test_broker_conformance.py", "-k", "memory"]
     if include_sample == "yes":
         core_tests.insert(1, "tests/test_report_saver.py")
-    run([str(bin_dir / "pytest"), "-q", "-x", "-p", "no:cacheprovider", *core_tests],
+    run([str(bin_dir / "pytest"), "-q", "-x", "-p", "no:cacheprovider", *core_tests,
+         *junit_args(f"generated-answers-{out.name}")],
         cwd=project, env={"PYTHONPATH": str(project / "src")}, timeout=600)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import generate_ok, install, run
+from .conftest import generate_ok, install, junit_args, run
 
 PACKAGE = "src/report_pipeline"
 BROKERS = ("pulsar", "nats", "jetstream")
@@ -68,8 +68,8 @@ def test_generated_project_installs_and_passes_its_tests(
     run([str(bin_dir / "ruff"), "check", "src", "tests"], cwd=project)
     run([str(bin_dir / "mypy"), "src", "tests"], cwd=project, timeout=600)
     selection = SELECTION.get(case, ["-m", "not slow"])
-    run([str(bin_dir / "pytest"), "-q", "-x", "-p", "no:cacheprovider", *selection],
-        cwd=project, timeout=1500)
+    run([str(bin_dir / "pytest"), "-q", "-x", "-p", "no:cacheprovider", *selection,
+         *junit_args(f"generated-{case}")], cwd=project, timeout=1500)
     help_text = run([str(bin_dir / "report-pipeline"), "--help"], cwd=project).stdout
     assert "serve" in help_text and ("publish" in help_text) == sample
 
@@ -84,9 +84,10 @@ def add_two_subscribers(cli: Path, project: Path, sample: bool) -> None:
     assert (project / PACKAGE / "service/order_created_handler.py").exists()
     assert (project / "tests/test_audit_handler.py").exists()
     subscribers = (project / PACKAGE / "server/subscribers.py").read_text()
-    assert 'server.register("events.audit-reports", AuditHandler().handle, group="audit")' in subscribers
-    again = subprocess.run([str(cli), "add-subscriber", "events.orders-created", "Other"], cwd=project,
-                           capture_output=True, text=True, timeout=120, check=False)
+    registration = 'server.register("events.audit-reports", AuditHandler().handle, group="audit")'
+    assert registration in subscribers
+    again = subprocess.run([str(cli), "add-subscriber", "events.orders-created", "Other"],
+                           cwd=project, capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 2 and "already registered" in again.stderr
 
 

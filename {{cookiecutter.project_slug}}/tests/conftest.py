@@ -99,3 +99,12 @@ async def pulsar_factory(pulsar_server: EmbeddedBroker) -> AsyncIterator[object]
     yield connect
     for broker in reversed(made):
         await broker.close(timeout=5)
+
+
+#: test ids name the broker process a test ran on, not only the plugin: the Pulsar plugin's
+#: tests here run on the embedded pulsar-lite
+BROKER_TEST_IDS = {"pulsar": "pulsar-lite"}
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    return BROKER_TEST_IDS.get(val) if isinstance(val, str) else None

@@ -76,3 +76,14 @@ def configure_logging(level: str, fmt: str = "text", stream: TextIO | None = Non
         old.close()
     root.addHandler(handler)
     root.setLevel(level.upper())
+    quiet_driver_loggers()
+
+
+#: database drivers whose DEBUG lines carry every statement's parameters (the rows: report
+#: contents); they stay at INFO whatever the level, so no payload reaches a log
+DRIVER_LOGGERS = ("aiosqlite",)
+
+
+def quiet_driver_loggers() -> None:
+    for name in DRIVER_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))

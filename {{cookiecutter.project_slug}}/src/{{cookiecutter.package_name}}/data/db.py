@@ -52,7 +52,9 @@ def create_engine(cfg: DatabaseConfig) -> AsyncEngine:
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     try:
-        engine = create_async_engine(url, echo=cfg.echo, pool_pre_ping=True)
+        # hide_parameters: a failed statement's error (and echo) never carries the rows: no
+        # report content in any log line
+        engine = create_async_engine(url, echo=cfg.echo, pool_pre_ping=True, hide_parameters=True)
     except (ArgumentError, ImportError, InvalidRequestError) as exc:
         raise ConfigError(
             f"database.url {url.render_as_string(hide_password=True)!r} cannot be used ({exc}); "

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..conf import TelemetryConfig
-from ..health import Check, HealthMonitor, database_check
+from ..health import Check, HealthMonitor, database_check, subscriptions_check
 
 if TYPE_CHECKING:
     from .grpc import GrpcServer
@@ -99,8 +99,13 @@ class OpsServer:
             return 200, b'{"status": "alive"}\n', "application/json"
         if path == "/readyz":
             ready = self.monitor.ready
-            state = {"status": "ready" if ready else "not ready", "checks": {
-                name: "up" if ok else "down" for name, ok in self.monitor.status.items()}}
+            state: dict[str, Any] = {
+                "status": "ready" if ready else "not ready",
+                "checks": {name: "up" if ok else "down"
+                           for name, ok in self.monitor.status.items()},
+            }
+            if self.monitor.reasons:
+                state["reasons"] = dict(self.monitor.reasons)
             return (200 if ready else 503), (json.dumps(state) + "\n").encode(), "application/json"
         body, content_type = self._metrics()
         return 200, body, content_type
@@ -143,15 +148,21 @@ async def ops_server_for(container: Any, servers: Sequence[object]) -> OpsServer
     """
     config = container.config()
     checks: dict[str, Check] = {}
+    broker = None
     if _initialized(container.broker):
         broker = await container.broker()
         checks["broker"] = broker.healthy
     if _initialized(container.database):
         checks["database"] = database_check(await container.database())
+    subscribing = any(getattr(s, "name", None) == "broker" for s in servers)
+    if broker is not None and subscribing:
+        checks["subscriptions"] = subscriptions_check(broker)
     grpc_servers: list[GrpcServer] = []
     if any(getattr(s, "name", None) == "grpc" for s in servers):  # else gRPC stays unimported
         from .grpc import GrpcServer
 
         grpc_servers = [s for s in servers if isinstance(s, GrpcServer)]
     monitor = HealthMonitor(checks, config.telemetry.health_interval)
+    if broker is not None and "subscriptions" in checks:
+        broker.flows.listeners.append(monitor.poke)
     return OpsServer(monitor, config.telemetry, grpc_servers)

@@ -8,8 +8,11 @@
   extra delivery lets it do so even when the last attempt died with the process.
 - `max_ack_pending` is sized to the concurrency (in-flight handlers, plus room for the
   messages waiting out a nak delay), not the server's default of 1000.
-- A handler running longer than half of `ack_wait` reports progress (`+WPI`), so a slow
-  handler is not mistaken for a dead one; `ack_wait` is the time to notice a crashed consumer.
+- A message held longer than half of `ack_wait` (its handler is slow, it waits in the local
+  queue, or it is held while a dependency is down) reports progress (`+WPI`), so it is not
+  mistaken for one a dead consumer had; `ack_wait` is the time to notice a crashed consumer.
+- While a dependency is down (`flow`), the subscription asks for no more messages; the ones
+  it holds keep reporting progress, so an outage burns none of their deliveries.
 
 Pulling. Instead of nats-py's `fetch()` (a future, a timeout and a uuid per message), the
 subscription keeps its own pull requests outstanding, like the Go client's `Consume`: it asks
@@ -104,11 +107,13 @@ class JetStreamSubscription(Subscription):
         self._settled.set()
         self._more = asyncio.Event()  # wakes the pull loop: room for more, or a request ended
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
-        # id(message) -> (message, when its handler started); Msg itself is unhashable
+        # id(message) -> (message, when it arrived): every message in hand, queued or being
+        # handled, for progress reports; Msg itself is unhashable
         self._running: dict[int, tuple[Msg, float]] = {}
+        self._flow = dispatcher.flow
         self._workers: ConsumerLoop[Msg] = ConsumerLoop(
             self._queue.get, self._handle, concurrency=options.concurrency,
-            name=f"jetstream:{topic}:{group or '-'}",
+            name=f"jetstream:{topic}:{group or '-'}", flow=self._flow,
         )
         self._on_close = on_close
         self._client: NatsClient | None = None
@@ -164,7 +169,11 @@ class JetStreamSubscription(Subscription):
     # -- pulling -------------------------------------------------------------------------------
     async def _pull(self) -> None:
         """Keep up to `prefetch` messages requested or in hand; ask again at half."""
+        flow = self._flow
         while not self._closed:
+            if flow.reason is not None:  # a dependency is down: ask for nothing more
+                await flow.wait_open()
+                continue
             pause = self._pause_until - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)
@@ -238,20 +247,20 @@ class JetStreamSubscription(Subscription):
             return
         self._held += 1
         self._settled.clear()
+        self._running[id(msg)] = (msg, time.monotonic())
         if self._direct:
             await self._handle(msg)
         else:
             self._queue.put_nowait(msg)
 
     async def _handle(self, msg: Msg) -> None:
-        self._running[id(msg)] = (msg, time.monotonic())
         try:
             await self._settle(msg, await self._dispatcher.process(to_delivery(msg)))
         except asyncio.CancelledError:  # stopped mid-handler: hand it back for redelivery
             await self._give_back([msg])
             raise
         finally:
-            del self._running[id(msg)]
+            self._running.pop(id(msg), None)
             self._done()
 
     async def _settle(self, msg: Msg, outcome: Outcome) -> None:
@@ -290,7 +299,7 @@ class JetStreamSubscription(Subscription):
         self._progress = asyncio.get_running_loop().call_later(period, self._report_progress)
 
     def _report_progress(self) -> None:
-        """Tell the server that handlers running past half of ack_wait are still working."""
+        """Tell the server that messages held past half of ack_wait are still being worked on."""
         since = time.monotonic() - self._options.ack_wait / 2
         for msg, started in list(self._running.values()):
             if started <= since:
@@ -305,6 +314,7 @@ class JetStreamSubscription(Subscription):
             return
         self._closed = True
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._flow.release()  # messages held for a dependency are given back
         if self._puller is not None:  # it sees _closed and stops asking for more
             self._more.set()
             await asyncio.wait([self._puller], timeout=_left(deadline))
@@ -317,7 +327,9 @@ class JetStreamSubscription(Subscription):
             await asyncio.wait_for(self._settled.wait(), _left(deadline))
         await self._workers.stop(_left(deadline))
         while not self._queue.empty():  # queued but never handled
-            self._returned.append(self._queue.get_nowait())
+            queued = self._queue.get_nowait()
+            self._running.pop(id(queued), None)
+            self._returned.append(queued)
         returned, self._returned = self._returned, []
         await self._give_back(returned)
         if self._progress is not None:

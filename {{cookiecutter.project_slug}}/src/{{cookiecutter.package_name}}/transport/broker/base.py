@@ -152,10 +152,13 @@ class Broker(abc.ABC):
 
     def __init__(self) -> None:
         from .codec import Codec
+        from .flow import FlowRegistry
         from .middleware import Middleware
 
         self.codec: Codec = Codec()
         self.middleware: list[Middleware] = []
+        #: each subscription's pause state while a dependency is down (for readiness)
+        self.flows = FlowRegistry()
 
     # -- lifecycle -------------------------------------------------------------------------
     @abc.abstractmethod

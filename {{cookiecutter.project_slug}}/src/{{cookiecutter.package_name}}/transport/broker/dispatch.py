@@ -7,6 +7,9 @@
 | raises any other exception         | redeliver after the backoff                          |
 | ...and it was delivery max_deliveries | dead-letter with the error in a header, then ack  |
 | raises `Reject(reason)`            | dead-letter at once, then ack                        |
+| raises a transient error           | held: the subscription pauses, the handler is called |
+|   (`Transient`, database or        | again once the dependency answers; never counted as  |
+|   connection down; `is_transient`) | a delivery, never dead-lettered (see `flow`)         |
 | (message cannot be decoded)        | dead-letter at once, never retried, then ack         |
 
 Dead-lettering publishes to the subscription's dead-letter topic first and acks the original
@@ -32,7 +35,10 @@ from .base import (
 )
 from .codec import Codec
 from .errors import DecodeError, Reject, Retry
+from .flow import FlowControl, Released
 from .middleware import Middleware, Settlement, chain_handler
+from .repeats import RepeatedLog
+from .transient import describe_failure, is_transient
 
 log = logging.getLogger("broker")
 
@@ -80,6 +86,7 @@ class Dispatcher:
         codec: Codec,
         middleware: list[Middleware],
         send: Send,
+        flow: FlowControl | None = None,
     ) -> None:
         self.topic = topic
         self.group = group
@@ -88,6 +95,10 @@ class Dispatcher:
         self._decode = codec.decoder_for(handler)
         self._handler = chain_handler(handler, middleware, topic, group)
         self._send = send
+        #: pauses the subscription while a dependency is down (shared by a subscription's
+        #: dispatchers when it reads several topics)
+        self.flow = flow or FlowControl(f"subscription {topic} (group {group})")
+        self._dead_letters = RepeatedLog(log, logging.WARNING)
         # told how each delivery was settled (metrics); only the middleware that listen
         self._settle_hooks = [
             m.on_settle for m in middleware if type(m).on_settle is not Middleware.on_settle
@@ -145,19 +156,36 @@ class Dispatcher:
             delivery.redelivery_count, delivery.publish_time, self.group,
         )
         try:
-            result = await self._handler(msg, ctx)
+            result = await self._call(msg, ctx)
+        except Released:  # closing while the message waited for a dependency: hand it back
+            return Outcome(Action.RETRY, self.options.backoff.delay(delivery.redelivery_count))
         except Reject as exc:
             return await self._dead_letter(delivery, f"rejected: {exc}")
         except Exception as exc:  # any handler failure is a retry, up to max_deliveries
             if delivery.redelivery_count + 1 >= self.options.max_deliveries:
                 attempts = delivery.redelivery_count + 1
-                reason = f"failed {attempts} times: {type(exc).__name__}: {exc}"
+                reason = f"failed {attempts} times: {describe_failure(exc)}"
                 return await self._dead_letter(delivery, reason)
             delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else None
             if delay is None:
                 delay = self.options.backoff.delay(delivery.redelivery_count)
             return Outcome(Action.RETRY, delay)
         return ACK if result is None else Outcome(Action.ACK, result=result)
+
+    async def _call(self, msg: Any, ctx: MessageContext) -> Any:
+        """The handler chain; a transient failure holds the message instead of failing it."""
+        flow = self.flow
+        while True:
+            try:
+                result = await self._handler(msg, ctx)
+            except Exception as exc:
+                if isinstance(exc, Reject) or not is_transient(exc):
+                    flow.answered()
+                    raise
+                await flow.hold(exc)  # until the dependency answers (or the subscription closes)
+                continue
+            flow.answered()
+            return result
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> Outcome:
         headers = dict(delivery.headers)
@@ -174,8 +202,8 @@ class Dispatcher:
                 delivery.message_id, delivery.topic, self.dead_letter_topic, exc,
             )
             return Outcome(Action.RETRY, self.options.backoff.delay(delivery.redelivery_count))
-        log.warning(
-            "dead-lettered message %s of %s to %s: %s",
+        self._dead_letters.log(
+            reason.split(":", 1)[0], "dead-lettered message %s of %s to %s: %s",
             delivery.message_id, delivery.topic, self.dead_letter_topic, reason,
         )
         return DEAD_LETTERED

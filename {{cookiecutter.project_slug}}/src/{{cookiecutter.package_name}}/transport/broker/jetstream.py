@@ -248,6 +248,7 @@ class JetStreamBroker(NatsBroker):
         dispatcher = Dispatcher(
             topic, group, handler,
             options=options, codec=self.codec, middleware=self.middleware, send=self._send,
+            flow=self.flows.new(f"subscription {topic} (group {group})"),
         )
         subscription = JetStreamSubscription(
             topic, group, dispatcher, options, self._subscriptions.discard

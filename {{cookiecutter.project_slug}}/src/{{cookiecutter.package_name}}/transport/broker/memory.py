@@ -38,9 +38,11 @@ class _Group:
 
 class MemorySubscription(Subscription):
     def __init__(
-        self, broker: MemoryBroker, group: _Group, topic: str, loop: ConsumerLoop[Delivery]
+        self, broker: MemoryBroker, group: _Group, topic: str, loop: ConsumerLoop[Delivery],
+        dispatcher: Dispatcher,
     ) -> None:
         self.topic = topic
+        self._dispatcher = dispatcher
         self.group = group.name
         self._broker = broker
         self._group = group
@@ -51,6 +53,7 @@ class MemorySubscription(Subscription):
         if self._closed:
             return
         self._closed = True
+        self._dispatcher.flow.release()  # held messages go back to the group's queue
         await self._loop.stop(timeout)
         self._group.consumers -= 1
         self._broker._subscriptions.discard(self)
@@ -67,6 +70,9 @@ class MemoryHub:
         self.groups: dict[str, dict[str, _Group]] = {}
         self.ids = itertools.count(1)
         self.anonymous = itertools.count(1)
+        #: delayed deliveries and redeliveries waiting out their delay: the hub's, like a
+        #: server's, so they outlive the connection that scheduled them
+        self.timers: set[asyncio.TimerHandle] = set()
 
 
 class MemoryBroker(Broker):
@@ -77,7 +83,6 @@ class MemoryBroker(Broker):
         super().__init__()
         self.hub = hub or MemoryHub()
         self._subscriptions: set[MemorySubscription] = set()
-        self._timers: set[asyncio.TimerHandle] = set()
         self._connected = False
 
     async def connect(self) -> None:
@@ -85,9 +90,6 @@ class MemoryBroker(Broker):
 
     async def close(self, timeout: float | None = None) -> None:
         await asyncio.gather(*(s.close(timeout) for s in list(self._subscriptions)))
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
         self._connected = False
 
     async def healthy(self) -> bool:
@@ -122,11 +124,11 @@ class MemoryBroker(Broker):
         loop = asyncio.get_running_loop()
 
         def release() -> None:
-            self._timers.discard(timer)
+            self.hub.timers.discard(timer)
             group.queue.put_nowait(delivery)
 
         timer = loop.call_later(delay, release)
-        self._timers.add(timer)
+        self.hub.timers.add(timer)
 
     async def subscribe(
         self,
@@ -153,6 +155,7 @@ class MemoryBroker(Broker):
         dispatcher = Dispatcher(
             topic, group, handler,
             options=options, codec=self.codec, middleware=self.middleware, send=self._send,
+            flow=self.flows.new(f"subscription {topic} (group {name})"),
         )
 
         async def handle(delivery: Delivery) -> None:
@@ -166,9 +169,10 @@ class MemoryBroker(Broker):
                 self._enqueue(state, redelivery, outcome.delay)
 
         loop: ConsumerLoop[Delivery] = ConsumerLoop(
-            state.queue.get, handle, concurrency=options.concurrency, name=f"memory:{topic}:{name}"
+            state.queue.get, handle, concurrency=options.concurrency, name=f"memory:{topic}:{name}",
+            flow=dispatcher.flow,
         )
-        subscription = MemorySubscription(self, state, topic, loop)
+        subscription = MemorySubscription(self, state, topic, loop, dispatcher)
         state.consumers += 1
         self._subscriptions.add(subscription)
         loop.start()

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from .base import Envelope, Handler, MessageContext
+from .repeats import RepeatedLog
+from .transient import describe_failure, is_transient
 
 #: how the Dispatcher settled one delivery: acked, handed back for redelivery, or
 #: dead-lettered (and then acked)
@@ -46,23 +48,33 @@ def chain_handler(
 
 
 class LoggingMiddleware(Middleware):
-    """Logs each handled message at DEBUG and each failure at WARNING (without payloads)."""
+    """Logs each handled message at DEBUG and handler failures at WARNING.
+
+    Without payloads or SQL parameters (`describe_failure`), and aggregated: a burst of one
+    kind of failure on a topic is one line per few seconds with a count (`RepeatedLog`).
+    A transient failure (a dependency down) is not logged per message at all: the
+    subscription's pause and resume are (see `flow`).
+    """
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.log = logger or logging.getLogger("broker")
 
     def wrap_handler(self, handler: Handler, topic: str, group: str | None) -> Handler:
         log = self.log
+        failures = RepeatedLog(log, logging.WARNING)
 
         async def logged(msg: Any, ctx: MessageContext) -> Any:
             started = time.perf_counter()
             try:
                 result = await handler(msg, ctx)
             except Exception as exc:
-                log.warning(
-                    "handler failed on %s (group %s, message %s, delivery %d): %s",
-                    topic, group, ctx.message_id, ctx.redelivery_count + 1, exc,
-                )
+                if not is_transient(exc):
+                    failures.log(
+                        type(exc).__name__,
+                        "handler failed on %s (group %s, message %s, delivery %d): %s",
+                        topic, group, ctx.message_id, ctx.redelivery_count + 1,
+                        describe_failure(exc),
+                    )
                 raise
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(

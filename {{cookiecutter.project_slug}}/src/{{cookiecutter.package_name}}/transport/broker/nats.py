@@ -125,7 +125,7 @@ class NatsSubscription(Subscription):
         self._timers: set[asyncio.TimerHandle] = set()
         self._loop: ConsumerLoop[_Inbound] = ConsumerLoop(
             self._queue.get, self._handle, concurrency=options.concurrency,
-            name=f"nats:{topic}:{group or '-'}",
+            name=f"nats:{topic}:{group or '-'}", flow=dispatcher.flow,
         )
         self._sub: ClientSubscription | None = None
         self._closed = False
@@ -210,6 +210,7 @@ class NatsSubscription(Subscription):
             return
         self._closed = True
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._dispatcher.flow.release()  # messages held for a dependency stop waiting
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._sub.drain(), timeout)  # no new messages
@@ -343,6 +344,7 @@ class NatsBroker(Broker):
         dispatcher = Dispatcher(
             topic, group, handler,
             options=options, codec=self.codec, middleware=self.middleware, send=self._send,
+            flow=self.flows.new(f"subscription {topic} (group {group})"),
         )
         subscription = NatsSubscription(self, topic, group, dispatcher, options)
         await subscription.start(self.client)

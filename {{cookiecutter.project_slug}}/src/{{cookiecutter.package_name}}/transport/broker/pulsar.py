@@ -331,18 +331,19 @@ class PulsarBroker(Broker):
                 dead_letter_topic=backstop_topic,
             )
         consumer = await self._create_consumer(client, target, subscription, options, kwargs)
+        flow = self.flows.new(f"subscription {label} (group {group})")
 
         def dispatcher_for(source_topic: str) -> Dispatcher:
             dlq = dead_letter or TopicNames.persistent(f"{source_topic}-{subscription}-DLQ")
             return Dispatcher(
                 source_topic, group, handler,
                 options=dataclasses.replace(options, dead_letter_topic=dlq),
-                codec=self.codec, middleware=self.middleware, send=self._send,
+                codec=self.codec, middleware=self.middleware, send=self._send, flow=flow,
             )
 
         live = PulsarSubscription(
             consumer, label=label, group=group, anonymous=group is None,
-            dispatcher_for=dispatcher_for, producers=producers, retry_topic=retry_topic,
+            dispatcher_for=dispatcher_for, flow=flow, producers=producers, retry_topic=retry_topic,
             nack_delay=self.settings.negative_ack_redelivery_delay, ack_timeout=ack_timeout,
             concurrency=options.concurrency, on_closed=self._subscriptions.discard,
         )

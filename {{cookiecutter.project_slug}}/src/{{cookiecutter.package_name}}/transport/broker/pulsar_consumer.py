@@ -39,6 +39,7 @@ from pulsar.asyncio import Consumer
 from .base import Delivery, Envelope, Subscription
 from .dispatch import Dispatcher
 from .errors import BrokerError
+from .flow import FlowControl
 from .pulsar_producer import ProducerPool
 from .pulsar_receiver import Receiver
 
@@ -100,6 +101,7 @@ class PulsarSubscription(Subscription):
         group: str | None,
         anonymous: bool,
         dispatcher_for: Callable[[str], Dispatcher],
+        flow: FlowControl,
         producers: ProducerPool,
         retry_topic: str | None,
         nack_delay: float,
@@ -124,9 +126,10 @@ class PulsarSubscription(Subscription):
         self._closed = False
         self._client_consumer: _pulsar.Consumer = consumer._consumer  # the binding's object
         self._clock = asyncio.get_running_loop().time
+        self._flow = flow
         self._receiver = Receiver(
             self._client_consumer, self._handle, concurrency=concurrency,
-            name=f"pulsar:{label}:{consumer.subscription_name()}",
+            name=f"pulsar:{label}:{consumer.subscription_name()}", flow=flow,
         )
 
     def start(self) -> None:
@@ -226,6 +229,7 @@ class PulsarSubscription(Subscription):
         if self._closed:
             return
         self._closed = True
+        self._flow.release()  # messages held for a dependency are negatively acknowledged
         await self._receiver.stop(timeout)
         for timer in self._held:  # held messages go back to the broker when the consumer closes
             timer.cancel()

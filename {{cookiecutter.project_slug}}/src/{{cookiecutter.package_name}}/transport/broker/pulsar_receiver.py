@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 import _pulsar
 import pulsar
 
+from .flow import FlowControl
 from .runner import ConsumerLoop
 
 log = logging.getLogger("broker.pulsar")
@@ -50,8 +51,9 @@ class Receiver(ConsumerLoop[_pulsar.Message]):
         *,
         concurrency: int,
         name: str,
+        flow: FlowControl | None = None,
     ) -> None:
-        super().__init__(self._next, handle, concurrency=concurrency, name=name)
+        super().__init__(self._next, handle, concurrency=concurrency, name=name, flow=flow)
         self._consumer = consumer
         self._loop = asyncio.get_running_loop()
         self._ready: deque[_pulsar.Message] = deque()  # what the wakeup receive delivered

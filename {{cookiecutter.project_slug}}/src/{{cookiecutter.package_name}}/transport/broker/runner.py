@@ -1,6 +1,7 @@
 """A pool of consumer workers with bounded concurrency and a draining stop.
 
-Each worker fetches one item and handles it. `stop()` cancels the workers that are waiting
+Each worker fetches one item and handles it; while the subscription's `FlowControl` is paused
+(a dependency is down) no worker fetches a new one. `stop()` cancels the workers that are waiting
 for an item, lets the ones handling an item finish (within a timeout), then returns. Plugins
 use it so that `close()` waits for in-flight handlers the same way on every broker.
 """
@@ -11,7 +12,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .flow import FlowControl
 
 T = TypeVar("T")
 log = logging.getLogger("broker")
@@ -25,8 +29,10 @@ class ConsumerLoop(Generic[T]):
         *,
         concurrency: int,
         name: str,
+        flow: FlowControl | None = None,
     ) -> None:
         self._fetch = fetch
+        self._flow = flow
         self._handle = handle
         self._concurrency = concurrency
         self._name = name
@@ -47,7 +53,11 @@ class ConsumerLoop(Generic[T]):
     async def _work(self) -> None:
         task = asyncio.current_task()
         assert task is not None
+        flow = self._flow
         while not self._stopping:
+            if flow is not None and flow.reason is not None:
+                await flow.wait_open()
+                continue  # stopping may have been decided meanwhile
             try:
                 item = await self._fetch()
             except asyncio.CancelledError:

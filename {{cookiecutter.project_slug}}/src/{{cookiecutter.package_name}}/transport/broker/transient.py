@@ -33,6 +33,7 @@ _TRANSIENT_ERRNOS = frozenset(
         "ENFILE", "ENOMEM", "EADDRNOTAVAIL",
     ) if hasattr(errno, name)
 )
+MAX_DESCRIPTION = 200
 _registered: list[type[BaseException]] = []
 
 
@@ -62,6 +63,18 @@ def _is_transient_one(exc: BaseException) -> bool:
     ):
         return True
     return False
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short, log-safe account of a failure: the error types and the first line of the
+    driver's message. Never SQLAlchemy's `str(exc)`: it carries the statement and its
+    parameters, i.e. the payload."""
+    sa = sys.modules.get("sqlalchemy.exc")
+    if sa is not None and isinstance(exc, sa.StatementError) and exc.orig is not None:
+        return f"{type(exc).__name__}: {describe_failure(exc.orig)}"
+    text = str(exc).strip().splitlines()
+    first = text[0][:MAX_DESCRIPTION] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def is_transient(exc: BaseException) -> bool:
