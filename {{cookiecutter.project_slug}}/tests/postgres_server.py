@@ -3,8 +3,8 @@
 A test that stops the database (an outage) cannot share the server other tests use, so it
 starts one from the Debian server binaries (`/usr/lib/postgresql/<version>/bin`): `initdb`
 into a temp directory, `pg_ctl start` on a free loopback port with the unix sockets in that
-directory, trust authentication, `fsync=off` (a crash of the test machine loses nothing the
-test still needs). PostgreSQL refuses to run as root: as root the server runs as `nobody`.
+directory, trust authentication, `fsync=off` (only a crash of the machine, which no test
+makes, would need it). PostgreSQL refuses to run as root: as root the server runs as `nobody`.
 """
 
 from __future__ import annotations
@@ -94,9 +94,11 @@ class PostgresServer:
         if not self.data_dir.exists():
             self._run("initdb", "--pgdata", str(self.data_dir), "--username", SUPERUSER,
                       "--auth", "trust", "--encoding", "UTF8", "--no-instructions")
+        # fsync and full-page writes guard against a crash of the machine, which a test does
+        # not make; synchronous_commit stays on: `stop_immediate` is a crash of the server,
+        # and without it commits already answered would be lost with its WAL buffers
         options = (f"-p {self.port} -c listen_addresses=127.0.0.1 "
-                   f"-c unix_socket_directories={self.root} -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off")
+                   f"-c unix_socket_directories={self.root} -c fsync=off -c full_page_writes=off")
         self._run("pg_ctl", "start", "--wait", "--timeout", "60", "--pgdata", str(self.data_dir),
                   "--log", str(self.log_path), "-o", options, timeout=90)
         return self
