@@ -382,7 +382,8 @@ async def test_metrics_and_probes_over_http(pipeline: Any) -> None:
     base = f"http://127.0.0.1:{ops.port}"
     assert (await asyncio.to_thread(http_get, f"{base}/healthz"))[0] == 200
     status, body = await asyncio.to_thread(http_get, f"{base}/readyz")
-    assert status == 200 and json.loads(body)["checks"] == {"broker": "up", "database": "up"}
+    assert status == 200 and json.loads(body)["checks"] == {
+        "broker": "up", "database": "up", "subscriptions": "up"}
     assert (await asyncio.to_thread(http_get, f"{base}/nope"))[0] == 404
 
     topic = config.topics.report

@@ -175,13 +175,18 @@ class Dispatcher:
     async def _call(self, msg: Any, ctx: MessageContext) -> Any:
         """The handler chain; a transient failure holds the message instead of failing it."""
         flow = self.flow
+        held = False
         while True:
             try:
                 result = await self._handler(msg, ctx)
             except Exception as exc:
                 if isinstance(exc, Reject) or not is_transient(exc):
-                    flow.answered()
+                    # a held message failing for another reason reached the dependency; a
+                    # new one (e.g. refused by validation) says nothing about it
+                    if held:
+                        flow.answered()
                     raise
+                held = True
                 await flow.hold(exc)  # until the dependency answers (or the subscription closes)
                 continue
             flow.answered()

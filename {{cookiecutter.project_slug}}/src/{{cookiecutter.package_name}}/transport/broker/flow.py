@@ -8,8 +8,8 @@ does not count a delivery: it holds the message here. The first hold pauses the 
   from their queues; NATS core holds its delivery callback, so the client buffers);
 - readiness reports NOT ready with the reason (`FlowRegistry.paused()`);
 - held messages are tried again one at a time, with a capped backoff: each is a probe;
-- the first handler call that ends without a transient error (it succeeded, or failed for a
-  reason of its own) resumes the subscription and releases every held message at once.
+- the first handler call that succeeds, or the first retry of a held message that fails
+  for a reason of its own, resumes the subscription and releases every held message at once.
 
 One log line per state change, never one per message. Closing a subscription releases the
 held messages as "redeliver": the broker hands them to the next consumer.
@@ -92,7 +92,7 @@ class FlowControl:
             raise Released
 
     def answered(self) -> None:
-        """A handler call ended without a transient error: the dependency answers again."""
+        """The dependency answered a handler call: resume if paused."""
         if self.reason is not None:
             self._resume()
 
