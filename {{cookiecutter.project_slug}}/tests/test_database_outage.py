@@ -159,28 +159,26 @@ async def test_database_outage_loses_nothing_and_dead_letters_nothing(
     warnings = Counter(f"{r.get('logger')}: {' '.join(str(r.get('message')).split()[:3])}"
                        for r in saver_log_records(saver)
                        if r.get("level") in ("WARNING", "ERROR", "CRITICAL"))
+    warned = sum(warnings.values())
     reasons = Counter(ctx.headers.get(DLQ_REASON, "?")[:50] for ctx in dead)
     late = [p for p in probes if p.at >= NOT_READY_WITHIN]
     ready_late = [(round(p.at, 1), p.status, p.checks, p.reasons) for p in late
                   if not p.not_ready_for_the_outage()]
     print(f"{pair.broker_type}: {len(result.accepted)} accepted, {stored} stored, "
-          f"{len(dead)} dead-lettered; {sum(warnings.values())} saver warnings; "
+          f"{len(dead)} dead-lettered; {warned} saver warnings; "
           f"/readyz in the outage {Counter((p.status, str(p.checks)) for p in probes)}; "
           f"ready {ready_again_after:.1f}s after the restart; still posting then: "
           f"{posting_after_outage}")
 
-    failures = [
-        *audit.problems(),
-        *([f"reports refused: {dict(result.refused)}"] if result.refused else []),
-        *([f"{len(dead)} messages dead-lettered: {dict(reasons)}"] if dead else []),
-        *([f"/readyz not 503 with the database down and the subscriptions paused during the "
-           f"outage: {ready_late[:3]}"]
-          if ready_late or not late else []),
-        *([] if saver.alive() and saver.starts == 1 else ["the saver died during the outage"]),
-        *([] if report.alive() else ["the report service died"]),
-        *([f"{sum(warnings.values())} saver warnings: {dict(warnings.most_common(4))}"]
-          if sum(warnings.values()) >= MAX_WARNINGS else []),
-        *[f"a report's content is in the {service.role} log" for service in (saver, report)
-          if result.tag in service.log()],
-    ]
+    failures = audit.problems() + [message for failed, message in [
+        (bool(result.refused), f"reports refused: {dict(result.refused)}"),
+        (bool(dead), f"{len(dead)} messages dead-lettered: {dict(reasons)}"),
+        (bool(ready_late) or not late, "/readyz was not 503 with the database down and the "
+         f"subscriptions paused during the outage: {ready_late[:3]}"),
+        (not saver.alive() or saver.starts != 1, "the saver died during the outage"),
+        (not report.alive(), "the report service died"),
+        (warned >= MAX_WARNINGS, f"{warned} saver warnings: {dict(warnings.most_common(4))}"),
+        *((result.tag in s.log(), f"a report's content is in the {s.role} log")
+          for s in (saver, report)),
+    ] if failed]
     assert not failures, f"{pair.broker_type}: " + "; ".join(failures)
