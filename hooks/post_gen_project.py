@@ -44,6 +44,9 @@ SAMPLE_TESTS = [
     "tests/test_reliability.py",
     "tests/test_workers.py",
     "tests/processes.py",
+    "tests/accounting.py",
+    "tests/test_accounting.py",
+    "tests/test_database_outage.py",
 ]
 
 

@@ -27,9 +27,12 @@ CASES = {
     "nats-postgresql": {"brokers": "nats", "database": "postgresql"},
     "jetstream-no-sample": {"brokers": "jetstream", "include_sample": "no"},
     "pulsar-only": {"brokers": "pulsar"},
+    "postgresql": {"database": "postgresql"},
 }
-#: the slow end-to-end and reliability tests run once, on the project with every broker
-FULL_SUITE = {"defaults"}
+#: which of its tests a case runs (default: all but the slow ones): the slow end-to-end and
+#: reliability tests run once, on the project with every broker; the slow ones that need the
+#: PostgreSQL driver (a private server each) on the project with every broker and PostgreSQL
+SELECTION = {"defaults": [], "postgresql": ["tests/test_database_outage.py"]}
 
 
 def _brokers(answers: dict[str, str]) -> list[str]:
@@ -65,7 +68,7 @@ def test_generated_project_installs_and_passes_its_tests(
     add_two_subscribers(bin_dir / "report-pipeline", project, sample)
     run([str(bin_dir / "ruff"), "check", "src", "tests"], cwd=project)
     run([str(bin_dir / "mypy"), "src", "tests"], cwd=project, timeout=600)
-    selection = [] if case in FULL_SUITE else ["-m", "not slow"]
+    selection = SELECTION.get(case, ["-m", "not slow"])
     run([str(bin_dir / "pytest"), "-q", "-x", "-p", "no:cacheprovider", *selection,
          *junit_args(f"generated-{case}")], cwd=project, timeout=1500)
     help_text = run([str(bin_dir / "report-pipeline"), "--help"], cwd=project).stdout

@@ -9,6 +9,7 @@ from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBr
 from {{ cookiecutter.package_name }}.transport.broker.memory import MemoryHub
 
 from .brokers import BROKER_TYPES, SERVER_KIND, make_broker
+from .postgres_server import PostgresServer, require_server_binaries
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +19,14 @@ def embedded_servers() -> Iterator[dict[str, EmbeddedBroker]]:
     yield servers
     for server in servers.values():
         server.cleanup()
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server for one test, started (it may stop and restart it)."""
+    server = PostgresServer(require_server_binaries()).start()
+    yield server
+    server.cleanup()
 
 
 def server_for(type_name: str, servers: dict[str, EmbeddedBroker]) -> EmbeddedBroker | None:

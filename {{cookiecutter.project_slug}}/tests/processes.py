@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,9 @@ class Pair:
 class PostResult:
     accepted: list[str] = field(default_factory=list)  # event ids answered OK
     refused: Counter[str] = field(default_factory=Counter)  # status code -> count
+    contents: dict[str, str] = field(default_factory=dict)  # event id -> its report's content
+    #: every content starts with it (and is unique): a log line holding it leaks a report
+    tag: str = field(default_factory=lambda: f"report-content-{uuid.uuid4().hex[:8]}")
 
 
 async def post_reports(
@@ -92,11 +96,12 @@ async def post_reports(
         async def worker() -> None:
             for n in numbers:
                 request = report_pb2.PostReportRequest(
-                    user_id=f"user-{n % 97}", event_name="test", content=str(n)
+                    user_id=f"user-{n % 97}", event_name="test", content=f"{result.tag}-{n}"
                 )
                 try:
                     reply = await stub.PostReport(request, timeout=30)
                     result.accepted.append(reply.event_id)
+                    result.contents[reply.event_id] = request.content
                 except grpc.aio.AioRpcError as exc:
                     result.refused[exc.code().name] += 1
                 if pause:
