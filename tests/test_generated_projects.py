@@ -32,7 +32,10 @@ CASES = {
 #: which of its tests a case runs (default: all but the slow ones): the slow end-to-end and
 #: reliability tests run once, on the project with every broker; the slow ones that need the
 #: PostgreSQL driver (a private server each) on the project with every broker and PostgreSQL
-SELECTION = {"defaults": [], "postgresql": ["tests/test_database_outage.py"]}
+SELECTION = {
+    "defaults": [],
+    "postgresql": ["tests/test_database_outage.py", "tests/test_poison_events.py"],
+}
 
 
 def _brokers(answers: dict[str, str]) -> list[str]:
