@@ -12,14 +12,16 @@
     {{ cookiecutter.project_slug }} demo                 broker + saver + report + 1000 reports
 {%- endif %}
 
-Expected failures (bad config, unreachable broker or database) end with one sentence on
-stderr and exit code 2, without a traceback.
+Expected failures (bad arguments or config, unreachable broker or database) end with one
+sentence on stderr and exit code 2, without a traceback. SIGINT or SIGTERM stop a service at
+any time, start-up connection retries included.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import inspect
 import logging
 import signal
@@ -28,21 +30,26 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from dependency_injector import providers
+
 from .app import App
+from .arguments import EXIT_USAGE, OneLineParser, positive_seconds, whole_number
 from .conf import AppConfig, ConfigError, load_config
 from .containers import ROLES, Container
 from .health_cli import add_health_command
 from .logs import configure_logging
+from .server import Server
 from .server.ops import ops_server_for
 from .telemetry import service_name, setup_telemetry
 from .tool_commands import TOOL_ERRORS, add_tool_commands
 from .transport.broker import BrokerError, known_types
-from .transport.broker.embedded import start_embedded
+from .transport.broker.embedded import embedded_broker
+from .transport.broker.urls import redact_text
 
 log = logging.getLogger("{{ cookiecutter.package_name }}")
-EXIT_USAGE = 2
 #: failures that end in one `error: ...` sentence and exit code 2, without a traceback
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (ConfigError, BrokerError, OSError, *TOOL_ERRORS)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def setup_logging(level: str, fmt: str = "text") -> None:
@@ -60,15 +67,74 @@ async def provided(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-async def run_role(config: AppConfig, role: str) -> None:
-    telemetry = setup_telemetry(config.telemetry, service_name(config.name, role))
-    container: Any = Container(config=config)  # with async resources, providers return awaitables
+def _unless_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's error report, except for the cancellations of an interrupted start-up.
+
+    The dependency-injector's callbacks re-raise the cancellation of the resources they wait
+    for; that is the interruption working, not an error.
+    """
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        loop.default_exception_handler(context)
+
+
+async def start_servers(container: Any, role: str) -> list[Server] | None:
+    """The role's servers, resources connected; None if SIGINT/SIGTERM stopped start-up.
+
+    Start-up may spend half a minute in connection retries. A signal meanwhile cancels every
+    task of the loop: at this point they all are start-up work, and the resources initialise
+    in tasks of the dependency-injector that cancelling this one would not reach. The App
+    installs its own handlers once it runs (they replace these).
+    """
+    loop = asyncio.get_running_loop()
+    interrupted: list[signal.Signals] = []
+
+    def interrupt(signum: signal.Signals) -> None:
+        interrupted.append(signum)
+        loop.set_exception_handler(_unless_cancelled)
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, interrupt, sig)
     try:
         servers = [await provided(getattr(container, name)()) for name in ROLES[role]]
         servers.append(await ops_server_for(container, servers))  # health, /metrics
-        await App(f"{config.name}:{role}", servers, config.shutdown_timeout).run()
+        return servers
+    except BaseException:
+        if not interrupted:
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        log.info("start-up stopped by %s", interrupted[0].name)
+        return None
+
+
+async def shutdown_interrupted(container: Any) -> None:
+    """Shut down the resources of an interrupted start-up, each on its own.
+
+    A resource whose start was cancelled has cleaned up after itself (the broker resource
+    stops its embedded broker); shutting it down re-raises the cancellation, which must not
+    keep the others from closing.
+    """
+    for resource in container.traverse(types=[providers.Resource]):
+        with contextlib.suppress(asyncio.CancelledError):
+            await provided(resource.shutdown())
+
+
+async def run_role(config: AppConfig, role: str) -> None:
+    telemetry = setup_telemetry(config.telemetry, service_name(config.name, role))
+    container: Any = Container(config=config)  # with async resources, providers return awaitables
+    servers: list[Server] | None = None
+    try:
+        servers = await start_servers(container, role)
+        if servers is not None:
+            await App(f"{config.name}:{role}", servers, config.shutdown_timeout).run()
     finally:
-        await container.shutdown_resources()
+        if servers is None:
+            await shutdown_interrupted(container)
+        else:
+            await container.shutdown_resources()
         await asyncio.to_thread(telemetry.shutdown)  # flush the last spans
 
 
@@ -121,16 +187,28 @@ def cmd_dev(args: argparse.Namespace) -> None:
     asyncio.run(run_role(config, "all"))
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_broker(args: argparse.Namespace) -> None:
+    """Run the embedded broker until SIGINT/SIGTERM; then stop it and remove a temp store."""
     setup_logging("INFO")
-    server = start_embedded(args.type, store=args.store)
-    print(f"{args.type} broker listening at {server.url} (Ctrl-C to stop)", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    server = embedded_broker(args.type, store=args.store)
     try:
+        server.start()
+        print(f"{args.type} broker listening at {server.url} (store {server.store}; "
+              "Ctrl-C to stop)", flush=True)
         assert server.process is not None
-        server.process.wait()
+        code = server.process.wait()
+        if code not in (0, -signal.SIGINT, -signal.SIGTERM):  # not stopped, as by Ctrl-C
+            raise BrokerError(f"the {args.type} broker exited with code {code}; see "
+                              f"{server.log_path}")
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut cleanup short
         server.cleanup()
 {%- if cookiecutter.include_sample %}
 
@@ -163,14 +241,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="{{ cookiecutter.project_slug }}", description=__doc__,
+    p = OneLineParser(prog="{{ cookiecutter.project_slug }}", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML config file (default: configs/config.yaml, if present)")
     sub = p.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run one service")
     serve.add_argument("role", choices=sorted(ROLES))
-    serve.add_argument("--workers", type=int, default=1, metavar="N",
+    serve.add_argument("--workers", type=whole_number(1), default=1, metavar="N",
                        help="saver only: N processes in one consumer group (needs "
                             "broker.address; on Pulsar, Apache Pulsar: pulsar-lite refuses "
                             "a second consumer on a subscription)")
@@ -189,19 +267,20 @@ def parser() -> argparse.ArgumentParser:
 {%- if cookiecutter.include_sample %}
 
     publish = sub.add_parser("publish", help="post sample reports over gRPC")
-    publish.add_argument("--count", type=int, default=1000)
-    publish.add_argument("--concurrency", type=int, default=32)
+    publish.add_argument("--count", type=whole_number(1), default=1000)
+    publish.add_argument("--concurrency", type=whole_number(1), default=32)
     publish.add_argument("--target", help="host:port of `serve report` (default: grpc.address)")
     publish.set_defaults(func=cmd_publish)
 
     count = sub.add_parser("count", help="print how many reports the saver stored")
-    count.add_argument("--expect", type=int, help="wait until at least this many are stored")
-    count.add_argument("--timeout", type=float, default=60.0)
+    count.add_argument("--expect", type=whole_number(0),
+                       help="wait until at least this many are stored")
+    count.add_argument("--timeout", type=positive_seconds, default=60.0)
     count.set_defaults(func=cmd_count)
 
     demo = sub.add_parser("demo", help="run broker, saver and report; post reports; compare")
     demo.add_argument("--broker", default=None, help="broker type (default: the configured one)")
-    demo.add_argument("--count", type=int, default=1000)
+    demo.add_argument("--count", type=whole_number(1), default=1000)
     demo.add_argument("--workdir", default="data/demo", help="where the demo keeps its files")
     demo.set_defaults(func=cmd_demo)
 {%- endif %}
@@ -215,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         args.func(args)
     except EXPECTED_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
