@@ -141,8 +141,9 @@ def _is_tls_error(exc: BaseException) -> bool:
 
 async def open_connection(settings: NatsSettings) -> NatsClient:
     """Connect to NATS, or raise BrokerUnavailable / BrokerError with one clear sentence."""
-    settings, urls, from_url = url_credentials(settings, server_urls(settings))
-    shown = ", ".join(urls)
+    configured_urls = server_urls(settings)
+    shown = ", ".join(redact(u) for u in configured_urls)
+    settings, urls, from_url = url_credentials(settings, configured_urls)
     auth, described = _auth_options(settings)
     if from_url:
         described = described.split(" (")[0] + " from the server URL"

@@ -120,6 +120,7 @@ class PulsarBroker(Broker):
             client = self._clients.acquire(key, lambda: Client(self.url, **kwargs))
         except (ValueError, TypeError, pulsar.PulsarException) as exc:
             raise BrokerError(f"the Pulsar client settings are not valid: {exc}") from None
+        log.info("pulsar: connecting to %s", self.url)
         # the client connects lazily: a lookup proves the address, TLS and token now. It is
         # bounded by connect_timeout: the client would retry a refused connection for the
         # whole operation_timeout (a hung handshake fails after connection_timeout)
