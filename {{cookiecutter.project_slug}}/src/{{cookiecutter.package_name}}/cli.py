@@ -279,7 +279,8 @@ def parser() -> argparse.ArgumentParser:
     count.set_defaults(func=cmd_count)
 
     demo = sub.add_parser("demo", help="run broker, saver and report; post reports; compare")
-    demo.add_argument("--broker", default=None, help="broker type (default: the configured one)")
+    demo.add_argument("--broker", default=None, choices=known_types(),
+                      help="broker type (default: the configured one)")
     demo.add_argument("--count", type=whole_number(1), default=1000)
     demo.add_argument("--workdir", default="data/demo", help="where the demo keeps its files")
     demo.set_defaults(func=cmd_demo)
