@@ -309,13 +309,13 @@ def _listening_addresses(pid: int) -> set[str]:
     return found
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 #: one broker type per embedded server (nats and jetstream share nats-server)
 EMBEDDED_TYPES = sorted(
     {"pulsar" if t == "pulsar" else "nats": t for t in known_types() if t != "memory"}.values()
 )
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("broker_type", EMBEDDED_TYPES)
 def test_broker_command_stops_its_child_and_removes_its_store_on_sigterm(
     tmp_path: Path, broker_type: str

@@ -21,16 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import inspect
 import logging
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any
-
-from dependency_injector import providers
 
 from .app import App
 from .arguments import EXIT_USAGE, OneLineParser, positive_seconds, whole_number
@@ -39,7 +35,8 @@ from .containers import ROLES, Container
 from .health_cli import add_health_command
 from .logs import configure_logging
 from .server import Server
-from .server.ops import ops_server_for
+from .startup import provided as provided  # re-exported: tests resolve providers with it
+from .startup import shutdown_interrupted, start_servers
 from .telemetry import service_name, setup_telemetry
 from .tool_commands import TOOL_ERRORS, add_tool_commands
 from .transport.broker import BrokerError, known_types
@@ -49,7 +46,6 @@ from .transport.broker.urls import redact_text
 log = logging.getLogger("{{ cookiecutter.package_name }}")
 #: failures that end in one `error: ...` sentence and exit code 2, without a traceback
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (ConfigError, BrokerError, OSError, *TOOL_ERRORS)
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def setup_logging(level: str, fmt: str = "text") -> None:
@@ -60,66 +56,6 @@ def load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> A
     config = load_config(args.config, overrides=overrides)
     setup_logging(config.log_level, config.telemetry.log_format)
     return config
-
-
-async def provided(value: Any) -> Any:
-    """A provider's value: resources, and what depends on them, come as awaitables."""
-    return await value if inspect.isawaitable(value) else value
-
-
-def _unless_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """The loop's error report, except for the cancellations of an interrupted start-up.
-
-    The dependency-injector's callbacks re-raise the cancellation of the resources they wait
-    for; that is the interruption working, not an error.
-    """
-    if not isinstance(context.get("exception"), asyncio.CancelledError):
-        loop.default_exception_handler(context)
-
-
-async def start_servers(container: Any, role: str) -> list[Server] | None:
-    """The role's servers, resources connected; None if SIGINT/SIGTERM stopped start-up.
-
-    Start-up may spend half a minute in connection retries. A signal meanwhile cancels every
-    task of the loop: at this point they all are start-up work, and the resources initialise
-    in tasks of the dependency-injector that cancelling this one would not reach. The App
-    installs its own handlers once it runs (they replace these).
-    """
-    loop = asyncio.get_running_loop()
-    interrupted: list[signal.Signals] = []
-
-    def interrupt(signum: signal.Signals) -> None:
-        interrupted.append(signum)
-        loop.set_exception_handler(_unless_cancelled)
-        for task in asyncio.all_tasks(loop):
-            task.cancel()
-
-    for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, interrupt, sig)
-    try:
-        servers = [await provided(getattr(container, name)()) for name in ROLES[role]]
-        servers.append(await ops_server_for(container, servers))  # health, /metrics
-        return servers
-    except BaseException:
-        if not interrupted:
-            raise
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        log.info("start-up stopped by %s", interrupted[0].name)
-        return None
-
-
-async def shutdown_interrupted(container: Any) -> None:
-    """Shut down the resources of an interrupted start-up, each on its own.
-
-    A resource whose start was cancelled has cleaned up after itself (the broker resource
-    stops its embedded broker); shutting it down re-raises the cancellation, which must not
-    keep the others from closing.
-    """
-    for resource in container.traverse(types=[providers.Resource]):
-        with contextlib.suppress(asyncio.CancelledError):
-            await provided(resource.shutdown())
 
 
 async def run_role(config: AppConfig, role: str) -> None:
@@ -242,7 +178,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="{{ cookiecutter.project_slug }}", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML config file (default: configs/config.yaml, if present)")
     sub = p.add_subparsers(dest="command", required=True)
 
