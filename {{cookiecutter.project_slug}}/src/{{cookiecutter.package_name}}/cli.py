@@ -29,7 +29,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from .app import App
+{%- if cookiecutter.include_sample %}
 from .arguments import EXIT_USAGE, OneLineParser, positive_seconds, whole_number
+{%- else %}
+from .arguments import EXIT_USAGE, OneLineParser, whole_number
+{%- endif %}
 from .conf import AppConfig, ConfigError, load_config
 from .containers import ROLES, Container
 from .health_cli import add_health_command
