@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,7 +100,7 @@ def test_unreachable_broker_gives_up_after_bounded_retries(
         "BROKER_ADDRESS": f"127.0.0.1:{free_port()}",  # nothing listens there
         "{{ cookiecutter.package_name.upper() }}__BROKER__CONNECT_ATTEMPTS": "2",
         # short client timeouts, so that the test does not wait the production defaults
-        "{{ cookiecutter.package_name.upper() }}__BROKER__PULSAR__OPERATION_TIMEOUT": "3",
+        "{{ cookiecutter.package_name.upper() }}__BROKER__PULSAR__CONNECT_TIMEOUT": "2",
         "{{ cookiecutter.package_name.upper() }}__BROKER__NATS__CONNECT_TIMEOUT": "2",
     }
     result = cli("serve", "all", cwd=tmp_path, env=env, timeout=120)
@@ -116,3 +120,231 @@ def test_missing_tls_file_is_one_sentence(tmp_path: Path, broker_type: str) -> N
     env = {"BROKER_TYPE": broker_type, env_name: str(tmp_path / "missing-ca.pem")}
     result = cli("serve", "all", cwd=tmp_path, env=env)
     assert_one_clear_error(result, setting, "missing-ca.pem", "does not exist")
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """Exit code 2 and exactly one line on stderr, `error: ...`, naming the problem and fix."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+ENV_PREFIX = "{{ cookiecutter.package_name.upper() }}__"
+#: a bad value per setting -> what the one line must name (the setting and what it accepts)
+BAD_SETTINGS: list[tuple[dict[str, str], tuple[str, ...]]] = [
+    ({"LOG_LEVEL": "VERBOSE"}, ("'log_level' (LOG_LEVEL)", "'VERBOSE'", "'DEBUG', 'INFO'")),
+    ({"NATS_STREAM_REPLICAS": "0"}, ("broker.nats.stream.replicas", "greater than or equal to 1")),
+    ({"NATS_STREAM_REPLICAS": "7"}, ("broker.nats.stream.replicas", "less than or equal to 5")),
+    ({ENV_PREFIX + "BROKER__NATS__STREAM__STORAGE": "floppy"},
+     ("broker.nats.stream.storage", "'floppy'", "'file' or 'memory'")),
+    ({ENV_PREFIX + "BROKER__NATS__RECONNECT_WAIT": "-1"},
+     ("broker.nats.reconnect_wait", "greater than 0")),
+    ({ENV_PREFIX + "BROKER__NATS__MAX_RECONNECT_ATTEMPTS": "-2"},
+     ("broker.nats.max_reconnect_attempts", "greater than or equal to -1")),
+    ({ENV_PREFIX + "BROKER__NATS__CONNECT_TIMEOUT": "0"},
+     ("broker.nats.connect_timeout", "greater than 0")),
+    ({"NATS_SERVER_URL": "http://127.0.0.1:4222"},
+     ("broker.nats.servers", "is not a NATS URL", "nats://host:4222")),
+    ({"BROKER_TYPE": "{{ 'jetstream' if 'jetstream' in cookiecutter.brokers else 'nats' }}",
+      "MQ_NAME_SERVER": "http://127.0.0.1:4222"},
+     ("broker.address", "is not a NATS URL", "nats://host:4222")),
+    ({"BROKER_TYPE": "pulsar", "MQ_NAME_SERVER": "nats://127.0.0.1:6650"},
+     ("broker.address", "is not a Pulsar URL", "pulsar://host:6650")),
+    ({ENV_PREFIX + "BROKER__PULSAR__CONNECT_TIMEOUT": "-3"},
+     ("broker.pulsar.connect_timeout", "greater than 0")),
+    ({ENV_PREFIX + "BROKER__PULSAR__COMPRESSION": "lz5"},
+     ("broker.pulsar.compression", "'none', 'lz4'")),
+    ({ENV_PREFIX + "BROKER__PULSAR__DELAYED_DELIVERY": "maybe"},
+     ("broker.pulsar.delayed_delivery", "'auto', 'on' or 'off'")),
+    ({ENV_PREFIX + "BROKER__PULSAR__MAX_PENDING_MESSAGES": "0"},
+     ("broker.pulsar.max_pending_messages", "greater than or equal to 1")),
+    ({ENV_PREFIX + "BROKER__CONNECT_ATTEMPTS": "0"},
+     ("broker.connect_attempts", "greater than or equal to 1")),
+    ({ENV_PREFIX + "BROKER__SUBSCRIBER__CONCURRENCY": "0"},
+     ("broker.subscriber.concurrency", "greater than or equal to 1")),
+    ({"GRPC_ADDRESS": "9000"}, ("'grpc.address' (GRPC_ADDRESS)", "host:port")),
+    ({"OTEL_EXPORTER_PROMETHEUS_PORT": "70000"},
+     ("telemetry.metrics_port", "less than or equal to 65535")),
+    ({"LOG_FORMAT": "xml"}, ("telemetry.log_format", "'text' or 'json'")),
+]
+
+
+@pytest.mark.parametrize(("env", "fragments"), BAD_SETTINGS, ids=lambda v: str(v)[:40])
+def test_a_bad_setting_is_refused_at_load(
+    tmp_path: Path, env: dict[str, str], fragments: tuple[str, ...]
+) -> None:
+    result = cli("asyncapi", cwd=tmp_path, env=env)  # loads the config, connects to nothing
+    assert_one_line_error(result, "is invalid", *fragments)
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    result = cli("--config", str(config), "asyncapi", cwd=tmp_path)
+    assert_one_line_error(result, str(config), "is not UTF-8", "save it as UTF-8")
+
+
+BAD_ARGUMENTS: list[tuple[list[str], tuple[str, ...]]] = [
+    (["serve", "{{ 'saver' if cookiecutter.include_sample else 'all' }}", "--workers", "0"],
+     ("--workers", "0 is too small", "use 1 or more")),
+    (["serve", "all", "--workers", "two"], ("--workers", "'two' is not a whole number")),
+    (["health", "--timeout", "0"], ("--timeout", "use more than 0 seconds")),
+{%- if cookiecutter.include_sample %}
+    (["publish", "--count", "-5"], ("--count", "-5 is too small", "use 1 or more")),
+    (["publish", "--concurrency", "0"], ("--concurrency", "0 is too small")),
+    (["count", "--expect", "-1"], ("--expect", "use 0 or more")),
+    (["count", "--timeout", "-1"], ("--timeout", "use more than 0 seconds")),
+    (["demo", "--count", "0"], ("--count", "use 1 or more")),
+{%- endif %}
+    (["serve", "nosuchrole"], ("invalid choice: 'nosuchrole'",)),
+]
+
+
+@pytest.mark.parametrize(("args", "fragments"), BAD_ARGUMENTS, ids=lambda v: " ".join(v)[:40])
+def test_a_bad_argument_is_one_line(
+    tmp_path: Path, args: list[str], fragments: tuple[str, ...]
+) -> None:
+    assert_one_line_error(cli(*args, cwd=tmp_path), *fragments, "--help")
+{%- if cookiecutter.include_sample and cookiecutter.database == 'postgresql' %}
+
+
+def test_count_with_credentials_the_database_refuses_is_one_line(tmp_path: Path) -> None:
+    """The test server trusts every password, so a role it does not know stands in for a
+    wrong password: both are refused at connect, the same way."""
+    from sqlalchemy.engine import make_url
+
+    from .databases import POSTGRES_URL
+
+    url = make_url(POSTGRES_URL).set(username="no_such_role", password="Wr0ng-pw-Zq")
+    result = cli("count", cwd=tmp_path,
+                 env={"DATABASE_URL": url.render_as_string(hide_password=False)})
+    if "Connect call failed" in result.stderr:
+        pytest.skip(f"no PostgreSQL server answers at {POSTGRES_URL}; set TEST_POSTGRES_URL")
+    assert_one_line_error(result, "cannot open the database", "no_such_role",
+                          "check database.url (DATABASE_URL)")
+    assert "Wr0ng-pw-Zq" not in result.stderr
+{%- endif %}
+
+
+def _closed_port_env(broker_type: str) -> dict[str, str]:
+    return {"BROKER_TYPE": broker_type, "BROKER_ADDRESS": f"127.0.0.1:{free_port()}"}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("broker_type", [t for t in known_types() if t != "memory"])
+def test_a_signal_stops_start_up_retries_at_once(
+    tmp_path: Path, broker_type: str, signum: signal.Signals
+) -> None:
+    """Without the fix the signal waited for all retries (30 s and more), then a traceback."""
+    role = "{{ 'report' if cookiecutter.include_sample else 'all' }}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", PACKAGE, "serve", role], cwd=tmp_path, text=True,
+        env={**os.environ, **_closed_port_env(broker_type)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    before = _wait_for_retries(process)
+    process.send_signal(signum)
+    sent = time.monotonic()
+    try:
+        _, stderr = process.communicate(timeout=10)
+        stderr = before + stderr
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, stderr = process.communicate()
+        pytest.fail(f"{signum.name} did not stop start-up within 10s:\n{stderr[-2000:]}")
+    assert time.monotonic() - sent < 3, stderr[-2000:]
+    assert process.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr and "InvalidStateError" not in stderr
+    assert f"start-up stopped by {signum.name}" in stderr
+
+
+def _wait_for_retries(process: subprocess.Popen[str]) -> str:
+    """The output up to the first connection attempt, then one second into the retries."""
+    assert process.stderr is not None
+    seen = ""
+    while "connecting to" not in seen:
+        line = process.stderr.readline()
+        assert line, f"the service exited before connecting:\n{seen}"
+        seen += line
+    time.sleep(1.0)
+    assert process.poll() is None, "the service exited before the signal"
+    return seen
+
+
+@pytest.mark.skipif("pulsar" not in known_types(), reason="the pulsar plugin is not included")
+def test_an_unreachable_pulsar_fails_within_its_connect_budget(tmp_path: Path) -> None:
+    """Defaults but one attempt: broker.pulsar.connect_timeout (5 s), not the operation
+    timeout the client retries a refused connection for (30 s; 157 s with the retries)."""
+    env = {**_closed_port_env("pulsar"), ENV_PREFIX + "BROKER__CONNECT_ATTEMPTS": "1"}
+    started = time.monotonic()
+    result = cli("serve", "all", cwd=tmp_path, env=env, timeout=60)
+    assert time.monotonic() - started < 15
+    assert_one_clear_error(result, "cannot connect to the pulsar broker", "did not answer within "
+                           "5s (broker.pulsar.connect_timeout)", "MQ_NAME_SERVER")
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _listening_addresses(pid: int) -> set[str]:
+    """host:port of every TCP socket `pid` listens on (from /proc; IPv4 only)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+            host_hex, port_hex = fields[1].split(":")
+            host = socket.inet_ntoa(bytes.fromhex(host_hex)[::-1])
+            found.add(f"{host}:{int(port_hex, 16)}")
+    return found
+
+
+#: one broker type per embedded server (nats and jetstream share nats-server)
+EMBEDDED_TYPES = sorted(
+    {"pulsar" if t == "pulsar" else "nats": t for t in known_types() if t != "memory"}.values()
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("broker_type", EMBEDDED_TYPES)
+def test_broker_command_stops_its_child_and_removes_its_store_on_sigterm(
+    tmp_path: Path, broker_type: str
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", PACKAGE, "broker", "--type", broker_type], cwd=tmp_path,
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        assert "listening at" in banner, banner + process.stderr.read() if process.stderr else ""
+        store = Path(banner.split("(store ", 1)[1].split(";", 1)[0])
+        assert store.is_dir()
+        (child,) = _children(process.pid)
+        # every port of the broker is on loopback (pulsar-lite's metrics: no 0.0.0.0:8080)
+        listening = _listening_addresses(child)
+        assert listening and all(a.startswith("127.0.0.1:") for a in listening), listening
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0, process.stderr.read() if process.stderr else ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not Path(f"/proc/{child}").exists() or "zombie" in _state(child)
+    assert not store.exists()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return "zombie"

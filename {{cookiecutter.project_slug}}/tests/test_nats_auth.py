@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -178,3 +179,28 @@ async def test_nkey_seed_auth(tmp_path: Path) -> None:
         await _connects(server.url, nkey_seed=str(seed_file))
         error = await _refused(server.url, nkey_seed=str(stranger_file))
         assert "rejected the connection with an NKey seed (NATS_NKEY_SEED)" in str(error)
+
+
+async def test_credentials_in_the_url_connect_and_reconnect_readably(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The user and password of nats://svc:pass@host are used (percent-decoded); after a
+    server restart the reconnect line shows a plain, redacted URL, never `ParseResult(...)`."""
+    caplog.set_level(logging.INFO)
+    password = PASSWORD + "/@"
+    with nats_server(jetstream=False, extra_args=["--user", "svc", "--pass", password]) as server:
+        server.start()
+        url = f"nats://svc:{quote(password, safe='')}@127.0.0.1:{server.port}"
+        broker = NatsBroker(nats_test_settings(url, reconnect_wait=0.2))
+        await broker.connect()
+        try:
+            await _round_trip(broker)
+            server.restart()
+            await eventually(lambda: "reconnected to NATS" in caplog.text, timeout=15)
+            await _round_trip(broker)
+        finally:
+            await broker.close(timeout=5)
+    assert f"reconnected to NATS at nats://127.0.0.1:{server.port}" in caplog.text
+    assert "ParseResult" not in caplog.text
+    assert "user 'svc' with a password from the server URL" in caplog.text
+    assert password not in caplog.text and quote(password, safe="") not in caplog.text

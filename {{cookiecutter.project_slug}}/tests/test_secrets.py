@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from {{ cookiecutter.package_name }}.conf import load_config
+from {{ cookiecutter.package_name }}.logs import configure_logging
 from {{ cookiecutter.package_name }}.transport.broker import known_types
 from {{ cookiecutter.package_name }}.transport.broker.embedded import nats_server, pulsar_lite
 
@@ -74,3 +80,61 @@ def test_nats_password_is_not_logged_right_or_wrong(tmp_path: Path) -> None:
     assert "started" in good, good[-3000:]
     assert SECRET not in good
     assert "error:" in bad and SECRET[::-1] not in bad and SECRET not in bad
+
+
+@pytest.mark.skipif(
+    not {"nats", "jetstream"} & set(known_types()), reason="no NATS plugin is included"
+)
+def test_credentials_in_the_nats_url_are_used_and_never_shown(tmp_path: Path) -> None:
+    """MQ_NAME_SERVER=nats://user:pass@host and nothing else: it connects with them, and the
+    password (percent-encoded in the URL, as a password with '@' or '/' must be) is in no
+    log line; a wrong one fails with one sentence that does not show it either."""
+    broker_type = "jetstream" if "jetstream" in known_types() else "nats"
+    password = SECRET + "@/x"
+    server = nats_server(
+        store=tmp_path / "broker", extra_args=["--user", "app", "--pass", password]
+    )
+    with server.start():
+        url = f"nats://app:{quote(password, safe='')}@127.0.0.1:{server.port}"
+        (tmp_path / "good").mkdir()
+        (tmp_path / "bad").mkdir()
+        good = run_saver_briefly(tmp_path / "good", {"BROKER_TYPE": broker_type,
+                                                     "MQ_NAME_SERVER": url}, seconds=0.5)
+        wrong = url.replace(quote(password, safe=""), "Wr0ng-" + SECRET[::-1])
+        bad = run_saver_briefly(tmp_path / "bad", {
+            "BROKER_TYPE": broker_type, "MQ_NAME_SERVER": wrong,
+            "{{ cookiecutter.package_name.upper() }}__BROKER__CONNECT_ATTEMPTS": "1",
+        }, seconds=0)
+    assert "started" in good, good[-3000:]
+    assert "with user 'app' with a password from the server URL" in good
+    for log in (good, bad):
+        assert SECRET not in log and quote(password, safe="") not in log
+        assert SECRET[::-1] not in log
+    assert "error: " in bad and "rejected the connection" in bad and "Traceback" not in bad
+    assert f"nats://***@127.0.0.1:{server.port}" in bad
+
+
+@pytest.mark.skipif("pulsar" not in known_types(), reason="the pulsar plugin is not included")
+def test_credentials_in_a_pulsar_url_are_refused_unshown(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "asyncapi"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "BROKER_TYPE": "pulsar",
+             "MQ_NAME_SERVER": f"pulsar://admin:{SECRET}@127.0.0.1:6650"},
+    )
+    assert result.returncode == 2
+    assert SECRET not in result.stderr
+    assert "PULSAR_JWT_TOKEN" in result.stderr and "pulsar://***@127.0.0.1:6650" in result.stderr
+
+
+def test_log_lines_never_show_url_credentials() -> None:
+    """The formatters' backstop, for a URL that some library puts in its own message."""
+    stream = io.StringIO()
+    configure_logging("INFO", "text", stream)
+    logging.getLogger("any.library").warning("lost nats://app:%s@10.0.0.1:4222, retrying", SECRET)
+    configure_logging("INFO", "json", stream)
+    logging.getLogger("any.library").warning("lost pulsar+ssl://t:%s@h:6651", SECRET)
+    configure_logging("WARNING")
+    assert SECRET not in stream.getvalue()
+    assert "nats://***@10.0.0.1:4222" in stream.getvalue()
+    assert "pulsar+ssl://***@h:6651" in stream.getvalue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from .telemetry import broker_middleware
 from .transport.broker import Backoff, Broker, BrokerError, LoggingMiddleware, SubscribeOptions
 from .transport.broker.embedded import EmbeddedBroker, start_embedded
 from .transport.broker.registry import plugin_factory
+from .transport.broker.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,21 @@ async def connect_with_retries(broker: Broker, attempts: int, where: str) -> Non
             delay = min(delay * 2, 5.0)
 
 
+async def _start_embedded(kind: str) -> EmbeddedBroker:
+    """Start the embedded broker in a thread; if cancelled meanwhile, stop it once it is up.
+
+    A plain executor future, not a task: a SIGINT during start-up cancels every task, and
+    the broker process the thread is starting must not outlive that.
+    """
+    starting = asyncio.get_running_loop().run_in_executor(None, start_embedded, kind)
+    try:
+        return await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            (await starting).cleanup()
+        raise
+
+
 async def broker_resource(cfg: BrokerConfig) -> AsyncIterator[Broker]:
     """A connected broker for the app's lifetime (a dependency-injector resource)."""
     plugin_factory(cfg.type)  # an unknown type fails here, before any process is started
@@ -108,12 +125,12 @@ async def broker_resource(cfg: BrokerConfig) -> AsyncIterator[Broker]:
     embedded: EmbeddedBroker | None = None
     addresses = cfg.addresses()
     if cfg.type != "memory" and not has_address(cfg):
-        embedded = await asyncio.to_thread(start_embedded, cfg.type)
+        embedded = await _start_embedded(cfg.type)
         addresses = [embedded.url]
         log.info("no broker address configured: started an embedded %s broker at %s",
                  cfg.type, embedded.url)
     broker = build_broker(cfg, addresses)
-    where = ", ".join(addresses) or "the configured servers"
+    where = ", ".join(redact(a) for a in addresses) or "the configured servers"
     try:
         await connect_with_retries(broker, cfg.connect_attempts, where)
     except BaseException:

@@ -12,15 +12,15 @@
     {{ cookiecutter.project_slug }} demo                 broker + saver + report + 1000 reports
 {%- endif %}
 
-Expected failures (bad config, unreachable broker or database) end with one sentence on
-stderr and exit code 2, without a traceback.
+Expected failures (bad arguments or config, unreachable broker or database) end with one
+sentence on stderr and exit code 2, without a traceback. SIGINT or SIGTERM stop a service at
+any time, start-up connection retries included.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import logging
 import signal
 import subprocess
@@ -29,18 +29,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from .app import App
+{%- if cookiecutter.include_sample %}
+from .arguments import EXIT_USAGE, OneLineParser, positive_seconds, whole_number
+{%- else %}
+from .arguments import EXIT_USAGE, OneLineParser, whole_number
+{%- endif %}
 from .conf import AppConfig, ConfigError, load_config
 from .containers import ROLES, Container
 from .health_cli import add_health_command
 from .logs import configure_logging
-from .server.ops import ops_server_for
+from .server import Server
+from .startup import provided as provided  # re-exported: tests resolve providers with it
+from .startup import shutdown_interrupted, start_servers
 from .telemetry import service_name, setup_telemetry
 from .tool_commands import TOOL_ERRORS, add_tool_commands
 from .transport.broker import BrokerError, known_types
-from .transport.broker.embedded import start_embedded
+from .transport.broker.embedded import embedded_broker
+from .transport.broker.urls import redact_text
 
 log = logging.getLogger("{{ cookiecutter.package_name }}")
-EXIT_USAGE = 2
 #: failures that end in one `error: ...` sentence and exit code 2, without a traceback
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (ConfigError, BrokerError, OSError, *TOOL_ERRORS)
 
@@ -55,20 +62,19 @@ def load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> A
     return config
 
 
-async def provided(value: Any) -> Any:
-    """A provider's value: resources, and what depends on them, come as awaitables."""
-    return await value if inspect.isawaitable(value) else value
-
-
 async def run_role(config: AppConfig, role: str) -> None:
     telemetry = setup_telemetry(config.telemetry, service_name(config.name, role))
     container: Any = Container(config=config)  # with async resources, providers return awaitables
+    servers: list[Server] | None = None
     try:
-        servers = [await provided(getattr(container, name)()) for name in ROLES[role]]
-        servers.append(await ops_server_for(container, servers))  # health, /metrics
-        await App(f"{config.name}:{role}", servers, config.shutdown_timeout).run()
+        servers = await start_servers(container, role)
+        if servers is not None:
+            await App(f"{config.name}:{role}", servers, config.shutdown_timeout).run()
     finally:
-        await container.shutdown_resources()
+        if servers is None:
+            await shutdown_interrupted(container)
+        else:
+            await container.shutdown_resources()
         await asyncio.to_thread(telemetry.shutdown)  # flush the last spans
 
 
@@ -121,16 +127,28 @@ def cmd_dev(args: argparse.Namespace) -> None:
     asyncio.run(run_role(config, "all"))
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_broker(args: argparse.Namespace) -> None:
+    """Run the embedded broker until SIGINT/SIGTERM; then stop it and remove a temp store."""
     setup_logging("INFO")
-    server = start_embedded(args.type, store=args.store)
-    print(f"{args.type} broker listening at {server.url} (Ctrl-C to stop)", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    server = embedded_broker(args.type, store=args.store)
     try:
+        server.start()
+        print(f"{args.type} broker listening at {server.url} (store {server.store}; "
+              "Ctrl-C to stop)", flush=True)
         assert server.process is not None
-        server.process.wait()
+        code = server.process.wait()
+        if code not in (0, -signal.SIGINT, -signal.SIGTERM):  # not stopped, as by Ctrl-C
+            raise BrokerError(f"the {args.type} broker exited with code {code}; see "
+                              f"{server.log_path}")
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut cleanup short
         server.cleanup()
 {%- if cookiecutter.include_sample %}
 
@@ -163,14 +181,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="{{ cookiecutter.project_slug }}", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="{{ cookiecutter.project_slug }}", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML config file (default: configs/config.yaml, if present)")
     sub = p.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run one service")
     serve.add_argument("role", choices=sorted(ROLES))
-    serve.add_argument("--workers", type=int, default=1, metavar="N",
+    serve.add_argument("--workers", type=whole_number(1), default=1, metavar="N",
                        help="saver only: N processes in one consumer group (needs "
                             "broker.address; on Pulsar, Apache Pulsar: pulsar-lite refuses "
                             "a second consumer on a subscription)")
@@ -189,19 +207,21 @@ def parser() -> argparse.ArgumentParser:
 {%- if cookiecutter.include_sample %}
 
     publish = sub.add_parser("publish", help="post sample reports over gRPC")
-    publish.add_argument("--count", type=int, default=1000)
-    publish.add_argument("--concurrency", type=int, default=32)
+    publish.add_argument("--count", type=whole_number(1), default=1000)
+    publish.add_argument("--concurrency", type=whole_number(1), default=32)
     publish.add_argument("--target", help="host:port of `serve report` (default: grpc.address)")
     publish.set_defaults(func=cmd_publish)
 
     count = sub.add_parser("count", help="print how many reports the saver stored")
-    count.add_argument("--expect", type=int, help="wait until at least this many are stored")
-    count.add_argument("--timeout", type=float, default=60.0)
+    count.add_argument("--expect", type=whole_number(0),
+                       help="wait until at least this many are stored")
+    count.add_argument("--timeout", type=positive_seconds, default=60.0)
     count.set_defaults(func=cmd_count)
 
     demo = sub.add_parser("demo", help="run broker, saver and report; post reports; compare")
-    demo.add_argument("--broker", default=None, help="broker type (default: the configured one)")
-    demo.add_argument("--count", type=int, default=1000)
+    demo.add_argument("--broker", default=None, choices=known_types(),
+                      help="broker type (default: the configured one)")
+    demo.add_argument("--count", type=whole_number(1), default=1000)
     demo.add_argument("--workdir", default="data/demo", help="where the demo keeps its files")
     demo.set_defaults(func=cmd_demo)
 {%- endif %}
@@ -215,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         args.func(args)
     except EXPECTED_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -17,13 +17,22 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from .transport.broker.settings import NatsSettings, PulsarSettings
+from .transport.broker.settings import LOWERCASE, NatsSettings, PulsarSettings
+from .transport.broker.urls import check_scheme, redact_text
 
 ENV_PREFIX = "{{ cookiecutter.package_name.upper() }}__"
 DEFAULT_CONFIG = Path("configs/config.yaml")
@@ -53,8 +62,8 @@ class BrokerConfig(_Section):
     # One address or a comma-separated list for the chosen type; empty starts the embedded
     # broker (pulsar-lite or nats-server) on a free loopback port.
     address: str = ""
-    group: str = "saver"  # the consumer group (Pulsar subscription) of the saver
-    connect_attempts: int = Field(5, ge=1)  # bounded retries at start before giving up
+    group: str = Field("saver", min_length=1)  # the saver's consumer group (subscription)
+    connect_attempts: int = Field(5, ge=1, le=100)  # bounded retries at start, then give up
     subscriber: SubscriberConfig = Field(default_factory=SubscriberConfig)
     nats: NatsSettings = Field(default_factory=NatsSettings)
     pulsar: PulsarSettings = Field(default_factory=PulsarSettings)
@@ -64,8 +73,21 @@ class BrokerConfig(_Section):
     def _lowercase(cls, value: str) -> str:
         return value.strip().lower()
 
+    @field_validator("address")
+    @classmethod
+    def _address_fits_the_type(cls, address: str, info: ValidationInfo) -> str:
+        kind = URL_KIND.get(info.data.get("type", ""))
+        if kind is not None:
+            for url in address.split(","):
+                check_scheme(url.strip(), kind)
+        return address
+
     def addresses(self) -> list[str]:
         return [a.strip() for a in self.address.split(",") if a.strip()]
+
+
+#: the kind of URL each broker type's addresses are
+URL_KIND = {"nats": "NATS", "jetstream": "NATS", "pulsar": "Pulsar"}
 
 
 class DatabaseConfig(_Section):
@@ -123,7 +145,15 @@ def _checked_by_sqlalchemy(value: str) -> str:
 
 class GrpcConfig(_Section):
     address: str = "127.0.0.1:9000"  # where `serve report` listens and `publish` connects
-    max_message_bytes: int = 4 * 1024 * 1024
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1)
+
+    @field_validator("address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, _, port = value.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("write it as host:port, e.g. 127.0.0.1:9000 or [::]:9000")
+        return value.strip()
 
 
 class TelemetryConfig(_Section):
@@ -131,9 +161,9 @@ class TelemetryConfig(_Section):
 
     # where spans go: none (ids still reach the logs), console (stdout), otlp (a collector),
     # file (one JSON object a line at `file`, for tests and offline debugging)
-    exporter: Literal["none", "console", "otlp", "file"] = "none"
+    exporter: Annotated[Literal["none", "console", "otlp", "file"], LOWERCASE] = "none"
     endpoint: str = ""  # OTLP collector; empty: the exporter's default (localhost:4317/4318)
-    protocol: Literal["grpc", "http/protobuf"] = "grpc"
+    protocol: Annotated[Literal["grpc", "http/protobuf"], LOWERCASE] = "grpc"
     file: str = "data/spans.jsonl"
     sampling_ratio: float = Field(1.0, ge=0, le=1)  # of new traces; children follow the parent
     service_name: str = ""  # empty: <name>-<role>, e.g. report-pipeline-saver
@@ -141,17 +171,12 @@ class TelemetryConfig(_Section):
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for the orchestrator's probes
     metrics_port: int = Field(0, ge=0, le=65535)  # /metrics, /healthz, /readyz; 0: off
     health_interval: float = Field(5.0, gt=0)  # seconds between broker/database checks
-    log_format: Literal["text", "json"] = "text"
-
-    @field_validator("exporter", "protocol", "log_format", mode="before")
-    @classmethod
-    def _lowercase(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
+    log_format: Annotated[Literal["text", "json"], LOWERCASE] = "text"
 
 
 class TopicsConfig(_Section):
-    report: str = "events.realtime-warehousing"
-    user_report: str = "events.user-report"
+    report: str = Field("events.realtime-warehousing", min_length=1)
+    user_report: str = Field("events.user-report", min_length=1)
 
 
 {% if cookiecutter.include_sample -%}
@@ -163,9 +188,18 @@ class SaverConfig(_Section):
 
 
 {% endif -%}
+def _uppercase(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_uppercase)
+]
+
+
 class AppConfig(_Section):
-    name: str = "{{ cookiecutter.project_slug }}"
-    log_level: str = "INFO"
+    name: str = Field("{{ cookiecutter.project_slug }}", min_length=1)
+    log_level: LogLevel = "INFO"  # LOG_LEVEL
     shutdown_timeout: float = Field(15.0, gt=0)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
@@ -259,12 +293,24 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+#: settings whose value is never repeated in an error message
+SECRET_WORDS = ("token", "password", "seed", "credentials", "url")
+
+
 def _describe(error: ValidationError, source: str) -> str:
     first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = [str(p) for p in first["loc"] if not isinstance(p, int)]  # list indexes add nothing
+    where = ".".join(loc) or "(top level)"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown setting {where!r}; check its spelling against the README table"
-    return f"{source}: setting {where!r} is invalid: {first['msg']}"
+    names = [name for name, path in ENVIRONMENT.items() if path == where]
+    setting = f"{where!r} ({', '.join(names)})" if names else repr(where)
+    message = str(first["msg"]).removeprefix("Value error, ")
+    value = first.get("input")
+    shown = ""
+    if isinstance(value, str | int | float) and not any(w in where for w in SECRET_WORDS):
+        shown = f" (got {value!r})"
+    return redact_text(f"{source}: setting {setting} is invalid{shown}: {message}")
 
 
 def load_config(
@@ -278,7 +324,12 @@ def load_config(
     data: dict[str, Any] = {}
     if config_path.exists():
         try:
-            loaded = yaml.safe_load(config_path.read_text()) or {}
+            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{config_path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it "
+                "as UTF-8"
+            ) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from .arguments import positive_seconds
 from .conf import load_config
 from .logs import configure_logging
 
@@ -22,7 +23,8 @@ def add_health_command(sub: Any) -> None:
     p.add_argument("--target", help="host:port of its gRPC server (default: grpc.address)")
     p.add_argument("--url", help="an HTTP readiness URL instead, e.g. http://127.0.0.1:9464/readyz")
     p.add_argument("--service", default="", help="a gRPC service name (default: the server)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer")
+    p.add_argument("--timeout", type=positive_seconds, default=5.0,
+                   help="seconds to wait for an answer")
     p.set_defaults(func=cmd_health)
 
 

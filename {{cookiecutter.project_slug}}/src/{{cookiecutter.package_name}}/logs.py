@@ -3,7 +3,8 @@
 Every record logged inside a gRPC call or a subscriber handler carries `trace_id` and
 `span_id` (the ids of the active OpenTelemetry span), so a log search by trace id finds the
 lines of one request in every service. Log messages, not objects: the configuration, tokens
-and passwords are never logged (a secret's length at most).
+and passwords are never logged (a secret's length at most). As a backstop, both formats hide
+the credentials of any URL in a line (nats://user:pass@host -> nats://***@host).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from opentelemetry import trace
+
+from .transport.broker.urls import redact_text
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -37,7 +40,7 @@ class TextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = redact_text(super().format(record))
         trace_id = getattr(record, "trace_id", "")
         if trace_id:
             line += f" trace_id={trace_id} span_id={getattr(record, 'span_id', '')}"
@@ -52,14 +55,14 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_text(record.getMessage()),
         }
         trace_id = getattr(record, "trace_id", "")
         if trace_id:
             data["trace_id"] = trace_id
             data["span_id"] = getattr(record, "span_id", "")
         if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
+            data["exception"] = redact_text(self.formatException(record.exc_info))
         if record.stack_info:
             data["stack"] = self.formatStack(record.stack_info)
         return json.dumps(data, ensure_ascii=False, default=str)

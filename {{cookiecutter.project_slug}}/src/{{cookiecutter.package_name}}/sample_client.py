@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
 
 import grpc
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .api.report.v1 import report_pb2, report_pb2_grpc
-from .conf import DatabaseConfig
+from .conf import ConfigError, DatabaseConfig
 from .data.db import create_engine
 from .data.models import RealtimeWarehousing
 from .telemetry import grpc_client_interceptors
@@ -70,13 +74,31 @@ async def post_reports(target: str, count: int, concurrency: int, show_progress:
     return accepted
 
 
+@contextlib.asynccontextmanager
+async def _connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection, or one sentence naming the database and the setting to check."""
+    try:
+        connection = await engine.connect()
+    except (SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ConfigError(
+            f"cannot open the database at {engine.url.render_as_string(hide_password=True)} "
+            f"({type(exc).__name__}: {reason}); check database.url (DATABASE_URL): its user, "
+            "password and database name, and that the server runs"
+        ) from None
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
 async def count_rows(db: DatabaseConfig, expect: int | None = None, timeout: float = 60.0) -> int:
     """Rows in the report table; with `expect`, wait (up to `timeout`) until there are as many."""
     engine = create_engine(db)
     deadline = time.monotonic() + timeout
     try:
         while True:
-            async with engine.connect() as conn:
+            async with _connected(engine) as conn:
                 try:
                     rows = int(await conn.scalar(
                         select(func.count()).select_from(RealtimeWarehousing)) or 0)

