@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -39,14 +38,10 @@ def generate_ok(output_dir: Path, **answers: str) -> Path:
 
 
 def install(project: Path) -> Path:
-    """A venv of the project's own with the project installed (editable, dev extras)."""
-    env_dir = project / ".venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
-    python = env_dir / "bin" / "python"
-    run([str(python), "-m", "pip", "install", "--quiet", "-e", ".[dev]"], cwd=project, timeout=900)
-    if (project / "proto").is_dir():  # as `make install` does: protos built by this venv's tools
-        run([str(python), "tools/compile_protos.py"], cwd=project)
-    return python
+    """The project's README way: `make install` (its own venv, editable with dev extras,
+    protos compiled by that venv's tools); returns the venv's python."""
+    run(["make", "install", f"PYTHON={sys.executable}"], cwd=project, timeout=900)
+    return project / ".venv" / "bin" / "python"
 
 
 def run(
