@@ -229,8 +229,7 @@ class JetStreamBroker(NatsBroker):
                     await self._acks.send(self.client, message)
                 continue
             if self._resends:
-                log.info("JetStream acknowledges publishes again (%d resent, none stored "
-                         "twice)", self._resends)
+                log.info("JetStream acknowledges publishes again (%d resends)", self._resends)
                 self._resends = 0
             return
 
