@@ -133,7 +133,6 @@ class JetStreamBroker(NatsBroker):
         # resends must end inside the duplicate window, or a late copy is stored twice
         self._retry_for = min(settings.publish_retry_for, settings.stream.duplicate_window / 2)
         self._resends = 0  # resends since publishes were last acknowledged at once
-        self._acked_topics: set[str] = set()
         self._js: JetStreamContext | None = None
         self.stream: StreamInfo | None = None
         self._acks = AckedPublisher()
@@ -225,7 +224,8 @@ class JetStreamBroker(NatsBroker):
                 self._resending(message, str(exc))
                 await asyncio.sleep(message.resend_wait())
                 message.resends += 1
-                with contextlib.suppress(nats.errors.Error):  # disconnected: next round
+                message.ack = None
+                with contextlib.suppress(nats.errors.Error):  # not sent: the next round
                     await self._acks.send(self.client, message)
                 continue
             if self._resends:
@@ -236,15 +236,15 @@ class JetStreamBroker(NatsBroker):
     async def _answer(self, message: Outgoing) -> None:
         """The stream's answer to the last copy of `message`; raises _NotYet to resend."""
         ack = message.ack
+        if ack is None:
+            raise _NotYet("the connection did not take it")
         try:
-            if ack is None:
-                raise TimeoutError
             if not ack.done():
                 async with asyncio.timeout(self.publish_timeout):
                     await ack
             ack.result()
         except nats.js.errors.NoStreamResponseError:
-            if self._captured(message.topic):  # a stream without a leader for now
+            if await self._captured(message.topic):  # a stream without a leader for now
                 raise _NotYet("the stream has no leader") from None
             raise BrokerError(
                 f"no JetStream stream captures subject {message.topic!r}; add it to "
@@ -259,12 +259,22 @@ class JetStreamBroker(NatsBroker):
         except TimeoutError:
             self._acks.forget_settled()
             raise _NotYet(f"no acknowledgement within {self.publish_timeout:g}s") from None
-        self._acked_topics.add(message.topic)
 
-    def _captured(self, topic: str) -> bool:
-        """Whether a stream is known to capture `topic` (ours, or one that acked it before)."""
+    async def _captured(self, topic: str) -> bool:
+        """Whether a stream captures `topic` (ours, or one that the server knows of).
+
+        Asked only after "no responders": a stream without a leader answers so too.
+        """
         subjects = (self.stream.config.subjects or []) if self.stream else []
-        return topic in self._acked_topics or any(subject_matches(s, topic) for s in subjects)
+        if any(subject_matches(s, topic) for s in subjects):
+            return True
+        try:
+            await self.js.find_stream_name_by_subject(topic)
+        except nats.js.errors.NotFoundError:
+            return False
+        except nats.errors.Error:  # no answer now (the cluster's meta leader is moving)
+            pass
+        return True
 
     def _resending(self, message: Outgoing, reason: str) -> None:
         """Count a resend; the first of an outage is logged (once, not per message)."""
