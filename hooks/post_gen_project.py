@@ -41,6 +41,7 @@ SAMPLE_TESTS = [
     "tests/test_reliability.py",
     "tests/test_workers.py",
     "tests/test_jetstream_cluster.py",
+    "tests/nats_cluster.py",
     "tests/processes.py",
 ]
 

@@ -33,7 +33,7 @@ from nats.aio.subscription import Subscription as ClientSubscription
 NO_RESPONDERS = "503"
 #: seconds between resends of a message the stream refused for now (doubling up to the cap)
 RESEND_WAIT = 0.25
-RESEND_WAIT_MAX = 2.0
+RESEND_WAIT_MAX = 1.0
 
 
 @dataclass(slots=True)
