@@ -95,16 +95,18 @@ async def test_stream_leader_killed_mid_stream_loses_nothing_stores_nothing_twic
         # The victim serves one service's connection and leads the stream and the saver's
         # consumers: its death cuts that service off, leaves the stream and the consumers
         # without a leader, and ends the pull requests that were waiting on it.
-        victim = cluster.node_serving(serving)
+        # (the cluster helpers block: they run in threads, so the posting goes on meanwhile)
+        victim = await asyncio.to_thread(cluster.node_serving, serving)
         await cluster.move_leaders(victim, STREAM, SAVER_CONSUMERS)
-        served = [name for name in ("report", "saver") if cluster.node_serving(name) is victim]
+        served = [name for name in ("report", "saver")
+                  if await asyncio.to_thread(cluster.node_serving, name) is victim]
         victim.server.kill()
         killed_at = time.monotonic() - started
         await asyncio.sleep(DOWNTIME)
-        victim.server.start()
+        await asyncio.to_thread(victim.server.start)
         result = await posting
         posted_at = time.monotonic() - started
-        cluster.wait_until_healthy()
+        await asyncio.to_thread(cluster.wait_until_healthy)
         on_stream = (await _stream_subjects(cluster.urls)).get(REPORT_TOPIC, 0)
         rows = await _wait_for_all(pair.db_url, set(result.accepted), on_stream, timeout=120)
         subjects = await _stream_subjects(cluster.urls)
@@ -115,11 +117,9 @@ async def test_stream_leader_killed_mid_stream_loses_nothing_stores_nothing_twic
     refused = sum(result.refused.values())
     print(
         f"\nkilled {victim.name} (leader of the stream and consumers, serving "
-        f"{' and '.join(served)}) "
-        f"at {killed_at:.1f}s, "
-        f"posting done at {posted_at:.1f}s, all rows at {time.monotonic() - started:.1f}s: "
-        f"{len(result.accepted)} accepted, refused {dict(result.refused) or 0}, "
-        f"{len(rows)} rows, stream subjects {subjects}"
+        f"{' and '.join(served)}) at {killed_at:.1f}s, posting done at {posted_at:.1f}s, "
+        f"all rows at {time.monotonic() - started:.1f}s: {len(result.accepted)} accepted, "
+        f"refused {dict(result.refused) or 0}, {len(rows)} rows, stream subjects {subjects}"
     )
     assert survived, "a service died instead of recovering"
     assert saver.starts == 1 and report.starts == 1
