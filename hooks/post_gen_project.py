@@ -23,6 +23,7 @@ BROKER_FILES = {
     "tests/test_nats_core*.py": {"nats"},
     "transport/broker/jetstream*.py": {"jetstream"},
     "tests/test_jetstream*.py": {"jetstream"},
+    "tests/nats_cluster.py": {"jetstream"},  # the cluster test's three nats-servers
     "tests/test_workers.py": {"jetstream"},  # N savers in one group: run over JetStream
     "transport/broker/_nats*.py": {"nats", "jetstream"},
     "tests/test_nats*.py": {"nats", "jetstream"},
@@ -43,6 +44,8 @@ SAMPLE_TESTS = [
     "tests/test_poison_events.py",
     "tests/test_reliability.py",
     "tests/test_workers.py",
+    "tests/test_jetstream_cluster.py",
+    "tests/nats_cluster.py",
     "tests/processes.py",
     "tests/accounting.py",
     "tests/test_accounting.py",

@@ -122,6 +122,7 @@ class JetStreamSubscription(Subscription):
         self._next_api = ""
         self._sequence = 0
         self._pause_until = 0.0
+        self._refusals = 0  # pull requests refused since the server last served one
         self._returned: list[Msg] = []  # arrived after close(): given back once requests end
         self._puller: asyncio.Task[None] | None = None
         self._progress: asyncio.TimerHandle | None = None
@@ -216,6 +217,8 @@ class JetStreamSubscription(Subscription):
 
     def _count_arrival(self) -> None:
         """A message counts against the oldest request: the server serves them in order."""
+        if self._refusals:
+            self._served_again()
         if self._requests:
             oldest = self._requests[0]
             oldest.remaining -= 1
@@ -229,11 +232,22 @@ class JetStreamSubscription(Subscription):
         request = next((r for r in self._requests if r.token == token), None)
         if request is not None:  # expired (408), nothing to send (404), or refused
             self._end_request(request)
-        if status not in ("404", "408"):  # e.g. 409 leadership change, consumer deleted
+        if status in ("404", "408"):
+            if self._refusals:
+                self._served_again()
+        else:  # e.g. 409 leadership change, 503 no leader, consumer deleted
             self._pause_until = time.monotonic() + REFUSED_PAUSE
-            description = (msg.headers or {}).get("Description", "")
-            log.warning("%s: the server answered a pull request with %s %s; asking again "
-                        "in %gs", self.topic, status, description, REFUSED_PAUSE)
+            # one line per outage, not per request (a cluster election refuses many)
+            self._refusals += 1
+            if self._refusals == 1:
+                log.warning("%s: the server answered a pull request with %s %s; asking "
+                            "again every %gs", self.topic, status, _description(msg, status),
+                            REFUSED_PAUSE)
+
+    def _served_again(self) -> None:
+        log.info("%s: pull requests are served again (%d were refused)",
+                 self.topic, self._refusals)
+        self._refusals = 0
 
     # -- receiving -----------------------------------------------------------------------------
     async def _receive(self, msg: Msg) -> None:
@@ -338,6 +352,14 @@ class JetStreamSubscription(Subscription):
             with contextlib.suppress(Exception):
                 await self._inbox.unsubscribe()
         self._on_close(self)
+
+
+def _description(msg: Msg, status: str) -> str:
+    """A status reply's description, one line (nats-py leaves the headers in it when the
+    status line has none, as in `503` with `Nats-Subject`)."""
+    text = (msg.headers or {}).get("Description", "")
+    line = text.split("\r\n", 1)[0].split("\n", 1)[0].strip()
+    return line or ("no responders: the consumer has no leader now" if status == "503" else "")
 
 
 def _left(deadline: float | None) -> float | None:

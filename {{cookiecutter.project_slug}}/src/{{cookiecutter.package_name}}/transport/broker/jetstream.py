@@ -6,7 +6,10 @@
   and replicas); otherwise connect fails with a sentence saying what differs.
 - Every publish waits for the server's acknowledgement and carries a `Nats-Msg-Id` header
   (a new id, or the one the caller put in the headers): the server drops a second message
-  with the same id within the stream's duplicate window. `publish_batch` pipelines: up to
+  with the same id within the stream's duplicate window. A message the stream did not take
+  for now (no leader during a cluster election, no acknowledgement) is resent with the same
+  id for up to `publish_retry_for` seconds, so a node lost mid-publish costs a delay, not a
+  refusal and not a duplicate. `publish_batch` pipelines: up to
   `BATCH_WINDOW` messages are in flight while their acknowledgements come back (see
   `_jetstream_publisher`).
 - Delayed publish uses JetStream message schedules (nats-server 2.12+): the message is stored
@@ -24,11 +27,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -36,7 +40,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig, StreamInfo
 
 from ._jetstream_consumer import JetStreamSubscription
-from ._jetstream_publisher import AckedPublisher
+from ._jetstream_publisher import NO_RESPONDERS, AckedPublisher, Outgoing, subject_matches
 from ._nats_connection import wire_headers
 from .base import Envelope, Handler, SubscribeOptions, Subscription
 from .dispatch import Dispatcher
@@ -49,6 +53,10 @@ log = logging.getLogger("broker.jetstream")
 SCHEDULE_PREFIX = "_delayed"
 #: JetStream publishes in flight at once in `publish_batch`
 BATCH_WINDOW = 256
+
+
+class _NotYet(Exception):
+    """The stream did not take a message for now (no leader, no answer): resend it."""
 
 
 def schedule_subjects(stream: str) -> str:
@@ -122,6 +130,9 @@ class JetStreamBroker(NatsBroker):
     def __init__(self, settings: NatsSettings, *, publish_timeout: float = 5.0) -> None:
         super().__init__(settings)
         self.publish_timeout = publish_timeout
+        # resends must end inside the duplicate window, or a late copy is stored twice
+        self._retry_for = min(settings.publish_retry_for, settings.stream.duplicate_window / 2)
+        self._resends = 0  # resends since publishes were last acknowledged at once
         self._js: JetStreamContext | None = None
         self.stream: StreamInfo | None = None
         self._acks = AckedPublisher()
@@ -150,17 +161,16 @@ class JetStreamBroker(NatsBroker):
 
     # -- publishing ------------------------------------------------------------------------
     async def _send(self, envelope: Envelope) -> None:
-        await self._acknowledged(envelope.topic, await self._start_send(envelope))
+        await self._acknowledged(await self._start_send(envelope))
 
     async def _send_batch(self, envelopes: Sequence[Envelope]) -> None:
         """Keep up to BATCH_WINDOW messages in flight; raise once all were answered."""
-        in_flight: deque[tuple[str, asyncio.Future[dict[str, Any]]]] = deque()
+        in_flight: deque[Outgoing] = deque()
         failures: list[BaseException] = []
 
         async def settle_oldest() -> None:
-            topic, ack = in_flight.popleft()
             try:
-                await self._acknowledged(topic, ack)
+                await self._acknowledged(in_flight.popleft())
             except BrokerError as exc:
                 failures.append(exc)
 
@@ -168,7 +178,7 @@ class JetStreamBroker(NatsBroker):
             if len(in_flight) >= BATCH_WINDOW:
                 await settle_oldest()
             try:
-                in_flight.append((envelope.topic, await self._start_send(envelope)))
+                in_flight.append(await self._start_send(envelope))
             except BrokerError as exc:
                 failures.append(exc)
         while in_flight:
@@ -178,40 +188,102 @@ class JetStreamBroker(NatsBroker):
                 f"{len(failures)} of {len(envelopes)} messages were not accepted: {failures[0]}"
             ) from failures[0]
 
-    async def _start_send(self, envelope: Envelope) -> asyncio.Future[dict[str, Any]]:
+    async def _start_send(self, envelope: Envelope) -> Outgoing:
         headers = wire_headers(envelope.headers, envelope.key, self.next_id())
         subject = envelope.topic
         if envelope.delay and envelope.delay > 0:
             subject = self._schedule(envelope, headers)
+        message = Outgoing(
+            envelope.topic, subject, envelope.payload, headers,
+            time.monotonic() + self._retry_for,
+        )
         try:
-            return await self._acks.send(self.client, subject, envelope.payload, headers)
+            await self._acks.send(self.client, message)
         except nats.errors.Error as exc:
             raise BrokerError(
                 f"could not publish to JetStream subject {envelope.topic!r}: {exc}"
             ) from exc
+        return message
 
-    async def _acknowledged(self, topic: str, ack: asyncio.Future[dict[str, Any]]) -> None:
-        """Wait for one message's acknowledgement; a refusal or a timeout is a BrokerError."""
+    async def _acknowledged(self, message: Outgoing) -> None:
+        """Wait until the stream acknowledged `message`, resending it while that may help.
+
+        A refusal is a BrokerError; no acknowledgement within `publish_retry_for` is a
+        BrokerUnavailable.
+        """
+        while True:
+            try:
+                await self._answer(message)
+            except _NotYet as exc:
+                if time.monotonic() >= message.deadline:
+                    raise BrokerUnavailable(
+                        f"JetStream did not acknowledge a message on {message.topic!r} "
+                        f"within {self._retry_for:g}s ({exc}); check the servers and the "
+                        f"health of stream {self.settings.stream.name}"
+                    ) from None
+                self._resending(message, str(exc))
+                await asyncio.sleep(message.resend_wait())
+                message.resends += 1
+                message.ack = None
+                with contextlib.suppress(nats.errors.Error):  # not sent: the next round
+                    await self._acks.send(self.client, message)
+                continue
+            if self._resends:
+                log.info("JetStream acknowledges publishes again (%d resends)", self._resends)
+                self._resends = 0
+            return
+
+    async def _answer(self, message: Outgoing) -> None:
+        """The stream's answer to the last copy of `message`; raises _NotYet to resend."""
+        ack = message.ack
+        if ack is None:
+            raise _NotYet("the connection did not take it")
         try:
             if not ack.done():
                 async with asyncio.timeout(self.publish_timeout):
                     await ack
             ack.result()
         except nats.js.errors.NoStreamResponseError:
+            if await self._captured(message.topic):  # a stream without a leader for now
+                raise _NotYet("the stream has no leader") from None
             raise BrokerError(
-                f"no JetStream stream captures subject {topic!r}; add it to "
+                f"no JetStream stream captures subject {message.topic!r}; add it to "
                 f"broker.nats.stream.subjects (stream {self.settings.stream.name})"
             ) from None
         except nats.js.errors.APIError as exc:
+            if str(exc.code) == NO_RESPONDERS:  # "JetStream system temporarily unavailable"
+                raise _NotYet(exc.description or "JetStream is unavailable") from None
             raise BrokerError(
-                f"JetStream refused a message on {topic!r}: {exc.description or exc}"
+                f"JetStream refused a message on {message.topic!r}: {exc.description or exc}"
             ) from None
         except TimeoutError:
             self._acks.forget_settled()
-            raise BrokerUnavailable(
-                f"JetStream did not acknowledge a message on {topic!r} within "
-                f"{self.publish_timeout:g}s; check the server and the stream's health"
-            ) from None
+            raise _NotYet(f"no acknowledgement within {self.publish_timeout:g}s") from None
+
+    async def _captured(self, topic: str) -> bool:
+        """Whether a stream captures `topic` (ours, or one that the server knows of).
+
+        Asked only after "no responders": a stream without a leader answers so too.
+        """
+        subjects = (self.stream.config.subjects or []) if self.stream else []
+        if any(subject_matches(s, topic) for s in subjects):
+            return True
+        try:
+            await self.js.find_stream_name_by_subject(topic)
+        except nats.js.errors.NotFoundError:
+            return False
+        except nats.errors.Error:  # no answer now (the cluster's meta leader is moving)
+            pass
+        return True
+
+    def _resending(self, message: Outgoing, reason: str) -> None:
+        """Count a resend; the first of an outage is logged (once, not per message)."""
+        if not self._resends:
+            log.warning(
+                "JetStream did not acknowledge a publish on %s (%s); resending with the same "
+                "message id for up to %gs", message.topic, reason, self._retry_for,
+            )
+        self._resends += 1
 
     def _schedule(self, envelope: Envelope, headers: dict[str, str]) -> str:
         """Turn `headers` into a one-shot schedule; returns the subject to publish to."""

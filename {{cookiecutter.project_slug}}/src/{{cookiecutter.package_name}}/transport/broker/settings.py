@@ -70,6 +70,10 @@ class NatsSettings(_Settings):
     connect_timeout: Seconds = 5.0  # one connection attempt at start
     reconnect_wait: Seconds = 1.0
     max_reconnect_attempts: int = Field(-1, ge=-1)  # -1: forever
+    # JetStream: seconds a publish the stream did not take (no leader during a cluster
+    # election, no acknowledgement) is resent with the same message id (at most half of
+    # stream.duplicate_window); 0 fails at the first refusal
+    publish_retry_for: float = Field(15.0, ge=0)
     stream: StreamSettings = Field(default_factory=StreamSettings)
 
     @field_validator("servers")
