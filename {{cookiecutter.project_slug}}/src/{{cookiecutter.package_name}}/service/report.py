@@ -13,6 +13,7 @@ from ..api.report.v1 import report_pb2, report_pb2_grpc
 from ..biz.report_rules import post_report_problems
 from ..data.publisher import EventPublisher
 from ..transport.broker import BrokerError
+from ..transport.broker.repeats import RepeatedLog
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 class ReportService(report_pb2_grpc.ReportServiceServicer):
     def __init__(self, publisher: EventPublisher) -> None:
         self.publisher = publisher
+        # a broker outage refuses every call: one line per 10 s with a count, not one each
+        self._refusals = RepeatedLog(log, logging.WARNING)
 
     async def PostReport(  # noqa: N802 - the gRPC method name
         self, request: report_pb2.PostReportRequest, context: grpc.aio.ServicerContext
@@ -46,7 +49,8 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
             await self.publisher.publish_report(report, status)
         except BrokerError as exc:
             # Never answer OK for a report the broker did not accept: the client retries.
-            log.warning("could not publish report %s: %s", event_id, exc)
+            self._refusals.log(type(exc).__name__, "could not publish report %s: %s",
+                               event_id, exc)
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE, "the broker did not accept the report; retry later"
             )
