@@ -48,7 +48,15 @@ def problems(a: dict[str, str]) -> list[str]:
         )
     chosen = [b.strip() for b in a["brokers"].split(",") if b.strip()]
     unknown = [b for b in chosen if b not in KNOWN_BROKERS]
-    if unknown:
+    if not chosen:
+        # memory alone cannot carry events between processes: no `serve report` + `serve
+        # saver`, no workers, no compose file; a service needs one real broker
+        found.append(
+            "brokers is empty; choose at least one of "
+            f"{', '.join(KNOWN_BROKERS)}, comma-separated (the in-memory broker, always "
+            "included, only works within one process)"
+        )
+    elif unknown:
         found.append(
             f"brokers has unknown broker(s) {', '.join(map(repr, unknown))}; "
             f"choose from {', '.join(KNOWN_BROKERS)}, comma-separated"

@@ -18,6 +18,8 @@ from .conftest import generate
         ({"project_slug": "My Service"}, "project_slug 'My Service' is not a valid slug"),
         ({"brokers": "pulsar,kafka"}, "brokers has unknown broker(s) 'kafka'"),
         ({"brokers": "nats,nats"}, "names a broker twice"),
+        ({"brokers": ""}, "brokers is empty; choose at least one of pulsar, nats, jetstream"),
+        ({"brokers": " , "}, "brokers is empty; choose at least one of pulsar, nats, jetstream"),
         ({"python_version": "3.9"}, "python_version '3.9' is not supported"),
         ({"python_version": "3.x"}, "python_version '3.x' is not supported"),
         ({"database": "oracle"}, "database 'oracle' is not supported; choose sqlite or postgresql"),

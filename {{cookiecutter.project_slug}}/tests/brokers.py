@@ -37,6 +37,7 @@ def make_broker(type_name: str, server: EmbeddedBroker | MemoryHub | None) -> Br
     if type_name == "memory":
         assert isinstance(server, MemoryHub)
         return MemoryBroker(server)
+{%- if 'pulsar' in cookiecutter.brokers %}
     if type_name == "pulsar":
         from {{ cookiecutter.package_name }}.transport.broker.pulsar import PulsarBroker
         from {{ cookiecutter.package_name }}.transport.broker.settings import PulsarSettings
@@ -46,6 +47,7 @@ def make_broker(type_name: str, server: EmbeddedBroker | MemoryHub | None) -> Br
         return PulsarBroker(
             PulsarSettings(service_urls=[server.url], operation_timeout=5, connection_timeout=2)
         )
+{%- endif %}
     if type_name in ("nats", "jetstream"):
         from {{ cookiecutter.package_name }}.transport.broker.registry import plugin_factory
 

@@ -65,6 +65,7 @@ async def broker_factory(
 @pytest.fixture
 async def broker(broker_factory) -> Broker:  # type: ignore[no-untyped-def]
     return await broker_factory()
+{%- if 'pulsar' in cookiecutter.brokers %}
 
 
 @pytest.fixture
@@ -99,6 +100,7 @@ async def pulsar_factory(pulsar_server: EmbeddedBroker) -> AsyncIterator[object]
     yield connect
     for broker in reversed(made):
         await broker.close(timeout=5)
+{%- endif %}
 
 
 #: test ids name the broker process a test ran on, not only the plugin: the Pulsar plugin's

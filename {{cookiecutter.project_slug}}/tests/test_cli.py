@@ -122,6 +122,73 @@ def test_missing_tls_file_is_one_sentence(tmp_path: Path, broker_type: str) -> N
     assert_one_clear_error(result, setting, "missing-ca.pem", "does not exist")
 
 
+#: per broker type, its own server-list setting that the refusal names beside broker.address
+SERVER_SETTINGS = {
+    "nats": "broker.nats.servers (NATS_SERVER_URL)",
+    "jetstream": "broker.nats.servers (NATS_SERVER_URL)",
+    "pulsar": "broker.pulsar.service_urls",
+}
+#: no broker address from the environment of the test run either
+NO_ADDRESS = {"BROKER_ADDRESS": "", "MQ_NAME_SERVER": "", "NATS_SERVER_URL": "",
+              "BROKER_EMBEDDED": ""}
+
+
+@pytest.mark.parametrize("role", sorted(_roles()))
+@pytest.mark.parametrize("broker_type", [t for t in known_types() if t != "memory"])
+def test_serve_without_a_broker_address_is_refused(
+    tmp_path: Path, broker_type: str, role: str
+) -> None:
+    """No silent private broker: in production each pod would keep its events to itself."""
+    result = cli("serve", role, cwd=tmp_path, env={**NO_ADDRESS, "BROKER_TYPE": broker_type})
+    assert_one_line_error(result, f"no {broker_type} broker address is configured",
+                          "broker.address (BROKER_ADDRESS or MQ_NAME_SERVER)",
+                          SERVER_SETTINGS[broker_type],
+                          "broker.embedded: true (BROKER_EMBEDDED=true)")
+    assert not (tmp_path / "data").exists(), "a resource was started before the refusal"
+
+
+def _port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False
+
+
+@pytest.mark.parametrize("command", ["serve all", "dev"])
+@pytest.mark.parametrize("broker_type", [t for t in known_types() if t != "memory"])
+def test_a_local_broker_is_started_by_dev_or_when_asked_for(
+    tmp_path: Path, broker_type: str, command: str
+) -> None:
+    """`dev --broker TYPE`, or `serve` with broker.embedded: true, start a local broker of
+    that type; SIGTERM stops the service and its broker."""
+    env = {**os.environ, **NO_ADDRESS, "BROKER_TYPE": broker_type,
+           "GRPC_ADDRESS": f"127.0.0.1:{free_port()}"}
+    if command == "dev":
+        args = ["dev", "--broker", broker_type]
+    else:
+        args = ["serve", "all"]
+        env["BROKER_EMBEDDED"] = "true"
+    process = subprocess.Popen([sys.executable, "-m", PACKAGE, *args], cwd=tmp_path, text=True,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert process.stderr is not None
+        seen = ""
+        while " started (" not in seen:
+            line = process.stderr.readline()
+            assert line, f"{command} exited before it started:\n{seen}"
+            seen += line
+        marker = f"started a local {broker_type} broker at "
+        assert marker in seen, seen
+        port = int(seen.split(marker, 1)[1].split()[0].rsplit(":", 1)[1])
+        assert _port_open(port)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, process.stderr.read()
+        assert not _port_open(port), "the local broker outlived the service"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
     """Exit code 2 and exactly one line on stderr, `error: ...`, naming the problem and fix."""
     assert result.returncode == 2, result.stderr

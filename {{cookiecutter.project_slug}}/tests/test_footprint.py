@@ -29,7 +29,7 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 NEVER = ("alembic", "mako", "opentelemetry.exporter.otlp", "nats", "pulsar")
 GRPC = ("grpc", "grpc_health", "grpc_reflection", "opentelemetry.instrumentation.grpc")
 #: SQLAlchemy and the drivers: the report role never opens the database (its URL is
-#: checked at load without SQLAlchemy for the drivers the template ships)
+#: checked at load without SQLAlchemy for the drivers the project ships)
 DATABASE = ("sqlalchemy", "aiosqlite", "asyncpg")
 
 #: role -> the modules its idle process must not have imported
@@ -104,6 +104,27 @@ def test_an_idle_role_imports_only_what_it_uses(role: str, tmp_path: Path) -> No
         f"serve {role} imported modules it does not use (peak RSS "
         f"{int(str(report['peak_rss_kb'])) / 1024:.0f} MB); import them where they are used"
     )
+
+
+@pytest.mark.parametrize("type_name", [t for t in known_types() if t != "memory"])
+def test_serve_does_not_import_the_local_brokers(type_name: str, tmp_path: Path) -> None:
+    """`serve` with an (unreachable) address fails to connect, and never loaded pulsar-lite."""
+    out = tmp_path / "modules.json"
+    env = {
+        **os.environ,
+        "BROKER_TYPE": type_name,
+        "BROKER_ADDRESS": f"127.0.0.1:{free_port()}",  # nothing listens there
+        "GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        PACKAGE.upper() + "__BROKER__CONNECT_ATTEMPTS": "1",
+        PACKAGE.upper() + "__BROKER__NATS__CONNECT_TIMEOUT": "1",
+        PACKAGE.upper() + "__BROKER__PULSAR__CONNECT_TIMEOUT": "1",
+    }
+    result = subprocess.run([sys.executable, "-c", RUN_AND_REPORT, str(out), "serve", "all"],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "cannot connect" in result.stderr, result.stderr
+    modules = json.loads(out.read_text())["modules"]
+    assert not imported("pulsar_lite", modules), "serve imported pulsar-lite"
+    assert "local" not in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("type_name", [t for t in known_types() if t != "memory"])

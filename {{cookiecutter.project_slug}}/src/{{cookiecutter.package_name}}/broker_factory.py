@@ -1,4 +1,4 @@
-"""Builds the configured broker, starting an embedded one when no address is configured."""
+"""Builds the configured broker; starts a local one only where `broker.embedded` asks for it."""
 
 from __future__ import annotations
 
@@ -62,6 +62,33 @@ def has_address(cfg: BrokerConfig) -> bool:
     return bool(cfg.addresses() or cfg.nats.servers or cfg.pulsar.service_urls)
 
 
+#: per broker type: its own server-list setting (and environment name) besides broker.address
+SERVER_SETTINGS = {
+    "nats": "broker.nats.servers (NATS_SERVER_URL)",
+    "jetstream": "broker.nats.servers (NATS_SERVER_URL)",
+    "pulsar": "broker.pulsar.service_urls ({{ cookiecutter.package_name.upper() }}__BROKER__PULSAR__SERVICE_URLS)",
+}
+
+
+def check_broker_config(cfg: BrokerConfig) -> None:
+    """Fail before anything starts: an unknown type, a missing file, or no broker to reach.
+
+    Without an address a process could only start a broker of its own; in production each
+    pod would then keep its events to itself, so that needs `broker.embedded: true`.
+    """
+    plugin_factory(cfg.type)  # an unknown type fails here, before any process is started
+    if cfg.type == "memory":
+        return
+    check_files(cfg)
+    if not has_address(cfg) and not cfg.embedded:
+        raise ConfigError(
+            f"no {cfg.type} broker address is configured; set broker.address "
+            f"(BROKER_ADDRESS or MQ_NAME_SERVER) or {SERVER_SETTINGS[cfg.type]} to the "
+            "running broker, or, for development only, broker.embedded: true "
+            "(BROKER_EMBEDDED=true) to start a local broker in this process"
+        )
+
+
 def build_broker(cfg: BrokerConfig, addresses: list[str] | None = None) -> Broker:
     """A new, unconnected broker of the configured type (raises UnknownBrokerType)."""
     factory = plugin_factory(cfg.type)
@@ -119,16 +146,13 @@ async def _start_embedded(kind: str) -> EmbeddedBroker:
 
 async def broker_resource(cfg: BrokerConfig) -> AsyncIterator[Broker]:
     """A connected broker for the app's lifetime (a dependency-injector resource)."""
-    plugin_factory(cfg.type)  # an unknown type fails here, before any process is started
-    if cfg.type != "memory":
-        check_files(cfg)
+    check_broker_config(cfg)
     embedded: EmbeddedBroker | None = None
     addresses = cfg.addresses()
-    if cfg.type != "memory" and not has_address(cfg):
+    if cfg.type != "memory" and not has_address(cfg):  # so broker.embedded is true
         embedded = await _start_embedded(cfg.type)
         addresses = [embedded.url]
-        log.info("no broker address configured: started an embedded %s broker at %s",
-                 cfg.type, embedded.url)
+        log.info("broker.embedded: started a local %s broker at %s", cfg.type, embedded.url)
     broker = build_broker(cfg, addresses)
     where = ", ".join(redact(a) for a in addresses) or "the configured servers"
     try:

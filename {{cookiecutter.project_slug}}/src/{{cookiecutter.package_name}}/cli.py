@@ -2,7 +2,7 @@
 
     {{ cookiecutter.project_slug }} serve report|saver   one service (its servers and resources)
     {{ cookiecutter.project_slug }} dev                  report + saver in one process
-    {{ cookiecutter.project_slug }} broker               an embedded broker in the foreground
+    {{ cookiecutter.project_slug }} broker               a local broker in the foreground
     {{ cookiecutter.project_slug }} db upgrade|current   database migrations (Alembic)
     {{ cookiecutter.project_slug }} asyncapi             the AsyncAPI document of the service
     {{ cookiecutter.project_slug }} add-subscriber TOPIC Handler   scaffold a subscriber
@@ -12,8 +12,9 @@
     {{ cookiecutter.project_slug }} demo                 broker + saver + report + 1000 reports
 {%- endif %}
 
-Expected failures (bad arguments or config, unreachable broker or database) end with one
-sentence on stderr and exit code 2, without a traceback. SIGINT or SIGTERM stop a service at
+`serve` needs a running broker (broker.address); only `dev`, `demo` and `broker` start a local
+one. Expected failures (bad arguments or config, no or unreachable broker, database) end with
+one sentence on stderr and exit code 2, without a traceback. SIGINT or SIGTERM stop a service at
 any time, start-up connection retries included.
 """
 
@@ -34,6 +35,7 @@ from .arguments import EXIT_USAGE, OneLineParser, positive_seconds, whole_number
 {%- else %}
 from .arguments import EXIT_USAGE, OneLineParser, whole_number
 {%- endif %}
+from .broker_factory import check_broker_config
 from .conf import AppConfig, ConfigError, load_config
 from .containers import ROLES, Container
 from .health_cli import add_health_command
@@ -82,6 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     config = load(args)
     if args.workers > 1:
         raise SystemExit(serve_workers(args, config))
+    check_broker_config(config.broker)  # before any resource starts: fail in one sentence
     asyncio.run(run_role(config, args.role))
 
 
@@ -122,7 +125,8 @@ def serve_workers(args: argparse.Namespace, config: AppConfig) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    config = load(args, {"broker": {"type": args.broker}})
+    # a real broker type without an address gets a local broker: dev is one process
+    config = load(args, {"broker": {"type": args.broker, "embedded": True}})
     log.info("dev mode: all services in one process on the %s broker", config.broker.type)
     asyncio.run(run_role(config, "all"))
 
@@ -196,7 +200,8 @@ def parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="run every service in one process")
     dev.add_argument("--broker", default="memory", choices=known_types(),
-                     help="broker type (default: memory); real ones start embedded if needed")
+                     help="broker type (default: memory); without an address, a local "
+                          "broker of that type is started")
     dev.set_defaults(func=cmd_dev)
 
     broker = sub.add_parser("broker", help="run an embedded broker in the foreground")

