@@ -79,6 +79,18 @@ def test_demo_on_the_memory_broker_saves_every_report(tmp_path: Path) -> None:
     assert "rows saved:     300" in result.stdout
 
 
+def test_count_that_never_reaches_expect_exits_non_zero(tmp_path: Path) -> None:
+    """`count --expect N` in a script must not pass when fewer than N rows arrived in time."""
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"}
+    result = cli("count", "--expect", "5", "--timeout", "0.5", cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.strip() == "0"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "0 of the 5 expected rows" in lines[0] and "--timeout" in lines[0], lines[0]
+    assert cli("count", "--expect", "0", cwd=tmp_path, env=env).returncode == 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("broker_type", [t for t in known_types() if t != "memory"])
 def test_pair_across_processes_over_a_real_broker(tmp_path: Path, broker_type: str) -> None:
