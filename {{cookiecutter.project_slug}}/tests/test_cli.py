@@ -273,6 +273,38 @@ def test_a_signal_stops_start_up_retries_at_once(
     assert f"start-up stopped by {signum.name}" in stderr
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("broker_type", [t for t in known_types() if t != "memory"])
+def test_a_signal_to_the_process_group_stops_dev_cleanly(
+    tmp_path: Path, broker_type: str, signum: signal.Signals
+) -> None:
+    """A terminal's Ctrl-C (SIGINT) or systemd's stop (SIGTERM to the whole control group)
+    reach the embedded broker too: it dies with the service, whose client then closes a lost
+    connection. That was a traceback and exit code 2."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", PACKAGE, "dev", "--broker", broker_type], cwd=tmp_path,
+        text=True, env={**os.environ, "GRPC_ADDRESS": f"127.0.0.1:{free_port()}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    assert process.stderr is not None
+    seen = ""
+    while ":all started (" not in seen:  # the app's line, once every server runs
+        line = process.stderr.readline()
+        assert line, f"dev exited before it started:\n{seen}"
+        seen += line
+    os.killpg(process.pid, signum)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+        pytest.fail(f"{signum.name} did not stop dev within 30s:\n{stderr[-2000:]}")
+    assert process.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
+    assert not [line for line in stderr.splitlines() if line.startswith("error:")], stderr
+    assert ":all stopped" in stderr, stderr[-2000:]
+
+
 def _wait_for_retries(process: subprocess.Popen[str]) -> str:
     """The output up to the first connection attempt, then one second into the retries."""
     assert process.stderr is not None
