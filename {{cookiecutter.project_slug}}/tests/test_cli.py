@@ -305,6 +305,34 @@ def test_a_signal_to_the_process_group_stops_dev_cleanly(
     assert ":all stopped" in stderr, stderr[-2000:]
 
 
+@pytest.mark.parametrize("broker_type", [t for t in known_types() if t != "memory"])
+def test_ctrl_c_while_the_resources_initialise_stops_start_up_cleanly(
+    tmp_path: Path, broker_type: str
+) -> None:
+    """Ctrl-C while the resources still initialise: the dependency-injector's callbacks then
+    find their futures cancelled (InvalidStateError). That was a traceback on every run."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", PACKAGE, "dev", "--broker", broker_type], cwd=tmp_path,
+        text=True, env={**os.environ, "GRPC_ADDRESS": f"127.0.0.1:{free_port()}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    assert process.stderr is not None
+    seen = ""
+    while "database ready at" not in seen:  # the broker connects meanwhile
+        line = process.stderr.readline()
+        assert line, f"dev exited before its database was ready:\n{seen}"
+        seen += line
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+        pytest.fail(f"SIGINT did not stop dev within 30s:\n{stderr[-2000:]}")
+    assert process.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr and "InvalidStateError" not in stderr, stderr[-3000:]
+
+
 def _wait_for_retries(process: subprocess.Popen[str]) -> str:
     """The output up to the first connection attempt, then one second into the retries."""
     assert process.stderr is not None
