@@ -79,6 +79,18 @@ def test_demo_on_the_memory_broker_saves_every_report(tmp_path: Path) -> None:
     assert "rows saved:     300" in result.stdout
 
 
+def test_count_that_never_reaches_expect_exits_non_zero(tmp_path: Path) -> None:
+    """`count --expect N` in a script must not pass when fewer than N rows arrived in time."""
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"}
+    result = cli("count", "--expect", "5", "--timeout", "0.5", cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.strip() == "0"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "0 of the 5 expected rows" in lines[0] and "--timeout" in lines[0], lines[0]
+    assert cli("count", "--expect", "0", cwd=tmp_path, env=env).returncode == 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("broker_type", [t for t in known_types() if t != "memory"])
 def test_pair_across_processes_over_a_real_broker(tmp_path: Path, broker_type: str) -> None:
@@ -326,6 +338,66 @@ def test_a_signal_stops_start_up_retries_at_once(
     assert process.returncode == 0, stderr[-2000:]
     assert "Traceback" not in stderr and "InvalidStateError" not in stderr
     assert f"start-up stopped by {signum.name}" in stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("broker_type", [t for t in known_types() if t != "memory"])
+def test_a_signal_to_the_process_group_stops_dev_cleanly(
+    tmp_path: Path, broker_type: str, signum: signal.Signals
+) -> None:
+    """A terminal's Ctrl-C (SIGINT) or systemd's stop (SIGTERM to the whole control group)
+    reach the embedded broker too: it dies with the service, whose client then closes a lost
+    connection. That was a traceback and exit code 2."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", PACKAGE, "dev", "--broker", broker_type], cwd=tmp_path,
+        text=True, env={**os.environ, "GRPC_ADDRESS": f"127.0.0.1:{free_port()}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    assert process.stderr is not None
+    seen = ""
+    while ":all started (" not in seen:  # the app's line, once every server runs
+        line = process.stderr.readline()
+        assert line, f"dev exited before it started:\n{seen}"
+        seen += line
+    os.killpg(process.pid, signum)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+        pytest.fail(f"{signum.name} did not stop dev within 30s:\n{stderr[-2000:]}")
+    assert process.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
+    assert not [line for line in stderr.splitlines() if line.startswith("error:")], stderr
+    assert ":all stopped" in stderr, stderr[-2000:]
+
+
+@pytest.mark.parametrize("broker_type", [t for t in known_types() if t != "memory"])
+def test_ctrl_c_while_the_resources_initialise_stops_start_up_cleanly(
+    tmp_path: Path, broker_type: str
+) -> None:
+    """Ctrl-C while the resources still initialise: the dependency-injector's callbacks then
+    find their futures cancelled (InvalidStateError). That was a traceback on every run."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", PACKAGE, "dev", "--broker", broker_type], cwd=tmp_path,
+        text=True, env={**os.environ, "GRPC_ADDRESS": f"127.0.0.1:{free_port()}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    assert process.stderr is not None
+    seen = ""
+    while "database ready at" not in seen:  # the broker connects meanwhile
+        line = process.stderr.readline()
+        assert line, f"dev exited before its database was ready:\n{seen}"
+        seen += line
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+        pytest.fail(f"SIGINT did not stop dev within 30s:\n{stderr[-2000:]}")
+    assert process.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr and "InvalidStateError" not in stderr, stderr[-3000:]
 
 
 def _wait_for_retries(process: subprocess.Popen[str]) -> str:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -50,6 +51,28 @@ async def connect(server: EmbeddedBroker) -> AsyncIterator[Any]:
 
 
 # -- NATS core -----------------------------------------------------------------------------
+
+
+async def test_a_broker_outage_logs_its_connection_errors_aggregated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every reconnect attempt fails while the server is down: one line per kind of error
+    (and a count later), not one a second for the whole outage."""
+    with nats_server() as own:
+        own.start()
+        broker = NatsBroker(nats_test_settings(own.url, reconnect_wait=0.1))
+        await broker.connect()
+        try:
+            caplog.set_level(logging.WARNING, logger="broker.nats")
+            own.stop()
+            await asyncio.sleep(2.5)  # about 20 failed reconnect attempts
+            own.restart()
+            await eventually(broker.healthy, timeout=20)
+        finally:
+            await broker.close(timeout=5)
+    errors = [r for r in caplog.records if r.getMessage().startswith("NATS connection error")]
+    assert 1 <= len(errors) <= 3, [r.getMessage() for r in errors]
+
 async def test_wildcard_subjects(connect: Any) -> None:
     broker = await connect()
     root = unique("orders")

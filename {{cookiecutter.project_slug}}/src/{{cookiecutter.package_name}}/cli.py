@@ -173,7 +173,14 @@ def cmd_count(args: argparse.Namespace) -> None:
     from .sample_client import count_rows
 
     config = load(args)
-    print(asyncio.run(count_rows(config.database, args.expect, args.timeout)))
+    rows = asyncio.run(count_rows(config.database, args.expect, args.timeout))
+    print(rows)
+    if args.expect is not None and rows < args.expect:
+        # exit 1, as `publish` and `health` do for "not there": a script must not read it as done
+        print(f"error: {rows} of the {args.expect} expected rows were stored within "
+              f"{args.timeout:g}s; is the saver running? wait longer with --timeout",
+              file=sys.stderr)
+        raise SystemExit(1)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -220,7 +227,8 @@ def parser() -> argparse.ArgumentParser:
     count = sub.add_parser("count", help="print how many reports the saver stored")
     count.add_argument("--expect", type=whole_number(0),
                        help="wait until at least this many are stored")
-    count.add_argument("--timeout", type=positive_seconds, default=60.0)
+    count.add_argument("--timeout", type=positive_seconds, default=60.0,
+                       help="seconds --expect waits (default: 60); short of N, exit code 1")
     count.set_defaults(func=cmd_count)
 
     demo = sub.add_parser("demo", help="run broker, saver and report; post reports; compare")

@@ -32,9 +32,11 @@ def _unless_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) 
     """The loop's error report, except for the cancellations of an interrupted start-up.
 
     The dependency-injector's callbacks re-raise the cancellation of the resources they wait
-    for; that is the interruption working, not an error.
+    for, or find the future they would resolve already cancelled (InvalidStateError); that is
+    the interruption working, not an error.
     """
-    if not isinstance(context.get("exception"), asyncio.CancelledError):
+    if not isinstance(context.get("exception"), (asyncio.CancelledError,
+                                                 asyncio.InvalidStateError)):
         loop.default_exception_handler(context)
 
 

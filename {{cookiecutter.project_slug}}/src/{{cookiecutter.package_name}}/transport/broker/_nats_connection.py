@@ -28,6 +28,7 @@ from nats.nuid import NUID
 from pydantic import SecretStr
 
 from .errors import BrokerError, BrokerUnavailable
+from .repeats import RepeatedLog
 from .settings import NatsSettings
 from .urls import check_scheme, credentials, redact, without_credentials
 
@@ -150,13 +151,15 @@ async def open_connection(settings: NatsSettings) -> NatsClient:
     fatal: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
     last_error: list[BaseException] = []
     connected = False
+    # every reconnect attempt of an outage fails alike: one line per kind, then a count
+    connection_errors = RepeatedLog(log, logging.WARNING)
 
     async def on_error(exc: Exception) -> None:
         last_error[:] = [exc]
         if not connected and (_is_auth_error(exc) or _is_tls_error(exc)) and not fatal.done():
             fatal.set_result(exc)  # retrying cannot fix a rejected credential or certificate
         elif connected:
-            log.warning("NATS connection error: %s", exc)
+            connection_errors.log(type(exc).__name__, "NATS connection error: %s", exc)
 
     async def on_disconnected() -> None:
         if connected and not (client.is_closed or client.is_draining):

@@ -176,9 +176,20 @@ def _pydantic_decoder(cls: Any) -> Decoder:
         try:
             return cls.model_validate_json(payload)
         except pydantic.ValidationError as exc:
-            raise DecodeError(f"payload is not a valid {cls.__name__}: {exc}") from exc
+            raise DecodeError(
+                f"payload is not a valid {cls.__name__}: {_validation_problems(exc)}"
+            ) from exc
 
     return decode
+
+
+def _validation_problems(exc: pydantic.ValidationError) -> str:
+    """Each refused field and why, without the input: `str(exc)` quotes the payload's values,
+    and this text goes into logs and dead-letter headers."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or '(message)'}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    )
 
 
 def _dataclass_decoder(cls: Any) -> Decoder:

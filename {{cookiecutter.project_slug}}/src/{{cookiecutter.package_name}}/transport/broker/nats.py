@@ -256,7 +256,10 @@ class NatsBroker(Broker):
         if client is not None and not client.is_closed:
             with contextlib.suppress(Exception):
                 await client.flush(timeout=2)  # acks and publishes still in the buffer
-            await client.close()
+            # a server already gone (an embedded one stopped by the same Ctrl-C) leaves
+            # nothing to close politely: the connection is lost either way
+            with contextlib.suppress(ConnectionError):
+                await client.close()
 
     async def healthy(self) -> bool:
         return self._client is not None and self._client.is_connected

@@ -20,6 +20,7 @@ error wrapped in an application exception is still recognised.
 from __future__ import annotations
 
 import errno
+import re
 import socket
 import sys
 
@@ -73,8 +74,23 @@ def describe_failure(exc: BaseException) -> str:
     if sa is not None and isinstance(exc, sa.StatementError) and exc.orig is not None:
         return f"{type(exc).__name__}: {describe_failure(exc.orig)}"
     text = str(exc).strip().splitlines()
-    first = text[0][:MAX_DESCRIPTION] if text else ""
+    first = _without_argument_value(exc, text[0])[:MAX_DESCRIPTION] if text else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+#: asyncpg quotes a value it cannot send ("invalid input for query argument $4: 'the
+#: value' (why)"), and the value is a row's content: only the argument and the cause remain
+_ARGUMENT_VALUE = re.compile(r"(invalid input for query argument \$\d+): .*")
+
+
+def _without_argument_value(exc: BaseException, line: str) -> str:
+    if not _ARGUMENT_VALUE.search(line):
+        return line
+    cause = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    why = f" ({type(cause).__name__})" if cause is not exc else ""
+    return _ARGUMENT_VALUE.sub(lambda found: f"{found.group(1)}{why}", line)
 
 
 def is_transient(exc: BaseException) -> bool:
