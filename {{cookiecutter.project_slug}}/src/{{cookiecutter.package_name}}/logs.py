@@ -82,9 +82,10 @@ def configure_logging(level: str, fmt: str = "text", stream: TextIO | None = Non
     quiet_driver_loggers()
 
 
-#: database drivers whose DEBUG lines carry every statement's parameters (the rows: report
-#: contents); they stay at INFO whatever the level, so no payload reaches a log
-DRIVER_LOGGERS = ("aiosqlite",)
+#: libraries that stay at INFO whatever the level: aiosqlite's DEBUG lines carry every
+#: statement's parameters (the rows: report contents), gRPC's one line per call ("Loaded
+#: running loop") buries the service's own DEBUG lines
+DRIVER_LOGGERS = ("aiosqlite", "grpc._cython")
 
 
 def quiet_driver_loggers() -> None:
