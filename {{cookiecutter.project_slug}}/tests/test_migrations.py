@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,33 @@ async def test_pipeline_on_a_migrated_database_without_create_tables(empty_datab
         await container.shutdown_resources()
         await broker.close(timeout=5)
 {%- endif %}
+
+
+OPEN_DATABASE = """
+import asyncio, sys, time
+from {{ cookiecutter.package_name }}.conf import DatabaseConfig
+from {{ cookiecutter.package_name }}.data.db import database_resource
+
+async def main():
+    time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all at once, imports done
+    resource = database_resource(DatabaseConfig(url=sys.argv[1]))
+    await anext(resource)
+    await resource.aclose()
+
+asyncio.run(main())
+"""
+
+
+def test_processes_starting_at_once_all_create_the_tables(tmp_path: Path) -> None:
+    """`serve saver --workers N` starts N processes on one new database: each creates the
+    tables it finds missing, and the ones that lose that race must not fail."""
+    for round_ in range(3):
+        url = f"sqlite+aiosqlite:///{tmp_path / f'shared-{round_}.db'}"
+        at = str(time.time() + 4)
+        starts = [
+            subprocess.Popen([sys.executable, "-c", OPEN_DATABASE, url, at],
+                             stderr=subprocess.PIPE)
+            for _ in range(4)
+        ]
+        failures = [p.communicate(timeout=120)[1].decode() for p in starts if p.wait() != 0]
+        assert not failures, failures[0][-2000:]

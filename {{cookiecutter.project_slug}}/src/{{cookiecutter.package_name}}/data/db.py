@@ -9,7 +9,14 @@ from pathlib import Path
 
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, InvalidRequestError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    InvalidRequestError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from ..conf import ConfigError, DatabaseConfig
@@ -72,14 +79,28 @@ def missing_tables(conn: Connection) -> list[str]:
     return sorted(set(Base.metadata.tables) - existing)
 
 
+async def _create_tables(engine: AsyncEngine) -> None:
+    """`create_all`, safe when several processes start at once (`serve saver --workers N`):
+    it checks for each table and then creates it, so a second process can lose the race
+    ("table ... already exists"); a second pass sees the tables and creates nothing."""
+    for attempt in range(2):
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt:
+                raise
+
+
 async def database_resource(cfg: DatabaseConfig) -> AsyncGenerator[Database, None]:
     """An open database for the app's lifetime (a dependency-injector resource)."""
     engine = create_engine(cfg)
     safe_url = engine.url.render_as_string(hide_password=True)
     try:
+        if cfg.create_tables:
+            await _create_tables(engine)
         async with engine.begin() as conn:
-            if cfg.create_tables:
-                await conn.run_sync(Base.metadata.create_all)
             missing = await conn.run_sync(missing_tables)
     except (SQLAlchemyError, OSError) as exc:
         await engine.dispose()
