@@ -189,7 +189,8 @@ class Dispatcher:
                 held = True
                 await flow.hold(exc)  # until the dependency answers (or the subscription closes)
                 continue
-            flow.answered()
+            if flow.reason is not None:  # inlined check: this runs once per message
+                flow.answered()
             return result
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> Outcome:
