@@ -1,33 +1,31 @@
 """Shapes the generated project: prunes what was not selected, compiles the protos."""
 
+import importlib.util
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 SLUG = "{{ cookiecutter.project_slug }}"
 BROKERS = [b.strip() for b in "{{ cookiecutter.brokers }}".split(",") if b.strip()]
 INCLUDE_SAMPLE = "{{ cookiecutter.include_sample }}" == "True"
+TEMPLATE_REPO = Path("{{ cookiecutter._repo_dir }}")
+LIBRARY_VERSION = "{{ cookiecutter._brokerline_version }}"
 
 ROOT = Path.cwd()
 SRC = ROOT / "src" / PACKAGE
 
-# file patterns -> the broker types that need them (kept when any of them was chosen);
-# patterns are relative to the package (src/<package>/) or, for tests/ and docs/, to the
-# project. tests/test_variants.py checks that every pattern matches a template file and that
-# no generated variant keeps a module nothing imports.
+# project files -> the broker types that need them (kept when any of them was chosen); the
+# broker plugins themselves are in the brokerline library, chosen by its extras. Patterns are
+# relative to the project. tests/test_variants.py checks that every pattern matches a
+# template file and that no generated variant keeps a module nothing imports.
 BROKER_FILES = {
-    "transport/broker/pulsar*.py": {"pulsar"},
     "tests/test_pulsar*.py": {"pulsar"},
     "docs/pulsar.md": {"pulsar"},
-    "transport/broker/nats.py": {"nats", "jetstream"},  # JetStreamBroker builds on it
-    "transport/broker/jetstream*.py": {"jetstream"},
-    "transport/broker/_jetstream*.py": {"jetstream"},  # its pull consumer and publisher
     "tests/test_jetstream*.py": {"jetstream"},
-    "tests/nats_cluster.py": {"jetstream"},  # the cluster test's three nats-servers
     "tests/test_workers.py": {"jetstream"},  # N savers in one group: run over JetStream
-    "transport/broker/_nats*.py": {"nats", "jetstream"},
     "tests/test_nats*.py": {"nats", "jetstream"},
 }
 SAMPLE_FILES = [
@@ -47,7 +45,6 @@ SAMPLE_TESTS = [
     "tests/test_reliability.py",
     "tests/test_workers.py",
     "tests/test_jetstream_cluster.py",
-    "tests/nats_cluster.py",
     "tests/processes.py",
     "tests/accounting.py",
     "tests/test_accounting.py",
@@ -65,8 +62,7 @@ def remove(path: Path) -> None:
 def prune() -> None:
     for pattern, needed_by in BROKER_FILES.items():
         if needed_by.isdisjoint(BROKERS):
-            base = ROOT if pattern.startswith(("tests/", "docs/")) else SRC
-            for path in base.glob(pattern):
+            for path in ROOT.glob(pattern):
                 remove(path)
     if not INCLUDE_SAMPLE:
         remove(ROOT / "proto")
@@ -91,8 +87,40 @@ def compile_protos() -> bool:
     return True
 
 
+def vendor_library() -> None:
+    """Build the brokerline wheel into vendor/: the project installs it from there.
+
+    Each service carries the exact library it was generated with, so it installs and builds
+    (Docker included) with no path back to the template checkout; README: "The brokerline
+    library" says how to move to a newer one.
+    """
+    source = TEMPLATE_REPO / "brokerline"
+    if not (source / "pyproject.toml").is_file():
+        sys.exit(f"ERROR: the template has no brokerline library at {source}; generate from a "
+                 "complete checkout of the template repository")
+    vendor = ROOT / "vendor"
+    vendor.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="brokerline-build-") as build:
+        # built from a copy: the build writes egg-info and build/ beside the sources, which
+        # must not land in the template checkout (or race another generation)
+        copy = Path(build) / "brokerline"
+        shutil.copytree(source, copy, ignore=shutil.ignore_patterns(
+            "build", "*.egg-info", "__pycache__", ".pytest_cache", "tests"))
+        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                   "--wheel-dir", str(vendor), str(copy)]
+        if importlib.util.find_spec("setuptools") is not None:
+            command.insert(5, "--no-build-isolation")  # no setuptools download per project
+        result = subprocess.run(command, capture_output=True, text=True)
+    wheels = sorted(vendor.glob(f"brokerline-{LIBRARY_VERSION}-*.whl"))
+    if result.returncode != 0 or not wheels:
+        last = (result.stderr.strip().splitlines() or ["no wheel was written"])[-1]
+        sys.exit(f"ERROR: building the brokerline {LIBRARY_VERSION} wheel failed ({last}); "
+                 "check that pip can reach PyPI (it fetches setuptools) and retry")
+
+
 def main() -> None:
     prune()
+    vendor_library()
     compile_protos()
     print(f"""
 Generated {SLUG}. Next steps:

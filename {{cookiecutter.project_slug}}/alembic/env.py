@@ -13,8 +13,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from {{ cookiecutter.package_name }}.conf import DatabaseConfig, load_config
-from {{ cookiecutter.package_name }}.data.db import create_engine
+from brokerline.config import DatabaseConfig
+from {{ cookiecutter.package_name }}.conf import load_config
+from brokerline.sql.database import create_engine
 from {{ cookiecutter.package_name }}.data.models import Base
 
 config = context.config

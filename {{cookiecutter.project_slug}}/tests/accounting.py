@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from {{ cookiecutter.package_name }}.conf import DatabaseConfig
-from {{ cookiecutter.package_name }}.data.db import create_engine
+from brokerline.config import DatabaseConfig
+from brokerline.sql.database import create_engine
 from {{ cookiecutter.package_name }}.data.models import AcceptStatus, RealtimeWarehousing
-from {{ cookiecutter.package_name }}.transport.broker import Broker, MessageContext
-from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBroker
-from {{ cookiecutter.package_name }}.transport.broker.registry import plugin_factory
+from brokerline.core import Broker, MessageContext
+from brokerline.core.embedded import EmbeddedBroker
+from brokerline.core.registry import plugin_factory
 
-from .brokers import make_broker, nats_test_settings, unique
+from brokerline.testing.brokers import make_broker, nats_test_settings, unique
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,10 @@ import grpc
 from sqlalchemy import select
 
 from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
-from {{ cookiecutter.package_name }}.conf import DatabaseConfig
-from {{ cookiecutter.package_name }}.data.db import create_engine
+from brokerline.config import DatabaseConfig
+from brokerline.sql.database import create_engine
 from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
-from {{ cookiecutter.package_name }}.transport.broker.embedded import (
-    EmbeddedBroker,
-    free_port,
-    wait_for_port,
-)
+from brokerline.core.embedded import EmbeddedBroker, free_port, wait_for_port
 
 from .service_process import Service
 

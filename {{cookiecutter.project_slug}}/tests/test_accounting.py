@@ -19,8 +19,8 @@ from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import (
     RealTimeWarehousingData,
     UserReportData,
 )
-from {{ cookiecutter.package_name }}.conf import DatabaseConfig
-from {{ cookiecutter.package_name }}.data.db import Database, create_engine
+from brokerline.config import DatabaseConfig
+from brokerline.sql.database import Database, create_engine
 from {{ cookiecutter.package_name }}.data.models import AcceptStatus, Base, RealtimeWarehousing
 from {{ cookiecutter.package_name }}.data.repo import AcceptStatusRepo, RealtimeWarehousingRepo
 

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from {{ cookiecutter.package_name }}.asyncapi import build_document, render
-from {{ cookiecutter.package_name }}.catalog import Catalog, read_catalog
+from brokerline.asyncapi import build_document, render
+from brokerline.catalog import Catalog, read_catalog
 from {{ cookiecutter.package_name }}.conf import AppConfig, load_config
+from {{ cookiecutter.package_name }}.containers import Container
 
 PROJECT = Path(__file__).resolve().parent.parent
 COMPONENT_NAME = re.compile(r"^[a-zA-Z0-9.\-_]+$")
@@ -30,7 +31,7 @@ OPERATION_KEYS = {"operationId", "summary", "description", "message", "bindings"
 @pytest.fixture
 async def config_and_catalog() -> tuple[AppConfig, Catalog]:
     config = load_config(environ={})
-    return config, await read_catalog(config)
+    return config, await read_catalog(Container(config=config))
 
 
 def resolve(document: dict[str, Any], ref: str) -> Any:
@@ -106,7 +107,7 @@ def test_every_registered_subscriber_and_publisher_is_a_channel(
 def test_protobuf_and_pydantic_messages_have_field_schemas() -> None:
     from pydantic import BaseModel
 
-    from {{ cookiecutter.package_name }}.catalog import Publication
+    from brokerline.catalog import Publication
 
     class OrderCreated(BaseModel):
         order_id: str

@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from {{ cookiecutter.package_name }}.conf import DatabaseConfig
-from {{ cookiecutter.package_name }}.data.batcher import BatchWriter
-from {{ cookiecutter.package_name }}.data.db import Database, database_resource
+from brokerline.config import DatabaseConfig
+from brokerline.sql.batcher import BatchWriter
+from brokerline.sql.database import Database
+from {{ cookiecutter.package_name }}.containers import database_resource
 from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
 from {{ cookiecutter.package_name }}.data.repo import RealtimeWarehousingRepo
-from {{ cookiecutter.package_name }}.logs import quiet_driver_loggers
-from {{ cookiecutter.package_name }}.transport.broker import Reject
+from brokerline.logs import quiet_driver_loggers
+from brokerline.core import Reject
 
 from .databases import DATABASES, scratch_postgres_database
 

@@ -15,7 +15,7 @@ import pydantic
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 
-from {{ cookiecutter.package_name }}.transport.broker import (
+from brokerline.core import (
     DLQ_REASON,
     Backoff,
     Broker,
@@ -25,7 +25,7 @@ from {{ cookiecutter.package_name }}.transport.broker import (
     SubscribeOptions,
 )
 
-from .brokers import eventually, unique
+from brokerline.testing.brokers import eventually, unique
 
 FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.5)
 

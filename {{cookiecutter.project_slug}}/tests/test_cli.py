@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.transport.broker import known_types
-from {{ cookiecutter.package_name }}.transport.broker.embedded import free_port
+from brokerline.core import known_types
+from brokerline.core.embedded import free_port
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 

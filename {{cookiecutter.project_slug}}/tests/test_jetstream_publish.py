@@ -14,15 +14,16 @@ from typing import Any
 
 import pytest
 
-from {{ cookiecutter.package_name }}.transport.broker import BrokerError, BrokerUnavailable
-from {{ cookiecutter.package_name }}.transport.broker._jetstream_publisher import subject_matches
-from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBroker, nats_server
-from {{ cookiecutter.package_name }}.transport.broker.jetstream import (
+from brokerline.core import BrokerError, BrokerUnavailable
+from brokerline.jetstream.publisher import subject_matches
+from brokerline.core.embedded import EmbeddedBroker
+from brokerline.nats.embedded import nats_server
+from brokerline.jetstream.broker import (
     JetStreamBroker,
     provision_stream,
 )
 
-from .brokers import nats_test_settings, unique
+from brokerline.testing.brokers import nats_test_settings, unique
 
 
 @pytest.fixture(scope="module")

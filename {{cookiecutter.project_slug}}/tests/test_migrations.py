@@ -16,10 +16,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-from {{ cookiecutter.package_name }}.conf import DatabaseConfig
-from {{ cookiecutter.package_name }}.data.db import create_engine
+from brokerline.config import DatabaseConfig
+from brokerline.sql.database import create_engine
 from {{ cookiecutter.package_name }}.data.models import Base
-from {{ cookiecutter.package_name }}.migrations import revisions, upgrade
+from brokerline.sql.migrations import revisions, upgrade
+
+from {{ cookiecutter.package_name }}.migrations import PROJECT as PROJECT_MIGRATIONS
 
 from .databases import DATABASES, scratch_postgres_database
 
@@ -53,10 +55,10 @@ async def schema_diff(url: str) -> list[Any]:
 
 async def test_upgrade_builds_exactly_the_models_schema(empty_database: str) -> None:
     database = DatabaseConfig(url=empty_database, create_tables=False)
-    before = await revisions(database)
+    before = await revisions(PROJECT_MIGRATIONS, database)
     assert before.current == () and not before.up_to_date
-    await asyncio.to_thread(upgrade, database)  # env.py runs its own event loop
-    after = await revisions(database)
+    await asyncio.to_thread(upgrade, PROJECT_MIGRATIONS, database)  # env.py runs its own event loop
+    after = await revisions(PROJECT_MIGRATIONS, database)
     assert after.up_to_date and after.current == after.heads
     assert await schema_diff(empty_database) == []
 
@@ -81,8 +83,8 @@ def test_db_commands_from_the_command_line(tmp_path: Path) -> None:
 
 
 async def test_without_create_tables_missing_tables_are_one_clear_error(tmp_path: Path) -> None:
-    from {{ cookiecutter.package_name }}.conf import ConfigError
-    from {{ cookiecutter.package_name }}.data.db import database_resource
+    from brokerline.config import ConfigError
+    from {{ cookiecutter.package_name }}.containers import database_resource
 
     config = DatabaseConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", create_tables=False)
     with pytest.raises(ConfigError, match="db upgrade"):
@@ -95,12 +97,12 @@ async def test_pipeline_on_a_migrated_database_without_create_tables(empty_datab
     from dependency_injector import providers
 
     from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import RealTimeWarehousingData
-    from {{ cookiecutter.package_name }}.app import App
+    from brokerline.app import App
     from {{ cookiecutter.package_name }}.conf import load_config
     from {{ cookiecutter.package_name }}.containers import Container
-    from {{ cookiecutter.package_name }}.transport.broker.memory import MemoryBroker
+    from brokerline.memory.broker import MemoryBroker
 
-    from .brokers import eventually
+    from brokerline.testing.brokers import eventually
 
     await asyncio.to_thread(upgrade, DatabaseConfig(url=empty_database))
     config = load_config(
@@ -132,8 +134,8 @@ async def test_pipeline_on_a_migrated_database_without_create_tables(empty_datab
 
 OPEN_DATABASE = """
 import asyncio, sys, time
-from {{ cookiecutter.package_name }}.conf import DatabaseConfig
-from {{ cookiecutter.package_name }}.data.db import database_resource
+from brokerline.config import DatabaseConfig
+from {{ cookiecutter.package_name }}.containers import database_resource
 
 async def main():
     time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all at once, imports done

@@ -12,14 +12,15 @@ from typing import Any
 
 import pytest
 
-from {{ cookiecutter.package_name }}.transport.broker import BrokerError, MessageContext
-from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBroker, nats_server
+from brokerline.core import BrokerError, MessageContext
+from brokerline.core.embedded import EmbeddedBroker
+from brokerline.nats.embedded import nats_server
 {%- if with_jetstream %}
-from {{ cookiecutter.package_name }}.transport.broker.jetstream import JetStreamBroker
+from brokerline.jetstream.broker import JetStreamBroker
 {%- endif %}
-from {{ cookiecutter.package_name }}.transport.broker.nats import NatsBroker, RequestTimeout
+from brokerline.nats.broker import NatsBroker, RequestTimeout
 
-from .brokers import eventually, nats_test_settings, unique
+from brokerline.testing.brokers import eventually, nats_test_settings, unique
 
 
 @pytest.fixture(scope="module")
@@ -257,8 +258,8 @@ async def test_durable_group_resumes_where_it_left_off(connect: Any) -> None:
 
 
 async def test_consumer_limits_follow_subscribe_options(connect: Any) -> None:
-    from {{ cookiecutter.package_name }}.transport.broker import SubscribeOptions
-    from {{ cookiecutter.package_name }}.transport.broker._jetstream_consumer import durable_name
+    from brokerline.core import SubscribeOptions
+    from brokerline.jetstream.consumer import durable_name
 
     broker = await connect(jetstream=True)
     topic, group = unique("limits"), unique("g")
@@ -282,7 +283,7 @@ async def test_closing_mid_stream_gives_messages_back_without_burning_deliveries
     They arrive on pull requests the closing consumer still has open; handing each back at
     once would bring it straight back to those requests until max_deliver drops it.
     """
-    from {{ cookiecutter.package_name }}.transport.broker import SubscribeOptions
+    from brokerline.core import SubscribeOptions
 
     publisher = await connect(jetstream=True)
     topic, group = unique("handover"), unique("g")
@@ -308,7 +309,7 @@ async def test_closing_mid_stream_gives_messages_back_without_burning_deliveries
 
 
 async def test_non_shared_subscription_types_are_refused(connect: Any) -> None:
-    from {{ cookiecutter.package_name }}.transport.broker import SubscribeOptions, SubscriptionType
+    from brokerline.core import SubscribeOptions, SubscriptionType
 
     async def handler(msg: bytes, ctx: MessageContext) -> None:
         pass

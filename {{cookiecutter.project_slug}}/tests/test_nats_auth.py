@@ -14,19 +14,16 @@ from urllib.parse import quote
 
 import pytest
 
-from {{ cookiecutter.package_name }}.transport.broker import (
+from brokerline.core import (
     BrokerError,
     BrokerUnavailable,
     MessageContext,
 )
-from {{ cookiecutter.package_name }}.transport.broker.embedded import (
-    EmbeddedBroker,
-    free_port,
-    nats_server,
-)
-from {{ cookiecutter.package_name }}.transport.broker.nats import NatsBroker
+from brokerline.core.embedded import EmbeddedBroker, free_port
+from brokerline.nats.embedded import nats_server
+from brokerline.nats.broker import NatsBroker
 
-from .brokers import eventually, nats_test_settings, unique
+from brokerline.testing.brokers import eventually, nats_test_settings, unique
 
 TOKEN = "s3cret-token-value"
 PASSWORD = "pa55-word-value"

@@ -31,18 +31,19 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 {% if cookiecutter.include_sample -%}
-from {{ cookiecutter.package_name }}.conf import TelemetryConfig, load_config
+from brokerline.config import TelemetryConfig
+from {{ cookiecutter.package_name }}.conf import load_config
 {% endif -%}
-from {{ cookiecutter.package_name }}.logs import JsonFormatter, TextFormatter, TraceContextFilter
+from brokerline.logs import JsonFormatter, TextFormatter, TraceContextFilter
 {% if cookiecutter.include_sample -%}
-from {{ cookiecutter.package_name }}.telemetry import setup_telemetry
+from brokerline.telemetry import setup_telemetry
 {% endif -%}
-from {{ cookiecutter.package_name }}.transport.broker import MessageContext
-from {{ cookiecutter.package_name }}.transport.broker.memory import MemoryBroker
-from {{ cookiecutter.package_name }}.transport.broker.metrics import MetricsMiddleware
-from {{ cookiecutter.package_name }}.transport.broker.tracing import TracingMiddleware
+from brokerline.core import MessageContext
+from brokerline.memory.broker import MemoryBroker
+from brokerline.core.metrics import MetricsMiddleware
+from brokerline.core.tracing import TracingMiddleware
 
-from .brokers import eventually, unique
+from brokerline.testing.brokers import eventually, unique
 
 
 @pytest.fixture
@@ -117,7 +118,7 @@ async def test_counters_for_ack_redelivery_and_dead_letter() -> None:
             raise RuntimeError("first delivery fails")
         handled.append(msg["n"])
 
-    from {{ cookiecutter.package_name }}.transport.broker import Backoff, SubscribeOptions
+    from brokerline.core import Backoff, SubscribeOptions
 
     options = SubscribeOptions(backoff=Backoff(initial=0.01))
     await broker.subscribe(topic, flaky, group=group, options=options)
@@ -166,8 +167,8 @@ def test_telemetry_settings_from_the_standard_environment_names() -> None:
 def test_exporters_by_configuration(tmp_path: Path) -> None:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from {{ cookiecutter.package_name }}.conf import TelemetryConfig as Config
-    from {{ cookiecutter.package_name }}.telemetry import otlp_http_endpoint, span_processor
+    from brokerline.config import TelemetryConfig as Config
+    from brokerline.telemetry import otlp_http_endpoint, span_processor
 
     assert span_processor(Config(exporter="none")) is None
     assert isinstance(span_processor(Config(exporter="console")), BatchSpanProcessor)
@@ -217,7 +218,7 @@ def test_ids_only_tracer_continues_the_parent_trace() -> None:
     """With no exporter, spans are ids only: the trace, its sampled flag and new span ids."""
     from opentelemetry import propagate, trace
 
-    from {{ cookiecutter.package_name }}.trace_ids import IdsOnlyTracerProvider
+    from brokerline.trace_ids import IdsOnlyTracerProvider
 
     tracer = IdsOnlyTracerProvider(1.0).get_tracer("test")
     headers: dict[str, str] = {}
@@ -255,10 +256,10 @@ def app_spans() -> Iterator[InMemorySpanExporter]:
 @pytest.fixture
 async def pipeline(app_spans: InMemorySpanExporter, tmp_path: Path) -> AsyncIterator[Any]:
     """Report and saver in one App on the memory broker, plus the ops server on a free port."""
-    from {{ cookiecutter.package_name }}.app import App
+    from brokerline.app import App
     from {{ cookiecutter.package_name }}.containers import ROLES, Container
-    from {{ cookiecutter.package_name }}.server.ops import ops_server_for
-    from {{ cookiecutter.package_name }}.transport.broker.embedded import free_port
+    from brokerline.server.ops import ops_server_for
+    from brokerline.core.embedded import free_port
 
     config = load_config(environ={}, overrides={
         "broker": {"type": "memory"},
@@ -292,7 +293,7 @@ async def test_one_trace_from_the_grpc_call_to_the_row(
     pipeline: Any, app_spans: InMemorySpanExporter
 ) -> None:
     from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
-    from {{ cookiecutter.package_name }}.telemetry import grpc_client_interceptors
+    from brokerline.telemetry import grpc_client_interceptors
 
     config, _ops = pipeline
     log_lines = io.StringIO()
@@ -349,7 +350,7 @@ async def test_one_trace_from_the_grpc_call_to_the_row(
 async def test_a_batched_write_links_to_the_span_of_every_message(
     app_spans: InMemorySpanExporter,
 ) -> None:
-    from {{ cookiecutter.package_name }}.data.batcher import BatchWriter
+    from brokerline.sql.batcher import BatchWriter
 
     written: list[list[int]] = []
 

@@ -29,13 +29,14 @@ from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import (
     UserReportData,
 )
 from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
-from {{ cookiecutter.package_name }}.conf import DatabaseConfig
-from {{ cookiecutter.package_name }}.data.db import create_engine
+from brokerline.config import DatabaseConfig
+from brokerline.sql.database import create_engine
 from {{ cookiecutter.package_name }}.data.models import AcceptStatus
-from {{ cookiecutter.package_name }}.transport.broker import DLQ_REASON, MessageContext, known_types
-from {{ cookiecutter.package_name }}.transport.broker.embedded import nats_server, pulsar_lite
+from brokerline.core import DLQ_REASON, MessageContext, known_types
+from brokerline.nats.embedded import nats_server
+from brokerline.pulsar.embedded import pulsar_lite
 
-from .brokers import eventually, make_broker, unique
+from brokerline.testing.brokers import eventually, make_broker, unique
 from .databases import DATABASES, scratch_postgres_database
 from .processes import Pair, post_reports, stored_event_ids, wait_for_rows
 from .service_process import Service

@@ -16,17 +16,18 @@ import pulsar
 import pytest
 from pydantic import ValidationError
 
-from {{ cookiecutter.package_name }}.transport.broker import (
+from brokerline.core import (
     BrokerError,
     BrokerUnavailable,
     MessageContext,
 )
-from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBroker, free_port
-from {{ cookiecutter.package_name }}.transport.broker.pulsar import PulsarBroker
-from {{ cookiecutter.package_name }}.transport.broker.pulsar_client import client_logger
-from {{ cookiecutter.package_name }}.transport.broker.settings import PulsarSettings, TLSSettings
+from brokerline.core.embedded import EmbeddedBroker, free_port
+from brokerline.pulsar.broker import PulsarBroker
+from brokerline.pulsar.client import client_logger
+from brokerline.pulsar.settings import PulsarSettings
+from brokerline.core.settings import TLSSettings
 
-from .brokers import eventually, unique
+from brokerline.testing.brokers import eventually, unique
 
 Factory = Callable[..., Awaitable[PulsarBroker]]
 

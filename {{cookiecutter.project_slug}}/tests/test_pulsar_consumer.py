@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from {{ cookiecutter.package_name }}.transport.broker import (
+from brokerline.core import (
     DLQ_REASON,
     Backoff,
     BrokerError,
@@ -23,13 +23,13 @@ from {{ cookiecutter.package_name }}.transport.broker import (
     SubscribeOptions,
     SubscriptionType,
 )
-from {{ cookiecutter.package_name }}.transport.broker.pulsar import PulsarBroker
-from {{ cookiecutter.package_name }}.transport.broker.pulsar_consumer import (
+from brokerline.pulsar.broker import PulsarBroker
+from brokerline.pulsar.consumer import (
     RECONSUME_TIMES,
     PulsarSubscribeOptions,
 )
 
-from .brokers import eventually, unique
+from brokerline.testing.brokers import eventually, unique
 
 Factory = Callable[..., Awaitable[PulsarBroker]]
 
@@ -405,7 +405,7 @@ async def test_short_and_full_topic_names_are_the_same_topic(
 
 
 def test_bad_topic_names_are_clear_errors() -> None:
-    from {{ cookiecutter.package_name }}.transport.broker.pulsar_client import TopicNames
+    from brokerline.pulsar.client import TopicNames
 
     names = TopicNames("public", "default")
     with pytest.raises(BrokerError, match="unknown domain"):

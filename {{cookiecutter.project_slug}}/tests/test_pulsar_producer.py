@@ -16,12 +16,12 @@ import pytest
 from pulsar.asyncio import Client
 from pydantic import ValidationError
 
-from {{ cookiecutter.package_name }}.transport.broker import BrokerError, MessageContext
-from {{ cookiecutter.package_name }}.transport.broker.embedded import EmbeddedBroker
-from {{ cookiecutter.package_name }}.transport.broker.pulsar import PulsarBroker
-from {{ cookiecutter.package_name }}.transport.broker.settings import PulsarSettings
+from brokerline.core import BrokerError, MessageContext
+from brokerline.core.embedded import EmbeddedBroker
+from brokerline.pulsar.broker import PulsarBroker
+from brokerline.pulsar.settings import PulsarSettings
 
-from .brokers import eventually, unique
+from brokerline.testing.brokers import eventually, unique
 
 Factory = Callable[..., Awaitable[PulsarBroker]]
 

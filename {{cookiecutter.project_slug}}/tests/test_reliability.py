@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import RealTimeWarehousingData
-from {{ cookiecutter.package_name }}.transport.broker import DLQ_REASON, MessageContext, known_types
-from {{ cookiecutter.package_name }}.transport.broker.embedded import nats_server, pulsar_lite
+from brokerline.core import DLQ_REASON, MessageContext, known_types
+from brokerline.nats.embedded import nats_server
+from brokerline.pulsar.embedded import pulsar_lite
 
-from .brokers import eventually, make_broker, unique
+from brokerline.testing.brokers import eventually, make_broker, unique
 from .processes import Pair, post_reports, stored_event_ids, wait_for_rows
 from .service_process import Service
 

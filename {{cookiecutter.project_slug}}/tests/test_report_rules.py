@@ -29,12 +29,13 @@ from {{ cookiecutter.package_name }}.biz.report_rules import (
     report_event_problems,
     status_event_problems,
 )
-from {{ cookiecutter.package_name }}.conf import DatabaseConfig
-from {{ cookiecutter.package_name }}.data.db import Database, database_resource
+from brokerline.config import DatabaseConfig
+from brokerline.sql.database import Database
+from {{ cookiecutter.package_name }}.containers import database_resource
 from {{ cookiecutter.package_name }}.data.models import AcceptStatus, RealtimeWarehousing
 from {{ cookiecutter.package_name }}.data.repo import AcceptStatusRepo, RealtimeWarehousingRepo
-from {{ cookiecutter.package_name }}.transport.broker import DecodeError
-from {{ cookiecutter.package_name }}.transport.broker.codec import JSON, PROTOBUF, Codec
+from brokerline.core import DecodeError
+from brokerline.core.codec import JSON, PROTOBUF, Codec
 
 from .databases import DATABASES, scratch_postgres_database
 

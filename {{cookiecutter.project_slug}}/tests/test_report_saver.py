@@ -15,14 +15,14 @@ from sqlalchemy import select
 
 from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import RealTimeWarehousingData
 from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
-from {{ cookiecutter.package_name }}.app import App
+from brokerline.app import App
 from {{ cookiecutter.package_name }}.conf import load_config
 from {{ cookiecutter.package_name }}.containers import ROLES, Container
 from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
-from {{ cookiecutter.package_name }}.transport.broker.embedded import free_port
-from {{ cookiecutter.package_name }}.transport.broker.memory import MemoryBroker
+from brokerline.core.embedded import free_port
+from brokerline.memory.broker import MemoryBroker
 
-from .brokers import eventually
+from brokerline.testing.brokers import eventually
 from .databases import DATABASES, scratch_postgres_database
 
 

@@ -14,9 +14,10 @@ from urllib.parse import quote
 import pytest
 
 from {{ cookiecutter.package_name }}.conf import load_config
-from {{ cookiecutter.package_name }}.logs import configure_logging
-from {{ cookiecutter.package_name }}.transport.broker import known_types
-from {{ cookiecutter.package_name }}.transport.broker.embedded import nats_server, pulsar_lite
+from brokerline.logs import configure_logging
+from brokerline.core import known_types
+from brokerline.nats.embedded import nats_server
+from brokerline.pulsar.embedded import pulsar_lite
 
 from .service_process import Service
 

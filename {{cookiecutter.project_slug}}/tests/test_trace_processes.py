@@ -22,13 +22,9 @@ from typing import Any
 
 import pytest
 
-from {{ cookiecutter.package_name }}.transport.broker import known_types
-from {{ cookiecutter.package_name }}.transport.broker.embedded import (
-    free_port,
-    start_embedded,
-    wait_for_port,
-)
-from {{ cookiecutter.package_name }}.transport.broker.registry import plugin_factory
+from brokerline.core import known_types
+from brokerline.core.embedded import free_port, start_embedded, wait_for_port
+from brokerline.core.registry import plugin_factory
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 Span = dict[str, Any]

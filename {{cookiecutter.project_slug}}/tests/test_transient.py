@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import exc as sa
 
-from {{ cookiecutter.package_name }}.transport.broker import (
+from brokerline.core import (
     Reject,
     Transient,
     is_transient,
     register_transient,
 )
-from {{ cookiecutter.package_name }}.transport.broker.transient import describe_failure
+from brokerline.core.transient import describe_failure
 
 
 def _statement_error(kind: type[sa.DBAPIError], orig: Exception) -> sa.DBAPIError:

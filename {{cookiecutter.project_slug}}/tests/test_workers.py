@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.transport.broker.embedded import nats_server
+from brokerline.nats.embedded import nats_server
 
 from .processes import Pair, post_reports, wait_for_rows
 

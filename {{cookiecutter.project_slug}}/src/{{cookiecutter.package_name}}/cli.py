@@ -29,25 +29,26 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .app import App
+from brokerline.app import App
 {%- if cookiecutter.include_sample %}
-from .arguments import EXIT_USAGE, OneLineParser, positive_seconds, whole_number
+from brokerline.cli.arguments import EXIT_USAGE, OneLineParser, positive_seconds, whole_number
 {%- else %}
-from .arguments import EXIT_USAGE, OneLineParser, whole_number
+from brokerline.cli.arguments import EXIT_USAGE, OneLineParser, whole_number
 {%- endif %}
-from .broker_factory import check_broker_config
-from .conf import AppConfig, ConfigError, load_config
+from brokerline.factory import check_broker_config
+from brokerline.config import ConfigError
+from .conf import AppConfig, load_config
 from .containers import ROLES, Container
-from .health_cli import add_health_command
-from .logs import configure_logging
-from .server import Server
-from .startup import provided as provided  # re-exported: tests resolve providers with it
-from .startup import shutdown_interrupted, start_servers
-from .telemetry import service_name, setup_telemetry
+from brokerline.cli.health import add_health_command
+from brokerline.logs import configure_logging
+from brokerline.server import Server
+from brokerline.cli.startup import provided as provided  # re-exported: tests resolve providers with it
+from brokerline.cli.startup import shutdown_interrupted, start_servers
+from brokerline.telemetry import service_name, setup_telemetry
 from .tool_commands import TOOL_ERRORS, add_tool_commands
-from .transport.broker import BrokerError, known_types
-from .transport.broker.embedded import embedded_broker
-from .transport.broker.urls import redact_text
+from brokerline.core import BrokerError, known_types
+from brokerline.core.embedded import embedded_broker
+from brokerline.core.urls import redact_text
 
 log = logging.getLogger("{{ cookiecutter.package_name }}")
 #: failures that end in one `error: ...` sentence and exit code 2, without a traceback
@@ -65,11 +66,13 @@ def load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> A
 
 
 async def run_role(config: AppConfig, role: str) -> None:
-    telemetry = setup_telemetry(config.telemetry, service_name(config.name, role))
+    telemetry = setup_telemetry(
+        config.telemetry, service_name(config.name, role), distribution=config.name
+    )
     container: Any = Container(config=config)  # with async resources, providers return awaitables
     servers: list[Server] | None = None
     try:
-        servers = await start_servers(container, role)
+        servers = await start_servers(container, ROLES[role])
         if servers is not None:
             await App(f"{config.name}:{role}", servers, config.shutdown_timeout).run()
     finally:
@@ -161,7 +164,9 @@ def cmd_publish(args: argparse.Namespace) -> None:
     from .sample_client import post_reports
 
     config = load(args)
-    telemetry = setup_telemetry(config.telemetry, service_name(config.name, "client"))
+    telemetry = setup_telemetry(
+        config.telemetry, service_name(config.name, "client"), distribution=config.name
+    )
     target = args.target or config.grpc.address
     ok = asyncio.run(post_reports(target, args.count, args.concurrency, show_progress=True))
     telemetry.shutdown()
@@ -239,7 +244,7 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 {%- endif %}
     add_tool_commands(sub)
-    add_health_command(sub)
+    add_health_command(sub, load_config)
     return p
 
 

@@ -16,19 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 from dependency_injector import containers, providers
 
-from .broker_factory import broker_resource, subscribe_options
-from .conf import AppConfig, DatabaseConfig
+from brokerline.factory import broker_resource, subscribe_options
+from brokerline.config import DatabaseConfig
+from .conf import AppConfig
 
 if TYPE_CHECKING:
-    from .data.db import Database
+    from brokerline.sql.database import Database
 {%- if cookiecutter.include_sample %}
-    from .server.grpc import GrpcService
+    from brokerline.server.grpc import GrpcService
     from .service.report import ReportService
 {%- endif %}
 
 
 def lazy(target: str) -> Callable[..., Any]:
-    """A factory for `module:attr` (relative to this package) that imports it when called."""
+    """A factory for `module:attr` (`.x` relative to this package) that imports it when called."""
     module_name, _, attr = target.partition(":")
 
     def create(*args: Any, **kwargs: Any) -> Any:
@@ -41,10 +42,13 @@ def lazy(target: str) -> Callable[..., Any]:
 
 
 async def database_resource(cfg: DatabaseConfig) -> AsyncGenerator[Database, None]:
-    """`data.db.database_resource`, imported only by the roles that use a database."""
-    from .data.db import database_resource as open_database
+    """The service's database (its tables: `data.models`), imported only by the roles that
+    use one."""
+    from brokerline.sql.database import database_resource as open_database
 
-    resource = open_database(cfg)
+    from .data.models import Base
+
+    resource = open_database(cfg, Base.metadata, "{{ cookiecutter.project_slug }}")
     try:
         yield await anext(resource)
     finally:
@@ -54,7 +58,7 @@ async def database_resource(cfg: DatabaseConfig) -> AsyncGenerator[Database, Non
 
 def report_grpc_services(report: ReportService) -> list[GrpcService]:
     from .api.report.v1 import report_pb2_grpc
-    from .server.grpc import GrpcService
+    from brokerline.server.grpc import GrpcService
 
     return [
         GrpcService(
@@ -87,7 +91,7 @@ class Container(containers.DeclarativeContainer):
 
     # server
     grpc_server = providers.Singleton(
-        lazy(".server.grpc:GrpcServer"),
+        lazy("brokerline.server.grpc:GrpcServer"),
         config.provided.grpc.address,
         providers.Callable(report_grpc_services, report_service),
         config.provided.grpc.max_message_bytes,
@@ -95,7 +99,7 @@ class Container(containers.DeclarativeContainer):
     broker_server = providers.Singleton(
         lazy(".server.subscribers:register_subscribers"),
         providers.Singleton(
-            lazy(".server.broker:BrokerServer"),
+            lazy("brokerline.server.broker:BrokerServer"),
             broker,
             providers.Callable(subscribe_options, config.provided.broker),
         ),
@@ -106,12 +110,12 @@ class Container(containers.DeclarativeContainer):
 
     # server
     grpc_server = providers.Singleton(
-        lazy(".server.grpc:GrpcServer"), config.provided.grpc.address, []
+        lazy("brokerline.server.grpc:GrpcServer"), config.provided.grpc.address, []
     )
     broker_server = providers.Singleton(
         lazy(".server.subscribers:register_subscribers"),
         providers.Singleton(
-            lazy(".server.broker:BrokerServer"),
+            lazy("brokerline.server.broker:BrokerServer"),
             broker,
             providers.Callable(subscribe_options, config.provided.broker),
         ),

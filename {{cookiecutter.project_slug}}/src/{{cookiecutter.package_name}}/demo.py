@@ -12,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from .conf import DatabaseConfig, load_config
+from brokerline.config import DatabaseConfig
+from .conf import load_config
 from .sample_client import count_rows, post_reports
-from .transport.broker.embedded import EmbeddedBroker, free_port, start_embedded, wait_for_port
+from brokerline.core.embedded import EmbeddedBroker, free_port, start_embedded, wait_for_port
 
 
 def _spawn(role: str, env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:

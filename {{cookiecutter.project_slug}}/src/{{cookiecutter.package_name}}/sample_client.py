@@ -15,10 +15,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .api.report.v1 import report_pb2, report_pb2_grpc
-from .conf import ConfigError, DatabaseConfig
-from .data.db import create_engine
+from brokerline.config import ConfigError, DatabaseConfig
+from brokerline.sql.database import create_engine
 from .data.models import RealtimeWarehousing
-from .telemetry import grpc_client_interceptors
+from brokerline.telemetry import grpc_client_interceptors
 
 RETRIES = 5
 

@@ -131,8 +131,8 @@ def _import_sort_key(line: str) -> tuple[int, str]:
 
 def render_handler(topic: str, handler: str, kind: MessageKind) -> str:
     stdlib = ["import logging"]
-    third_party: list[str] = []
-    local = ["from ..transport.broker import MessageContext"]
+    third_party = ["from brokerline import MessageContext"]
+    local: list[str] = []
     for line in kind.imports:
         if line.startswith("from .."):
             local.append(line)
@@ -151,18 +151,22 @@ def render_handler(topic: str, handler: str, kind: MessageKind) -> str:
 def render_test(topic: str, handler: str, module: str, kind: MessageKind) -> str:
     names = [handler] + ([kind.annotation] if kind.model_stub else [])
     stdlib = ["from typing import Any"] if kind.annotation.startswith("dict[") else []
+    library = [
+        "from brokerline import MessageContext",
+        "from brokerline.catalog import handler_name, read_catalog",
+        "from brokerline.memory import MemoryBroker",
+        "from brokerline.server.broker import BrokerServer",
+        "from brokerline.testing import eventually",
+    ]
     first_party = [
-        f"from {PACKAGE}.catalog import handler_name, read_catalog",
         f"from {PACKAGE}.conf import load_config",
-        f"from {PACKAGE}.server.broker import BrokerServer",
+        f"from {PACKAGE}.containers import Container",
         f"from {PACKAGE}.service.{module} import {', '.join(sorted(names))}",
-        f"from {PACKAGE}.transport.broker import MessageContext",
-        f"from {PACKAGE}.transport.broker.memory import MemoryBroker",
         *kind.test_imports,
     ]
     return Template(_TEST).substitute(
         topic=topic, handler=handler, annotation=kind.annotation, sample=kind.sample,
-        imports=_import_block(stdlib, first_party, ["from .brokers import eventually"]),
+        imports=_import_block(stdlib, library, first_party),
     )
 
 
@@ -322,7 +326,7 @@ async def test_a_published_message_reaches_the_handler() -> None:
 
 
 async def test_the_handler_is_registered_for_its_topic() -> None:
-    catalog = await read_catalog(load_config(environ={}))
+    catalog = await read_catalog(Container(config=load_config(environ={})))
     registered = [(r.topic, handler_name(r.handler)) for r in catalog.subscriptions]
     assert (TOPIC, "$handler.handle") in registered
 '''

@@ -35,33 +35,39 @@ def cmd_add_subscriber(args: argparse.Namespace) -> None:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
-    from .migrations import MigrationError, upgrade
+    from brokerline.sql.migrations import MigrationError, upgrade
+
+    from .migrations import PROJECT
 
     config = load_config(args.config)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        upgrade(config.database, args.revision)
+        upgrade(PROJECT, config.database, args.revision)
     except MigrationError as exc:
         raise ToolError(str(exc)) from None
     print(f"database upgraded to {args.revision}")
 
 
 def cmd_db_current(args: argparse.Namespace) -> None:
-    from .migrations import MigrationError, describe, revisions
+    from brokerline.sql.migrations import MigrationError, describe, revisions
+
+    from .migrations import PROJECT
 
     config = load_config(args.config)
     try:
-        print(describe(asyncio.run(revisions(config.database))))
+        print(describe(asyncio.run(revisions(PROJECT, config.database)), PROJECT.program))
     except MigrationError as exc:
         raise ToolError(str(exc)) from None
 
 
 def cmd_asyncapi(args: argparse.Namespace) -> None:
-    from .asyncapi import build_document, render
-    from .catalog import read_catalog
+    from brokerline.asyncapi import build_document, render
+    from brokerline.catalog import read_catalog
+
+    from .containers import Container
 
     config = load_config(args.config)
-    text = render(build_document(config, asyncio.run(read_catalog(config))), args.format)
+    text = render(build_document(config, asyncio.run(read_catalog(Container(config=config)))), args.format)
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}", file=sys.stderr)

@@ -8,7 +8,7 @@ from google.protobuf.message import Message
 
 from ..api.events.v1.events_pb2 import RealTimeWarehousingData, UserReportData
 from ..conf import TopicsConfig
-from ..transport.broker import Broker
+from brokerline.core import Broker
 
 
 class EventPublisher:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..api.events.v1.events_pb2 import RealTimeWarehousingData, UserReportData
-from .db import Database
+from brokerline.sql.database import Database
 from .models import AcceptStatus, Base, RealtimeWarehousing
 
 log = logging.getLogger(__name__)

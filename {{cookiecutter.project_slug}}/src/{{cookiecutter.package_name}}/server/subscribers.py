@@ -10,7 +10,7 @@ from ..conf import AppConfig
 {%- if cookiecutter.include_sample %}
 from ..service.saver import SaverService
 {%- endif %}
-from .broker import BrokerServer
+from brokerline.server.broker import BrokerServer
 
 
 def register_subscribers(

@@ -12,8 +12,8 @@ from ..api.events.v1.events_pb2 import RealTimeWarehousingData, UserReportData
 from ..api.report.v1 import report_pb2, report_pb2_grpc
 from ..biz.report_rules import post_report_problems
 from ..data.publisher import EventPublisher
-from ..transport.broker import BrokerError
-from ..transport.broker.repeats import RepeatedLog
+from brokerline.core import BrokerError
+from brokerline.core.repeats import RepeatedLog
 
 log = logging.getLogger(__name__)
 

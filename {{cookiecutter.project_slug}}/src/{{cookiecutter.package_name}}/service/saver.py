@@ -5,9 +5,9 @@ from __future__ import annotations
 from ..api.events.v1.events_pb2 import RealTimeWarehousingData, UserReportData
 from ..biz.report_rules import report_event_problems, status_event_problems
 from ..conf import SaverConfig
-from ..data.batcher import BatchWriter
+from brokerline.sql.batcher import BatchWriter
 from ..data.repo import AcceptStatusRepo, RealtimeWarehousingRepo
-from ..transport.broker import MessageContext, Reject
+from brokerline.core import MessageContext, Reject
 
 
 class SaverService:

@@ -1,0 +1,76 @@
+"""The App: starts its servers in order, waits for SIGINT/SIGTERM, stops them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from collections.abc import Sequence
+
+from brokerline.server import Server
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    def __init__(self, name: str, servers: Sequence[Server], stop_timeout: float = 15.0) -> None:
+        self.name = name
+        self.servers = list(servers)
+        self.stop_timeout = stop_timeout
+        self._started: list[Server] = []
+        self._stop_requested = asyncio.Event()
+
+    def request_stop(self) -> None:
+        if not self._stop_requested.is_set():
+            self._arm_watchdog()
+        self._stop_requested.set()
+
+    def _arm_watchdog(self) -> None:
+        """Exit anyway if stopping hangs (e.g. a client library blocking the event loop).
+
+        Nothing is lost by it: whatever was not acknowledged is redelivered by the broker.
+        """
+        grace = self.stop_timeout * 2 + 10
+
+        def give_up() -> None:
+            log.error("%s did not stop within %.0fs; exiting without cleanup", self.name, grace)
+            logging.shutdown()
+            os._exit(70)
+
+        watchdog = threading.Timer(grace, give_up)
+        watchdog.daemon = True
+        watchdog.start()
+
+    async def start(self) -> None:
+        for server in self.servers:
+            await server.start()
+            self._started.append(server)
+
+    async def stop(self) -> None:
+        """Stop the started servers in reverse order, each within the stop timeout."""
+        while self._started:
+            server = self._started.pop()
+            try:
+                await asyncio.wait_for(server.stop(self.stop_timeout), self.stop_timeout + 5)
+            except TimeoutError:
+                log.error("%s did not stop within %.0fs", server.name, self.stop_timeout)
+            except Exception:
+                log.exception("%s failed to stop cleanly", server.name)
+
+    async def run(self) -> None:
+        """Run until SIGINT or SIGTERM (or `request_stop()`), then stop gracefully."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self.start()
+            log.info("%s started (%s)", self.name, ", ".join(s.name for s in self.servers))
+            await self._stop_requested.wait()
+            log.info("%s stopping", self.name)
+        finally:
+            await self.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        log.info("%s stopped", self.name)

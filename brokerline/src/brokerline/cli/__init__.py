@@ -1,0 +1,1 @@
+"""What a service's command line is built from: start-up, argument checks, the health probe."""

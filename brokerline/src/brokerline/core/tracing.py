@@ -1,0 +1,85 @@
+"""Tracing middleware: W3C trace context through the broker, OpenTelemetry messaging spans.
+
+On publish, a PRODUCER span `send <topic>` is opened as a child of the caller's span (a gRPC
+call, say) and its context is written into the message headers (`traceparent`, `tracestate`),
+which the plugins carry as NATS headers or Pulsar properties. On consume, the context is read
+back and the handler runs inside a CONSUMER span `process <topic>` whose parent is that
+producer span, so one trace follows a request across processes. Attribute names follow the
+OpenTelemetry messaging semantic conventions.
+
+Only the OpenTelemetry API is used: without an SDK configured, every span is a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, TracerProvider
+
+from brokerline.core.base import Envelope, Handler, MessageContext
+from brokerline.core.middleware import Middleware
+
+SYSTEM = "messaging.system"
+DESTINATION = "messaging.destination.name"
+OPERATION_TYPE = "messaging.operation.type"
+OPERATION_NAME = "messaging.operation.name"
+MESSAGE_ID = "messaging.message.id"
+BODY_SIZE = "messaging.message.body.size"
+CONSUMER_GROUP = "messaging.consumer.group.name"
+#: not (yet) a generic convention; named like the broker-specific `...delivery_count` ones
+DELIVERY_COUNT = "messaging.message.delivery_count"
+
+
+class TracingMiddleware(Middleware):
+    """Opens producer and consumer spans and carries their context in the message headers.
+
+    Put it first in `broker.middleware` so that everything after it, logging included, runs
+    inside the consumer span.
+    """
+
+    def __init__(self, system: str, tracer_provider: TracerProvider | None = None) -> None:
+        self.system = system
+        self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+
+    def on_publish(self, envelope: Envelope) -> Envelope:
+        headers = dict(envelope.headers)
+        # The span marks the hand-over to the broker; its context is what consumers continue.
+        with self.tracer.start_as_current_span(
+            f"send {envelope.topic}", kind=SpanKind.PRODUCER
+        ) as span:
+            if span.is_recording():  # attributes only for spans that are kept
+                span.set_attributes({
+                    SYSTEM: self.system,
+                    DESTINATION: envelope.topic,
+                    OPERATION_TYPE: "send",
+                    OPERATION_NAME: "send",
+                    BODY_SIZE: len(envelope.payload),
+                })
+            propagate.inject(headers)
+        return replace(envelope, headers=headers)
+
+    def wrap_handler(self, handler: Handler, topic: str, group: str | None) -> Handler:
+        tracer = self.tracer
+        name = f"process {topic}"
+        base: dict[str, Any] = {
+            SYSTEM: self.system,
+            DESTINATION: topic,
+            OPERATION_TYPE: "process",
+            OPERATION_NAME: "process",
+        }
+        if group:
+            base[CONSUMER_GROUP] = group
+
+        async def traced(msg: Any, ctx: MessageContext) -> Any:
+            parent = propagate.extract(ctx.headers)
+            with tracer.start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER) as span:
+                if span.is_recording():  # attributes only for spans that are kept
+                    span.set_attributes({
+                        **base, MESSAGE_ID: ctx.message_id,
+                        DELIVERY_COUNT: ctx.redelivery_count + 1,
+                    })
+                return await handler(msg, ctx)
+
+        return traced

@@ -1,0 +1,179 @@
+"""The in-memory broker: for unit tests and the single-process `dev` mode.
+
+It follows the same rules as the real plugins (groups, ack / retry with backoff / dead-letter,
+delayed delivery) and passes the same conformance suite. A group's queue lives as long as the
+broker, like a durable subscription: a consumer that leaves and comes back finds what was left.
+Messages published to a topic with no group yet are dropped, as on NATS core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from brokerline.core.base import (
+    Broker,
+    Delivery,
+    Envelope,
+    Handler,
+    SubscribeOptions,
+    Subscription,
+    SubscriptionType,
+)
+from brokerline.core.dispatch import Dispatcher
+from brokerline.core.errors import BrokerError, BrokerUnavailable
+from brokerline.core.consumer_loop import ConsumerLoop
+
+
+@dataclass
+class _Group:
+    name: str
+    queue: asyncio.Queue[Delivery]
+    consumers: int = 0
+    exclusive: bool = False
+
+
+class MemorySubscription(Subscription):
+    def __init__(
+        self, broker: MemoryBroker, group: _Group, topic: str, loop: ConsumerLoop[Delivery],
+        dispatcher: Dispatcher,
+    ) -> None:
+        self.topic = topic
+        self._dispatcher = dispatcher
+        self.group = group.name
+        self._broker = broker
+        self._group = group
+        self._loop = loop
+        self._closed = False
+
+    async def close(self, timeout: float | None = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._dispatcher.flow.release()  # held messages go back to the group's queue
+        await self._loop.stop(timeout)
+        self._group.consumers -= 1
+        self._broker._subscriptions.discard(self)
+
+
+class MemoryHub:
+    """The broker's state: topics, groups and their queues.
+
+    Several `MemoryBroker` connections share one hub the way several clients share one real
+    broker (each connection has its own subscriptions and closes on its own).
+    """
+
+    def __init__(self) -> None:
+        self.groups: dict[str, dict[str, _Group]] = {}
+        self.ids = itertools.count(1)
+        self.anonymous = itertools.count(1)
+        #: delayed deliveries and redeliveries waiting out their delay: the hub's, like a
+        #: server's, so they outlive the connection that scheduled them
+        self.timers: set[asyncio.TimerHandle] = set()
+
+
+class MemoryBroker(Broker):
+    type_name = "memory"
+    supports_delay = True
+
+    def __init__(self, hub: MemoryHub | None = None) -> None:
+        super().__init__()
+        self.hub = hub or MemoryHub()
+        self._subscriptions: set[MemorySubscription] = set()
+        self._connected = False
+
+    async def connect(self) -> None:
+        self._connected = True
+
+    async def close(self, timeout: float | None = None) -> None:
+        await asyncio.gather(*(s.close(timeout) for s in list(self._subscriptions)))
+        self._connected = False
+
+    async def healthy(self) -> bool:
+        return self._connected
+
+    def _check_connected(self) -> None:
+        if not self._connected:
+            raise BrokerUnavailable("the memory broker is not connected; call connect() first")
+
+    async def _send(self, envelope: Envelope) -> None:
+        self._check_connected()
+        delivery = Delivery(
+            topic=envelope.topic,
+            payload=envelope.payload,
+            key=envelope.key,
+            headers=dict(envelope.headers),
+            message_id=str(next(self.hub.ids)),
+            redelivery_count=0,
+            publish_time=datetime.now(UTC),
+        )
+        for group in self.hub.groups.get(envelope.topic, {}).values():
+            self._enqueue(group, delivery, envelope.delay or 0.0)
+
+    async def _send_batch(self, envelopes: Sequence[Envelope]) -> None:
+        for envelope in envelopes:
+            await self._send(envelope)
+
+    def _enqueue(self, group: _Group, delivery: Delivery, delay: float) -> None:
+        if delay <= 0:
+            group.queue.put_nowait(delivery)
+            return
+        loop = asyncio.get_running_loop()
+
+        def release() -> None:
+            self.hub.timers.discard(timer)
+            group.queue.put_nowait(delivery)
+
+        timer = loop.call_later(delay, release)
+        self.hub.timers.add(timer)
+
+    async def subscribe(
+        self,
+        topic: str,
+        handler: Handler,
+        *,
+        group: str | None = None,
+        options: SubscribeOptions | None = None,
+    ) -> Subscription:
+        self._check_connected()
+        options = options or SubscribeOptions()
+        name = group or f"anonymous-{next(self.hub.anonymous)}"
+        groups = self.hub.groups.setdefault(topic, {})
+        state = groups.get(name)
+        if state is None:
+            state = groups[name] = _Group(name, asyncio.Queue())
+        exclusive = options.subscription_type is SubscriptionType.EXCLUSIVE
+        if state.consumers and (exclusive or state.exclusive):
+            raise BrokerError(
+                f"group {name!r} on {topic!r} is exclusive and already has a consumer; "
+                "use another group or a shared subscription type"
+            )
+        state.exclusive = exclusive
+        dispatcher = Dispatcher(
+            topic, group, handler,
+            options=options, codec=self.codec, middleware=self.middleware, send=self._send,
+            flow=self.flows.new(f"subscription {topic} (group {name})"),
+        )
+
+        async def handle(delivery: Delivery) -> None:
+            try:
+                outcome = await dispatcher.process(delivery)
+            except asyncio.CancelledError:  # stopped mid-handler: hand it back unharmed
+                state.queue.put_nowait(delivery)
+                raise
+            if not outcome.acked:
+                redelivery = replace(delivery, redelivery_count=delivery.redelivery_count + 1)
+                self._enqueue(state, redelivery, outcome.delay)
+
+        loop: ConsumerLoop[Delivery] = ConsumerLoop(
+            state.queue.get, handle, concurrency=options.concurrency, name=f"memory:{topic}:{name}",
+            flow=dispatcher.flow,
+        )
+        subscription = MemorySubscription(self, state, topic, loop, dispatcher)
+        state.consumers += 1
+        self._subscriptions.add(subscription)
+        loop.start()
+        return subscription

@@ -1,0 +1,1 @@
+"""The database side of a service: an async SQLAlchemy engine, batched writes, migrations."""

@@ -1,0 +1,87 @@
+"""How the tests get a connected broker of each included type.
+
+Real brokers run as real processes (nats-server, pulsar-lite) started once per test session
+on free loopback ports; the memory broker needs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from brokerline.core import Broker, known_types
+from brokerline.core.embedded import EmbeddedBroker
+from brokerline.memory.broker import MemoryBroker, MemoryHub
+from brokerline.nats.settings import NatsSettings
+
+#: broker types whose client library is installed; the conformance suite runs on each
+BROKER_TYPES = known_types()
+
+#: which embedded server each broker type needs (None: no server)
+SERVER_KIND: dict[str, str | None] = {
+    "memory": None,
+    "nats": "nats",
+    "jetstream": "nats",
+    "pulsar": "pulsar",
+}
+
+
+def make_broker(type_name: str, server: EmbeddedBroker | MemoryHub | None) -> Broker:
+    """A new, not yet connected broker of `type_name` pointed at `server`.
+
+    For the memory broker the "server" is a hub that the test's connections share.
+    """
+    if type_name == "memory":
+        assert isinstance(server, MemoryHub)
+        return MemoryBroker(server)
+    if type_name == "pulsar":
+        from brokerline.pulsar.broker import PulsarBroker
+        from brokerline.pulsar.settings import PulsarSettings
+
+        assert isinstance(server, EmbeddedBroker)
+        # short timeouts: a test that provokes a failure should not wait the 30 s default
+        return PulsarBroker(
+            PulsarSettings(service_urls=[server.url], operation_timeout=5, connection_timeout=2)
+        )
+    if type_name in ("nats", "jetstream"):
+        from brokerline.core.registry import plugin_factory
+
+        assert isinstance(server, EmbeddedBroker)
+        return plugin_factory(type_name)(settings=nats_test_settings(server.url))
+    raise AssertionError(f"no test factory for broker type {type_name!r}")
+
+
+def nats_test_settings(url: str, **overrides: Any) -> NatsSettings:
+    """NATS settings for tests: the app's stream (so a service started by a test finds it
+    compatible), also capturing the one-token topics of the conformance suite."""
+    fields: dict[str, Any] = {
+        "servers": [url],
+        "connect_timeout": 3,
+        "stream": {"name": "EVENTS", "subjects": ["events.>", "*"]},
+    }
+    fields.update(overrides)
+    return NatsSettings.model_validate(fields)
+
+
+def unique(name: str) -> str:
+    """A topic or group name no other test uses (so tests can share one server)."""
+    return f"{name}-{uuid.uuid4().hex[:10]}"
+
+
+async def eventually(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.02
+) -> None:
+    """Wait until `predicate()` holds; fail with a clear message after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

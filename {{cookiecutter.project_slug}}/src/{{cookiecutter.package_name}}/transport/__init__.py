@@ -1,1 +1,0 @@
-"""Transports: the broker plugin layer (broker/)."""
