@@ -104,7 +104,7 @@ async def test_pipeline_on_a_migrated_database_without_create_tables(empty_datab
 
     from brokerline.testing.brokers import eventually
 
-    await asyncio.to_thread(upgrade, DatabaseConfig(url=empty_database))
+    await asyncio.to_thread(upgrade, PROJECT_MIGRATIONS, DatabaseConfig(url=empty_database))
     config = load_config(
         environ={}, overrides={"database": {"url": empty_database, "create_tables": False}}
     )
