@@ -11,7 +11,7 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 SLUG = "{{ cookiecutter.project_slug }}"
 BROKERS = [b.strip() for b in "{{ cookiecutter.brokers }}".split(",") if b.strip()]
 INCLUDE_SAMPLE = "{{ cookiecutter.include_sample }}" == "True"
-TEMPLATE_REPO = Path("{{ cookiecutter._repo_dir }}")
+TEMPLATE_REPO = Path("{{ template_root }}")  # absolute: local_extensions.py
 LIBRARY_VERSION = "{{ cookiecutter._brokerline_version }}"
 
 ROOT = Path.cwd()
