@@ -20,10 +20,9 @@ from common import (
     throughput,
 )
 from nats.js.api import ConsumerConfig
-from report_pipeline.transport.broker import MessageContext, SubscribeOptions
-from report_pipeline.transport.broker.jetstream import JetStreamBroker
-from report_pipeline.transport.broker.nats import NatsBroker
-from report_pipeline.transport.broker.settings import NatsSettings, StreamSettings
+from brokerline import MessageContext, SubscribeOptions
+from brokerline.jetstream import JetStreamBroker, StreamSettings
+from brokerline.nats import NatsBroker, NatsSettings
 
 WINDOW = 256  # JetStream publishes awaited together (every side)
 FETCH = 64  # JetStream pull batch (raw), the framework's concurrency, FastStream's batch_size

@@ -21,7 +21,8 @@ import nats_cases
 import pulsar_cases
 import saver_cases
 from common import Result
-from report_pipeline.transport.broker.embedded import nats_server, pulsar_lite
+from brokerline.nats import nats_server
+from brokerline.pulsar import pulsar_lite
 
 RESULTS = Path(__file__).parent / "results"
 GROUPS = ("core", "jetstream", "pulsar", "saver")
