@@ -7,6 +7,9 @@ import time
 from typing import Any
 
 import nats
+from brokerline import MessageContext, SubscribeOptions
+from brokerline.jetstream import JetStreamBroker, StreamSettings
+from brokerline.nats import NatsBroker, NatsSettings
 from common import (
     CHUNK,
     TIMEOUT,
@@ -20,9 +23,6 @@ from common import (
     throughput,
 )
 from nats.js.api import ConsumerConfig
-from brokerline import MessageContext, SubscribeOptions
-from brokerline.jetstream import JetStreamBroker, StreamSettings
-from brokerline.nats import NatsBroker, NatsSettings
 
 WINDOW = 256  # JetStream publishes awaited together (every side)
 FETCH = 64  # JetStream pull batch (raw), the framework's concurrency, FastStream's batch_size

@@ -7,9 +7,9 @@ import time
 import uuid
 
 import pulsar
-from common import TIMEOUT, Report, Result, framework_produce_consume, make_reports, throughput
 from brokerline import SubscribeOptions
 from brokerline.pulsar import PulsarBroker, PulsarSettings
+from common import TIMEOUT, Report, Result, framework_produce_consume, make_reports, throughput
 
 CONCURRENCY = 64  # framework handlers in flight; the raw consumer's receiver queue matches
 
