@@ -38,7 +38,7 @@ bench: $(READY)  ## raw clients vs framework vs FastStream; writes bench/results
 		$(abspath bench/run.py) --project . --workdir ../work $(BENCH_ARGS)
 
 lint: $(READY)
-	$(BIN)/ruff check hooks tests
+	$(BIN)/ruff check hooks tests local_extensions.py bench
 
 clean:
 	rm -rf build .pytest_cache

@@ -7,6 +7,9 @@ import time
 from typing import Any
 
 import nats
+from brokerline import MessageContext, SubscribeOptions
+from brokerline.jetstream import JetStreamBroker, StreamSettings
+from brokerline.nats import NatsBroker, NatsSettings
 from common import (
     CHUNK,
     TIMEOUT,
@@ -20,10 +23,6 @@ from common import (
     throughput,
 )
 from nats.js.api import ConsumerConfig
-from report_pipeline.transport.broker import MessageContext, SubscribeOptions
-from report_pipeline.transport.broker.jetstream import JetStreamBroker
-from report_pipeline.transport.broker.nats import NatsBroker
-from report_pipeline.transport.broker.settings import NatsSettings, StreamSettings
 
 WINDOW = 256  # JetStream publishes awaited together (every side)
 FETCH = 64  # JetStream pull batch (raw), the framework's concurrency, FastStream's batch_size

@@ -7,10 +7,9 @@ import time
 import uuid
 
 import pulsar
+from brokerline import SubscribeOptions
+from brokerline.pulsar import PulsarBroker, PulsarSettings
 from common import TIMEOUT, Report, Result, framework_produce_consume, make_reports, throughput
-from report_pipeline.transport.broker import SubscribeOptions
-from report_pipeline.transport.broker.pulsar import PulsarBroker
-from report_pipeline.transport.broker.settings import PulsarSettings
 
 CONCURRENCY = 64  # framework handlers in flight; the raw consumer's receiver queue matches
 

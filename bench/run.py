@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import nats_cases
 import pulsar_cases
 import saver_cases
+from brokerline.nats import nats_server
+from brokerline.pulsar import pulsar_lite
 from common import Result
-from report_pipeline.transport.broker.embedded import nats_server, pulsar_lite
 
 RESULTS = Path(__file__).parent / "results"
 GROUPS = ("core", "jetstream", "pulsar", "saver")

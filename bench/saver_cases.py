@@ -12,10 +12,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from brokerline.core.embedded import free_port, wait_for_port
 from common import Result, throughput
 from report_pipeline.data.models import Base, RealtimeWarehousing
 from report_pipeline.sample_client import post_reports
-from report_pipeline.transport.broker.embedded import free_port, wait_for_port
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -163,9 +163,9 @@ async def saver_drain(
     Unlike the end-to-end case this is not capped by the gRPC client, so it compares the
     saver with its raw stages (JetStream consume, batch insert) as the target means.
     """
+    from brokerline.jetstream import JetStreamBroker
+    from brokerline.nats import NatsSettings
     from report_pipeline.api.events.v1.events_pb2 import RealTimeWarehousingData
-    from report_pipeline.transport.broker.jetstream import JetStreamBroker
-    from report_pipeline.transport.broker.settings import NatsSettings
 
     await reset_tables(db_url)
     publisher = JetStreamBroker(NatsSettings(servers=[nats_url]))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 SLUG = "{{ cookiecutter.project_slug }}"
-BROKERS = [b.strip() for b in "{{ cookiecutter.brokers }}".split(",") if b.strip()]
+BROKERS = [b for b in "{{ cookiecutter.brokers }}".replace(" ", "").split(",") if b]  # as pre_gen
 INCLUDE_SAMPLE = "{{ cookiecutter.include_sample }}" == "True"
-TEMPLATE_REPO = Path("{{ cookiecutter._repo_dir }}")
+TEMPLATE_REPO = Path("{{ template_root }}")  # absolute: local_extensions.py
 LIBRARY_VERSION = "{{ cookiecutter._brokerline_version }}"
 
 ROOT = Path.cwd()

@@ -46,7 +46,9 @@ def problems(a: dict[str, str]) -> list[str]:
         found.append(
             f"python_version {a['python_version']!r} is not supported; choose 3.11 or newer"
         )
-    chosen = [b.strip() for b in a["brokers"].split(",") if b.strip()]
+    # read as the templates read it (spaces dropped, split on commas), so an answer this
+    # accepts renders the same broker list in every file (pyproject extras, compose, config)
+    chosen = [b for b in a["brokers"].replace(" ", "").split(",") if b]
     unknown = [b for b in chosen if b not in KNOWN_BROKERS]
     if not chosen:
         # memory alone cannot carry events between processes: no `serve report` + `serve

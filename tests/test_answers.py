@@ -20,6 +20,8 @@ from .conftest import generate
         ({"brokers": "nats,nats"}, "names a broker twice"),
         ({"brokers": ""}, "brokers is empty; choose at least one of pulsar, nats, jetstream"),
         ({"brokers": " , "}, "brokers is empty; choose at least one of pulsar, nats, jetstream"),
+        # the templates drop spaces only: any other blank would reach them as part of a name
+        ({"brokers": "\tnats"}, "brokers has unknown broker(s) '\\tnats'"),
         ({"python_version": "3.9"}, "python_version '3.9' is not supported"),
         ({"python_version": "3.x"}, "python_version '3.x' is not supported"),
         ({"database": "oracle"}, "database 'oracle' is not supported; choose sqlite or postgresql"),

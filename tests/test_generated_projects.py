@@ -2,10 +2,14 @@
 
 Each case is a user's path: cookiecutter with answers, a fresh venv, `pip install -e .[dev]`,
 then the project's pytest (which starts real nats-server / pulsar-lite processes itself).
+The generated `src/` holds the service's own code only: the framework and the broker plugins
+come from the brokerline library, one extra per chosen broker.
 """
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,12 +19,13 @@ from .conftest import generate_ok, install, junit_args, run
 
 PACKAGE = "src/report_pipeline"
 BROKERS = ("pulsar", "nats", "jetstream")
-#: plugin module -> the brokers that need it (JetStream builds on the NATS core plugin)
-BROKER_MODULES = {
-    "pulsar.py": {"pulsar"},
-    "nats.py": {"nats", "jetstream"},
-    "jetstream.py": {"jetstream"},
-}
+#: lines of Python a default project's own code may have (src/ without the compiled api/):
+#: readable in ten minutes; the framework it needs is the library's
+LINE_BUDGET = 1500
+#: client libraries only a broker plugin imports
+BROKER_CLIENTS = {"pulsar", "nats"}
+#: the JetStream pull protocol (pull subscriptions, the consumer's next-message API)
+JETSTREAM_PULL = re.compile(r"pull_subscribe|\$JS\.API\.CONSUMER|CONSUMER\.MSG\.NEXT")
 
 CASES = {
     "defaults": {},
@@ -52,13 +57,13 @@ def test_generated_project_installs_and_passes_its_tests(
     else:
         project = generate_ok(out, **answers)
         python = None
-    broker_dir = project / PACKAGE / "transport/broker"
+    assert not broker_plugin_code(project), "broker plugin code in the service's src/"
     chosen = _brokers(answers)
-    for module, needed_by in BROKER_MODULES.items():
-        assert (broker_dir / module).exists() == bool(needed_by & set(chosen)), f"{module} pruning"
-    registry = (broker_dir / "registry.py").read_text()
-    for broker in BROKERS:
-        assert (f'"{broker}":' in registry) == (broker in chosen)
+    database = ["postgresql"] if answers.get("database") == "postgresql" else []
+    local = [extra for extra, needed_by in (("pulsar-local", {"pulsar"}),
+                                            ("nats-local", {"nats", "jetstream"}))
+             if needed_by & set(chosen)]
+    assert library_extras(project) == [{"sql", *chosen, *database}, {"testing", *local}]
     sample = answers.get("include_sample", "yes") == "yes"
     assert (project / PACKAGE / "service/report.py").exists() == sample
     assert (project / PACKAGE / "biz/report_rules.py").exists() == sample
@@ -76,6 +81,56 @@ def test_generated_project_installs_and_passes_its_tests(
          *junit_args(f"generated-{case}")], cwd=project, timeout=1500)
     help_text = run([str(bin_dir / "report-pipeline"), "--help"], cwd=project).stdout
     assert "serve" in help_text and ("publish" in help_text) == sample
+
+
+def own_sources(project: Path) -> list[Path]:
+    """The service's Python files: src/ without the modules compiled from proto/."""
+    src = project / PACKAGE
+    return sorted(p for p in src.rglob("*.py") if (src / "api") not in p.parents)
+
+
+def broker_plugin_code(project: Path) -> list[str]:
+    """What in the service's src/ is broker plugin code: a broker class, an import of a broker
+    client library, the JetStream pull protocol. Empty when the library holds all of it."""
+    found: list[str] = []
+    for path in own_sources(project):
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(project)
+        for node in ast.walk(ast.parse(text, str(path))):
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Broker"):
+                found.append(f"{where}: class {node.name}")
+            found += [f"{where}: import {name}" for name in imported(node)
+                      if name.partition(".")[0] in BROKER_CLIENTS]
+        found += [f"{where}: {m.group()}" for m in JETSTREAM_PULL.finditer(text)]
+    return found
+
+
+def imported(node: ast.AST) -> list[str]:
+    """The absolute module names an import statement names (none for other nodes)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+        return [node.module]
+    return []
+
+
+def library_extras(project: Path) -> list[set[str]]:
+    """The extras of each `brokerline[...]==` pin of pyproject.toml, in order."""
+    pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
+    pins = re.findall(r'"brokerline\[([^\]]*)\]==', pyproject)
+    return [set(extras.split(",")) for extras in pins]
+
+
+def test_default_project_holds_only_its_own_code(out: Path) -> None:
+    """The issue's measure: no broker plugin code in a default project's src/, and under the
+    line budget (the framework and the plugins are the library's)."""
+    project = generate_ok(out)
+    assert not broker_plugin_code(project), broker_plugin_code(project)
+    lines = {str(p.relative_to(project)): len(p.read_text(encoding="utf-8").splitlines())
+             for p in own_sources(project)}
+    total = sum(lines.values())
+    largest = sorted(lines.items(), key=lambda item: -item[1])[:5]
+    assert total < LINE_BUDGET, f"src/ holds {total} lines (budget {LINE_BUDGET}); {largest}"
 
 
 def add_two_subscribers(cli: Path, project: Path, sample: bool) -> None:

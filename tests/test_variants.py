@@ -4,8 +4,10 @@ For each broker choice (each one, each pair, all three), with and without the sa
 the project, import every module of `src/<package>/` with the default project's venv (it has
 every option's dependencies, so no install of its own), and walk the imports from the entry
 points: a file none of them reaches is dead code that pruning left behind. A helper module in
-`tests/` that no test imports is dead the same way. The prune table of the post-generation
-hook must name only files the template has.
+`tests/` that no test imports is dead the same way. Only the service's own modules are walked:
+the framework and the broker plugins are the brokerline library's, chosen by its extras and
+tested by its own suite. The compose file of every variant depends only on services it
+defines. The prune table of the post-generation hook must name only files the template has.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import TEMPLATE, generate_ok
 from .import_graph import Graph, entry_points, outside_roots
@@ -33,10 +36,6 @@ COMPILED = f"{PACKAGE}.api"
 #: files outside src/ that run the package's code: Alembic's migration environment
 #: (`db upgrade`) and the project's tools
 OUTSIDE = ("alembic", "tools")
-
-#: building blocks offered to the service's own handlers, reached only once one uses them:
-#: without the sample nothing does yet (they are framework code, to move to the library)
-OFFERED = {f"{PACKAGE}.data.batcher"}
 
 #: imports every module named on the command line; prints {module: error} for the failures
 IMPORT_ALL = """
@@ -72,7 +71,7 @@ def test_every_module_imports_and_is_reached(
 
     roots = entry_points(project, PACKAGE) | outside_roots(graph, project, OUTSIDE)
     assert not graph.unresolved, f"imports of modules that were not generated: {graph.unresolved}"
-    unreached = sorted(own - graph.reached_from(roots) - placeholders(graph) - OFFERED)
+    unreached = sorted(own - graph.reached_from(roots) - placeholders(graph))
     assert not unreached, f"no entry point reaches (dead code left by pruning): {unreached}"
 
     tests = Graph.of(project, "tests")
@@ -82,6 +81,32 @@ def test_every_module_imports_and_is_reached(
     unused_helpers = sorted(set(tests.files) - tests.reached_from(test_roots))
     assert not unused_helpers, f"test helpers no test imports: {unused_helpers}"
     assert_test_imports_resolve(project, graph)
+    assert_compose_is_consistent(project, brokers.split(","))
+
+
+def assert_compose_is_consistent(project: Path, brokers: list[str]) -> None:
+    """docker-compose.yml names only services and volumes it defines, and runs a chosen broker
+    (an undefined `depends_on` target makes `docker compose up` refuse the whole file)."""
+    compose = yaml.safe_load((project / "docker-compose.yml").read_text(encoding="utf-8"))
+    services: dict[str, dict[str, object]] = compose["services"]
+    volumes = set(compose.get("volumes") or {})
+    for name, service in services.items():
+        needs = service.get("depends_on") or {}
+        assert isinstance(needs, dict | list), f"{name}: depends_on {needs!r}"
+        missing = sorted(set(needs) - set(services))
+        assert not missing, f"compose service {name} depends on undefined services {missing}"
+        mounts = service.get("volumes") or []
+        assert isinstance(mounts, list), f"{name}: volumes {mounts!r}"
+        named = {str(m).partition(":")[0] for m in mounts} - {""}
+        undefined = sorted(v for v in named if not v.startswith((".", "/")) and v not in volumes)
+        assert not undefined, f"compose service {name} mounts undefined volumes {undefined}"
+        environment = service.get("environment") or {}
+        assert isinstance(environment, dict), f"{name}: environment {environment!r}"
+        if "BROKER_TYPE" in environment:
+            assert environment["BROKER_TYPE"] in brokers, f"{name}: {environment}"
+            assert environment["BROKER_TYPE"] in services or (
+                environment["BROKER_TYPE"] == "jetstream" and "nats" in services
+            ), f"{name} uses broker {environment['BROKER_TYPE']}, which compose does not run"
 
 
 def placeholders(graph: Graph) -> set[str]:
