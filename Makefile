@@ -17,7 +17,7 @@ $(READY): requirements-dev.txt brokerline/pyproject.toml
 
 demo: $(READY)  ## generate a service, run report + saver on embedded defaults, post reports
 	rm -rf $(DEMO_DIR)
-	$(BIN)/cookiecutter --no-input --output-dir $(DEMO_DIR) .
+	$(BIN)/cookiecutter --no-input --output-dir $(DEMO_DIR) $(CURDIR)
 	$(MAKE) -C $(DEMO_DIR)/report-pipeline install PYTHON=$(abspath $(BIN)/python)
 	cd $(DEMO_DIR)/report-pipeline && .venv/bin/report-pipeline demo --count $(DEMO_COUNT) \
 		$(if $(DEMO_BROKER),--broker $(DEMO_BROKER))
@@ -32,7 +32,7 @@ BENCH_ARGS ?=
 
 bench: $(READY)  ## raw clients vs framework vs FastStream; writes bench/results/ (not a test)
 	rm -rf $(BENCH_DIR)
-	$(BIN)/cookiecutter --no-input --output-dir $(BENCH_DIR) .
+	$(BIN)/cookiecutter --no-input --output-dir $(BENCH_DIR) $(CURDIR)
 	$(MAKE) -C $(BENCH_DIR)/report-pipeline install PYTHON=$(abspath $(BIN)/python)
 	$(BENCH_DIR)/report-pipeline/.venv/bin/pip install --quiet -r bench/requirements.txt
 	cd $(BENCH_DIR)/report-pipeline && .venv/bin/python \

@@ -1,6 +1,7 @@
 """Shapes the generated project: prunes what was not selected, compiles the protos."""
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,9 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 SLUG = "{{ cookiecutter.project_slug }}"
 BROKERS = [b.strip() for b in "{{ cookiecutter.brokers }}".split(",") if b.strip()]
 INCLUDE_SAMPLE = "{{ cookiecutter.include_sample }}" == "True"
-TEMPLATE_REPO = Path("{{ cookiecutter._repo_dir }}")
+# as given to cookiecutter: `cookiecutter .` gives ".", relative to the shell's directory
+# (PWD), while this hook runs inside the generated project
+TEMPLATE_REPO = Path(os.environ.get("PWD", "."), "{{ cookiecutter._repo_dir }}")
 LIBRARY_VERSION = "{{ cookiecutter._brokerline_version }}"
 
 ROOT = Path.cwd()
