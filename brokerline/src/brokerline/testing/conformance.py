@@ -19,8 +19,8 @@ same way::
 The factory is a coroutine function: each call returns a new, connected broker, and every
 broker it made is closed after the test (`connected_brokers` does both). All brokers of one
 test must reach the same broker server, as the services of one deployment do: the suite
-checks that consumers of one group share messages across connections. The suite's `broker`
-fixture (from brokerline's pytest plugin) is the first broker the factory makes.
+checks that consumers of one group share messages across connections. The `broker` fixture
+(brokerline's pytest plugin) is one broker from that factory.
 
 Real plugins run against real broker processes; nothing here is mocked. Topics and groups
 are unique per test (`unique`), so tests may share one server. A broker that cannot delay
