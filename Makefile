@@ -9,7 +9,7 @@ DEMO_COUNT ?= 1000
 
 .PHONY: demo test test-fast lint clean bench
 
-$(READY): requirements-dev.txt
+$(READY): requirements-dev.txt brokerline/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
@@ -17,13 +17,14 @@ $(READY): requirements-dev.txt
 
 demo: $(READY)  ## generate a service, run report + saver on embedded defaults, post reports
 	rm -rf $(DEMO_DIR)
-	$(BIN)/cookiecutter --no-input --output-dir $(DEMO_DIR) .
+	$(BIN)/cookiecutter --no-input --output-dir $(DEMO_DIR) $(CURDIR)
 	$(MAKE) -C $(DEMO_DIR)/report-pipeline install PYTHON=$(abspath $(BIN)/python)
 	cd $(DEMO_DIR)/report-pipeline && .venv/bin/report-pipeline demo --count $(DEMO_COUNT) \
 		$(if $(DEMO_BROKER),--broker $(DEMO_BROKER))
 
-test: $(READY)  ## every test: the template's own, and each generated project's (JUnit XML: build/test-reports/)
+test: $(READY)  ## every test: the library's (once), the template's own, each generated project's (JUnit XML: build/test-reports/)
 	rm -rf build/test-reports && mkdir -p build/test-reports
+	$(BIN)/pytest brokerline/tests --junitxml=build/test-reports/brokerline.xml
 	$(BIN)/pytest tests --junitxml=build/test-reports/template.xml
 
 BENCH_DIR := build/bench
@@ -31,14 +32,15 @@ BENCH_ARGS ?=
 
 bench: $(READY)  ## raw clients vs framework vs FastStream; writes bench/results/ (not a test)
 	rm -rf $(BENCH_DIR)
-	$(BIN)/cookiecutter --no-input --output-dir $(BENCH_DIR) .
+	$(BIN)/cookiecutter --no-input --output-dir $(BENCH_DIR) $(CURDIR)
 	$(MAKE) -C $(BENCH_DIR)/report-pipeline install PYTHON=$(abspath $(BIN)/python)
 	$(BENCH_DIR)/report-pipeline/.venv/bin/pip install --quiet -r bench/requirements.txt
 	cd $(BENCH_DIR)/report-pipeline && .venv/bin/python \
 		$(abspath bench/run.py) --project . --workdir ../work $(BENCH_ARGS)
 
-lint: $(READY)
+lint: $(READY)  ## ruff on the template repo's code; ruff and mypy on the library
 	$(BIN)/ruff check hooks tests local_extensions.py bench
+	cd brokerline && $(abspath $(BIN))/ruff check src tests && $(abspath $(BIN))/mypy src tests
 
 clean:
 	rm -rf build .pytest_cache

@@ -18,15 +18,13 @@ ROOT = Path.cwd()
 SRC = ROOT / "src" / PACKAGE
 
 # project files -> the broker types that need them (kept when any of them was chosen); the
-# broker plugins themselves are in the brokerline library, chosen by its extras. Patterns are
-# relative to the project. tests/test_variants.py checks that every pattern matches a
-# template file and that no generated variant keeps a module nothing imports.
+# broker plugins themselves, and their tests, are in the brokerline library, chosen by its
+# extras. Patterns are relative to the project. tests/test_variants.py checks that every
+# pattern matches a template file and that no generated variant keeps a module nothing imports.
 BROKER_FILES = {
-    "tests/test_pulsar*.py": {"pulsar"},
     "docs/pulsar.md": {"pulsar"},
-    "tests/test_jetstream*.py": {"jetstream"},
+    "tests/test_jetstream_cluster.py": {"jetstream"},  # the service through a leader's loss
     "tests/test_workers.py": {"jetstream"},  # N savers in one group: run over JetStream
-    "tests/test_nats*.py": {"nats", "jetstream"},
 }
 SAMPLE_FILES = [
     "service/report.py",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import logging
 import os
 import subprocess
 import sys
@@ -12,12 +10,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-
-from {{ cookiecutter.package_name }}.conf import load_config
-from brokerline.logs import configure_logging
 from brokerline.core import known_types
 from brokerline.nats.embedded import nats_server
 from brokerline.pulsar.embedded import pulsar_lite
+
+from {{ cookiecutter.package_name }}.conf import load_config
 
 from .service_process import Service
 
@@ -127,15 +124,3 @@ def test_credentials_in_a_pulsar_url_are_refused_unshown(tmp_path: Path) -> None
     assert SECRET not in result.stderr
     assert "PULSAR_JWT_TOKEN" in result.stderr and "pulsar://***@127.0.0.1:6650" in result.stderr
 
-
-def test_log_lines_never_show_url_credentials() -> None:
-    """The formatters' backstop, for a URL that some library puts in its own message."""
-    stream = io.StringIO()
-    configure_logging("INFO", "text", stream)
-    logging.getLogger("any.library").warning("lost nats://app:%s@10.0.0.1:4222, retrying", SECRET)
-    configure_logging("INFO", "json", stream)
-    logging.getLogger("any.library").warning("lost pulsar+ssl://t:%s@h:6651", SECRET)
-    configure_logging("WARNING")
-    assert SECRET not in stream.getvalue()
-    assert "nats://***@10.0.0.1:4222" in stream.getvalue()
-    assert "pulsar+ssl://***@h:6651" in stream.getvalue()

@@ -15,10 +15,10 @@ from typing import Any
 from dependency_injector import providers
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from brokerline.sql.database import Database
-from brokerline.server.broker import Registration
 from brokerline.core.codec import message_type_of
 from brokerline.memory.broker import MemoryBroker
+from brokerline.server.broker import Registration
+from brokerline.sql.database import Database
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from pydantic import (
 )
 
 from brokerline.core.settings import LOWERCASE
+from brokerline.core.urls import check_scheme, redact_text
 from brokerline.nats.settings import NatsSettings
 from brokerline.pulsar.settings import PulsarSettings
-from brokerline.core.urls import check_scheme, redact_text
 
 DEFAULT_CONFIG = Path("configs/config.yaml")
 

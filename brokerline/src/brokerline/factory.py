@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from brokerline.config import BrokerConfig, ConfigError
-from brokerline.telemetry import broker_middleware
 from brokerline.core import Backoff, Broker, BrokerError, LoggingMiddleware, SubscribeOptions
 from brokerline.core.embedded import EmbeddedBroker, start_embedded
 from brokerline.core.registry import plugin_factory
 from brokerline.core.urls import redact
+from brokerline.telemetry import broker_middleware
 
 log = logging.getLogger(__name__)
 

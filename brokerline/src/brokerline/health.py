@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 if TYPE_CHECKING:  # SQLAlchemy is imported by the roles that open a database only
-    from brokerline.sql.database import Database
     from brokerline.core import Broker
+    from brokerline.sql.database import Database
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from brokerline.config import TelemetryConfig
-from brokerline.trace_ids import IdsOnlyTracerProvider
 from brokerline.core import Middleware
 from brokerline.core.metrics import MetricsMiddleware
 from brokerline.core.tracing import TracingMiddleware
+from brokerline.trace_ids import IdsOnlyTracerProvider
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from brokerline.config import ServiceConfig
-
 from brokerline.cli.arguments import positive_seconds
+from brokerline.config import ServiceConfig
 from brokerline.logs import configure_logging
 
 

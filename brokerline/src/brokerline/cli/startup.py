@@ -41,7 +41,8 @@ def _unless_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) 
 
 
 async def start_servers(container: Any, names: Sequence[str]) -> list[Server] | None:
-    """The servers `names` (container providers, in start order), resources connected; None if SIGINT/SIGTERM stopped start-up.
+    """The servers `names` (container providers, in start order), resources connected;
+    None if SIGINT/SIGTERM stopped start-up.
 
     Start-up may spend half a minute in connection retries. A signal meanwhile cancels every
     task of the loop: at this point they all are start-up work, and the resources initialise

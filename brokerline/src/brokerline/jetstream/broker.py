@@ -39,13 +39,13 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig, StreamInfo
 
-from brokerline.jetstream.consumer import JetStreamSubscription
-from brokerline.jetstream.publisher import NO_RESPONDERS, AckedPublisher, Outgoing, subject_matches
-from brokerline.nats.connection import wire_headers
 from brokerline.core.base import Envelope, Handler, SubscribeOptions, Subscription
 from brokerline.core.dispatch import Dispatcher
 from brokerline.core.errors import BrokerError, BrokerUnavailable
+from brokerline.jetstream.consumer import JetStreamSubscription
+from brokerline.jetstream.publisher import NO_RESPONDERS, AckedPublisher, Outgoing, subject_matches
 from brokerline.nats.broker import NatsBroker, check_shared, wildcard_safe
+from brokerline.nats.connection import wire_headers
 from brokerline.nats.settings import NatsSettings, StreamSettings
 
 log = logging.getLogger("broker.jetstream")

@@ -46,11 +46,11 @@ from nats.aio.subscription import Subscription as ClientSubscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from brokerline.nats.connection import split_headers
 from brokerline.core.base import Delivery, InitialPosition, SubscribeOptions, Subscription
+from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import Dispatcher, Outcome
 from brokerline.core.errors import BrokerError
-from brokerline.core.consumer_loop import ConsumerLoop
+from brokerline.nats.connection import split_headers
 
 log = logging.getLogger("broker.jetstream")
 

@@ -23,9 +23,9 @@ from brokerline.core.base import (
     Subscription,
     SubscriptionType,
 )
+from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import Dispatcher
 from brokerline.core.errors import BrokerError, BrokerUnavailable
-from brokerline.core.consumer_loop import ConsumerLoop
 
 
 @dataclass

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .broker import NatsBroker
-    from .settings import NatsSettings
     from .embedded import nats_server
+    from .settings import NatsSettings
 
 __all__ = ["NatsBroker", "NatsSettings", "nats_server"]
 

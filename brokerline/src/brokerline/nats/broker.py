@@ -41,13 +41,6 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as ClientSubscription
 
-from brokerline.nats.connection import (
-    MessageIds,
-    core_headers,
-    open_connection,
-    split_headers,
-    wire_headers,
-)
 from brokerline.core.base import (
     Broker,
     Delivery,
@@ -57,9 +50,16 @@ from brokerline.core.base import (
     Subscription,
     SubscriptionType,
 )
+from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import Dispatcher, Outcome
 from brokerline.core.errors import BrokerError, BrokerUnavailable
-from brokerline.core.consumer_loop import ConsumerLoop
+from brokerline.nats.connection import (
+    MessageIds,
+    core_headers,
+    open_connection,
+    split_headers,
+    wire_headers,
+)
 from brokerline.nats.settings import NatsSettings
 
 log = logging.getLogger("broker.nats")

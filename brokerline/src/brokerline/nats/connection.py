@@ -29,8 +29,8 @@ from pydantic import SecretStr
 
 from brokerline.core.errors import BrokerError, BrokerUnavailable
 from brokerline.core.repeats import RepeatedLog
-from brokerline.nats.settings import NatsSettings
 from brokerline.core.urls import check_scheme, credentials, redact, without_credentials
+from brokerline.nats.settings import NatsSettings
 
 log = logging.getLogger("broker.nats")
 

@@ -1,4 +1,7 @@
-"""Apache Pulsar: topics, the four subscription types, retry and dead-letter topics (`brokerline[pulsar]`)."""
+"""Apache Pulsar: topics, the four subscription types, retry and dead-letter topics.
+
+Needs the `brokerline[pulsar]` extra (the pulsar-client library).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .broker import PulsarBroker
-    from .settings import PulsarSettings
     from .embedded import pulsar_lite
+    from .settings import PulsarSettings
 
 __all__ = ["PulsarBroker", "PulsarSettings", "pulsar_lite"]
 

@@ -31,8 +31,8 @@ from collections.abc import Awaitable, Callable
 import _pulsar
 import pulsar
 
-from brokerline.core.flow import FlowControl
 from brokerline.core.consumer_loop import ConsumerLoop
+from brokerline.core.flow import FlowControl
 
 log = logging.getLogger("broker.pulsar")
 

@@ -10,8 +10,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from brokerline.telemetry import grpc_server_interceptors
 from brokerline.server.request_decoding import RequestDecodingInterceptor
+from brokerline.telemetry import grpc_server_interceptors
 
 log = logging.getLogger(__name__)
 

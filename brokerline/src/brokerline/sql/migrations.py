@@ -23,7 +23,6 @@ from brokerline.config import DatabaseConfig
 from brokerline.sql.database import create_engine
 
 
-
 @dataclass(frozen=True)
 class Project:
     """Where a service's migrations are found, and the command that applies them."""
@@ -118,7 +117,8 @@ async def revisions(project: Project, database: DatabaseConfig) -> Revisions:
 def describe(revs: Revisions, program: str) -> str:
     """One line for `db current`."""
     if not revs.current:
-        return f"no migration applied yet (newest: {', '.join(revs.heads)}); run `{program} db upgrade`"
+        newest = ", ".join(revs.heads)
+        return f"no migration applied yet (newest: {newest}); run `{program} db upgrade`"
     state = "up to date" if revs.up_to_date else (
         f"behind the newest {', '.join(revs.heads)}: run `{program} db upgrade`"
     )

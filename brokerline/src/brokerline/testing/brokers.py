@@ -7,15 +7,22 @@ on free loopback ports; the memory broker needs nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
 
 from brokerline.core import Broker, known_types
 from brokerline.core.embedded import EmbeddedBroker
 from brokerline.memory.broker import MemoryBroker, MemoryHub
 from brokerline.nats.settings import NatsSettings
+
+#: what a `broker_factory` fixture yields: each call returns a new, connected broker
+BrokerFactory = Callable[[], Awaitable[Broker]]
+
+P = ParamSpec("P")
+B = TypeVar("B", bound=Broker)
 
 #: broker types whose client library is installed; the conformance suite runs on each
 BROKER_TYPES = known_types()
@@ -52,6 +59,28 @@ def make_broker(type_name: str, server: EmbeddedBroker | MemoryHub | None) -> Br
         assert isinstance(server, EmbeddedBroker)
         return plugin_factory(type_name)(settings=nats_test_settings(server.url))
     raise AssertionError(f"no test factory for broker type {type_name!r}")
+
+
+@contextlib.asynccontextmanager
+async def connected_brokers(
+    make: Callable[P, B], close_timeout: float = 5.0
+) -> AsyncIterator[Callable[P, Awaitable[B]]]:
+    """A factory of connected brokers for one test: each call builds a broker with
+    `make(...)` (the call's arguments go to it) and connects it; on exit every broker it
+    made is closed, newest first."""
+    made: list[Broker] = []
+
+    async def connect(*args: P.args, **kwargs: P.kwargs) -> B:
+        broker = make(*args, **kwargs)
+        await broker.connect()
+        made.append(broker)
+        return broker
+
+    try:
+        yield connect
+    finally:
+        for broker in reversed(made):
+            await broker.close(timeout=close_timeout)
 
 
 def nats_test_settings(url: str, **overrides: Any) -> NatsSettings:

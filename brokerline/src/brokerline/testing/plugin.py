@@ -5,23 +5,36 @@ Fixtures that connect brokers of every installed type to real local broker proce
 
 - `broker_type`: parametrized over the installed broker types (test ids name the broker
   process: `memory`, `nats`, `jetstream`, `pulsar-lite`);
-- `broker_factory` / `broker`: connected brokers of that type, closed after the test;
+- `broker_factory` / `broker`: connected brokers of that type, closed after the test (a test
+  class that defines its own `broker_factory`, as a `BrokerConformance` subclass for a plugin
+  of your own does, gets `broker` from it);
 - `embedded_servers`: the session's broker processes, by kind;
+- `module_nats_server`: a nats-server with JetStream of the test module's own, for tests
+  that make streams (the session's one has the conformance suite's catch-all `*` stream);
 - `pulsar_server`, `pulsar_factory`: the session's pulsar-lite, and Pulsar brokers on it;
 - `postgres_server`: a private PostgreSQL server for one test (skips without the binaries).
+
+The async fixtures are `pytest_asyncio` fixtures: they work in its strict mode and auto mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
+import pytest_asyncio
 
 from brokerline.core import Broker
 from brokerline.core.embedded import EmbeddedBroker, start_embedded
 from brokerline.memory.broker import MemoryHub
-from brokerline.testing.brokers import BROKER_TYPES, SERVER_KIND, make_broker
+from brokerline.testing.brokers import (
+    BROKER_TYPES,
+    SERVER_KIND,
+    BrokerFactory,
+    connected_brokers,
+    make_broker,
+)
 from brokerline.testing.postgres import PostgresServer, require_server_binaries
 
 if TYPE_CHECKING:
@@ -35,6 +48,15 @@ def embedded_servers() -> Iterator[dict[str, EmbeddedBroker]]:
     yield servers
     for server in servers.values():
         server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def module_nats_server() -> Iterator[EmbeddedBroker]:
+    """A nats-server with JetStream for the tests of one module, started; stopped after them."""
+    from brokerline.nats.embedded import nats_server
+
+    with nats_server(jetstream=True) as server:
+        yield server.start()
 
 
 @pytest.fixture
@@ -59,27 +81,18 @@ def broker_type(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def broker_factory(
     broker_type: str, embedded_servers: dict[str, EmbeddedBroker]
-) -> AsyncIterator[object]:
+) -> AsyncIterator[BrokerFactory]:
     """Connects new brokers of the parametrized type; closes them all after the test."""
     server = server_for(broker_type, embedded_servers) or MemoryHub()
-    made: list[Broker] = []
-
-    async def connect() -> Broker:
-        broker = make_broker(broker_type, server)
-        await broker.connect()
-        made.append(broker)
-        return broker
-
-    yield connect
-    for broker in reversed(made):
-        await broker.close(timeout=5)
+    async with connected_brokers(lambda: make_broker(broker_type, server)) as connect:
+        yield connect
 
 
-@pytest.fixture
-async def broker(broker_factory) -> Broker:  # type: ignore[no-untyped-def]
+@pytest_asyncio.fixture
+async def broker(broker_factory: BrokerFactory) -> Broker:
     return await broker_factory()
 
 
@@ -91,8 +104,10 @@ def pulsar_server(embedded_servers: dict[str, EmbeddedBroker]) -> EmbeddedBroker
     return server
 
 
-@pytest.fixture
-async def pulsar_factory(pulsar_server: EmbeddedBroker) -> AsyncIterator[object]:
+@pytest_asyncio.fixture
+async def pulsar_factory(
+    pulsar_server: EmbeddedBroker,
+) -> AsyncIterator[Callable[..., Awaitable[PulsarBroker]]]:
     """Connects Pulsar brokers to the session's pulsar-lite, with settings overrides.
 
     `await pulsar_factory(retry_letter_topic=True)`; every broker is closed after the test.
@@ -100,21 +115,15 @@ async def pulsar_factory(pulsar_server: EmbeddedBroker) -> AsyncIterator[object]
     from brokerline.pulsar.broker import PulsarBroker
     from brokerline.pulsar.settings import PulsarSettings
 
-    made: list[Broker] = []
-
-    async def connect(**overrides: object) -> PulsarBroker:
-        fields: dict[str, object] = {
+    def make(**overrides: Any) -> PulsarBroker:
+        fields: dict[str, Any] = {
             "service_urls": [pulsar_server.url], "operation_timeout": 5, "connection_timeout": 2,
         }
         fields.update(overrides)
-        broker = PulsarBroker(PulsarSettings.model_validate(fields))
-        await broker.connect()
-        made.append(broker)
-        return broker
+        return PulsarBroker(PulsarSettings.model_validate(fields))
 
-    yield connect
-    for broker in reversed(made):
-        await broker.close(timeout=5)
+    async with connected_brokers(make) as connect:
+        yield connect
 
 
 #: test ids name the broker process a test ran on, not only the plugin: the Pulsar plugin's

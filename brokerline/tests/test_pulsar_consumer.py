@@ -28,7 +28,6 @@ from brokerline.pulsar.consumer import (
     RECONSUME_TIMES,
     PulsarSubscribeOptions,
 )
-
 from brokerline.testing.brokers import eventually, unique
 
 Factory = Callable[..., Awaitable[PulsarBroker]]

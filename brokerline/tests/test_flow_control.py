@@ -20,7 +20,6 @@ from brokerline.core import (
     SubscribeOptions,
     Transient,
 )
-
 from brokerline.testing.brokers import eventually, unique
 
 FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.2)

@@ -22,11 +22,10 @@ from brokerline.core import (
     MessageContext,
 )
 from brokerline.core.embedded import EmbeddedBroker, free_port
+from brokerline.core.settings import TLSSettings
 from brokerline.pulsar.broker import PulsarBroker
 from brokerline.pulsar.client import client_logger
 from brokerline.pulsar.settings import PulsarSettings
-from brokerline.core.settings import TLSSettings
-
 from brokerline.testing.brokers import eventually, unique
 
 Factory = Callable[..., Awaitable[PulsarBroker]]

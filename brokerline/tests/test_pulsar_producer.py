@@ -20,7 +20,6 @@ from brokerline.core import BrokerError, MessageContext
 from brokerline.core.embedded import EmbeddedBroker
 from brokerline.pulsar.broker import PulsarBroker
 from brokerline.pulsar.settings import PulsarSettings
-
 from brokerline.testing.brokers import eventually, unique
 
 Factory = Callable[..., Awaitable[PulsarBroker]]

@@ -9,48 +9,32 @@ subjects are still the configured ones) and creating it again; the cluster test
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from brokerline.core import BrokerError, BrokerUnavailable
-from brokerline.jetstream.publisher import subject_matches
 from brokerline.core.embedded import EmbeddedBroker
-from brokerline.nats.embedded import nats_server
-from brokerline.jetstream.broker import (
-    JetStreamBroker,
-    provision_stream,
-)
-
-from brokerline.testing.brokers import nats_test_settings, unique
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmbeddedBroker]:
-    with nats_server(jetstream=True) as embedded:
-        yield embedded.start()
+from brokerline.jetstream.broker import JetStreamBroker, provision_stream
+from brokerline.jetstream.publisher import subject_matches
+from brokerline.testing import connected_brokers, nats_test_settings, unique
 
 
 @pytest.fixture
-async def connect(server: EmbeddedBroker) -> AsyncIterator[Any]:
+async def connect(module_nats_server: EmbeddedBroker) -> AsyncIterator[Any]:
     """Connects JetStream brokers, each on a stream of its own (`<STREAM>.>`)."""
-    made: list[JetStreamBroker] = []
 
-    async def make(retry_for: float = 10.0) -> JetStreamBroker:
+    def make(retry_for: float = 10.0) -> JetStreamBroker:
         name = unique("PUB").upper().replace("-", "_")
         settings = nats_test_settings(
-            server.url, stream={"name": name, "subjects": [f"{name}.>"]},
+            module_nats_server.url, stream={"name": name, "subjects": [f"{name}.>"]},
             publish_retry_for=retry_for,
         )
-        broker = JetStreamBroker(settings)
-        await broker.connect()
-        made.append(broker)
-        return broker
+        return JetStreamBroker(settings)
 
-    yield make
-    for broker in made:
-        await broker.close(timeout=5)
+    async with connected_brokers(make) as connected:
+        yield connected
 
 
 def test_subject_patterns() -> None:

@@ -20,9 +20,8 @@ from brokerline.core import (
     MessageContext,
 )
 from brokerline.core.embedded import EmbeddedBroker, free_port
-from brokerline.nats.embedded import nats_server
 from brokerline.nats.broker import NatsBroker
-
+from brokerline.nats.embedded import nats_server
 from brokerline.testing.brokers import eventually, nats_test_settings, unique
 
 TOKEN = "s3cret-token-value"

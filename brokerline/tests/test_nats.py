@@ -1,54 +1,33 @@
-{%- set brokers = cookiecutter.brokers.replace(' ', '').split(',') -%}
-{%- set with_jetstream = 'jetstream' in brokers -%}
-"""NATS core{% if with_jetstream %} and JetStream{% endif %} features beyond the conformance suite, against a real nats-server."""
+"""NATS core and JetStream features beyond the conformance suite, against a real nats-server."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from brokerline.core import BrokerError, MessageContext
 from brokerline.core.embedded import EmbeddedBroker
-from brokerline.nats.embedded import nats_server
-{%- if with_jetstream %}
 from brokerline.jetstream.broker import JetStreamBroker
-{%- endif %}
 from brokerline.nats.broker import NatsBroker, RequestTimeout
-
-from brokerline.testing.brokers import eventually, nats_test_settings, unique
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmbeddedBroker]:
-    with nats_server(jetstream=True) as embedded:
-        yield embedded.start()
+from brokerline.nats.embedded import nats_server
+from brokerline.testing import connected_brokers, eventually, nats_test_settings, unique
 
 
 @pytest.fixture
-async def connect(server: EmbeddedBroker) -> AsyncIterator[Any]:
+async def connect(module_nats_server: EmbeddedBroker) -> AsyncIterator[Any]:
     """Connects NATS (`jetstream=False`) or JetStream brokers; closes them after the test."""
-    made: list[NatsBroker] = []
 
-    async def make(jetstream: bool = False, **overrides: Any) -> Any:
-        settings = nats_test_settings(server.url, **overrides)
-{%- if with_jetstream %}
-        broker = JetStreamBroker(settings) if jetstream else NatsBroker(settings)
-{%- else %}
-        assert not jetstream, "this project has no JetStream plugin"
-        broker = NatsBroker(settings)
-{%- endif %}
-        await broker.connect()
-        made.append(broker)
-        return broker
+    def make(jetstream: bool = False, **overrides: Any) -> NatsBroker:
+        settings = nats_test_settings(module_nats_server.url, **overrides)
+        return JetStreamBroker(settings) if jetstream else NatsBroker(settings)
 
-    yield make
-    for broker in reversed(made):
-        await broker.close(timeout=5)
+    async with connected_brokers(make) as connected:
+        yield connected
 
 
 # -- NATS core -----------------------------------------------------------------------------
@@ -179,7 +158,6 @@ async def test_core_redelivery_is_in_process_with_the_same_message_id(connect: A
     assert len({message_id for message_id, _ in seen}) == 1
 
 
-{%- if with_jetstream %}
 # -- JetStream -----------------------------------------------------------------------------
 async def test_stream_is_created_from_settings(connect: Any) -> None:
     name = unique("NEW").upper().replace("-", "_")
@@ -305,7 +283,6 @@ async def test_closing_mid_stream_gives_messages_back_without_burning_deliveries
                                                     options=options)
     await eventually(lambda: len(seen) == 200, timeout=20)
     assert max(seen.values()) <= 1, "a message was delivered more than twice"
-{%- endif %}
 
 
 async def test_non_shared_subscription_types_are_refused(connect: Any) -> None:
@@ -315,10 +292,6 @@ async def test_non_shared_subscription_types_are_refused(connect: Any) -> None:
         pass
 
     options = SubscribeOptions(subscription_type=SubscriptionType.EXCLUSIVE)
-{%- if with_jetstream %}
     for broker in (await connect(), await connect(jetstream=True)):
-{%- else %}
-    for broker in (await connect(),):
-{%- endif %}
         with pytest.raises(BrokerError, match="has no exclusive subscriptions"):
             await broker.subscribe(unique("solo"), handler, group="g", options=options)
