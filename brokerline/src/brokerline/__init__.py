@@ -32,6 +32,7 @@ from brokerline.core import (
     create_broker,
     is_transient,
     known_types,
+    register_plugin,
     register_transient,
 )
 
@@ -65,5 +66,6 @@ __all__ = [
     "create_broker",
     "is_transient",
     "known_types",
+    "register_plugin",
     "register_transient",
 ]

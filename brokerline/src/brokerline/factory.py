@@ -12,7 +12,7 @@ from typing import Any
 from brokerline.config import BrokerConfig, ConfigError
 from brokerline.core import Backoff, Broker, BrokerError, LoggingMiddleware, SubscribeOptions
 from brokerline.core.embedded import EmbeddedBroker, start_embedded
-from brokerline.core.registry import plugin_factory
+from brokerline.core.registry import is_registered, plugin_factory
 from brokerline.core.urls import redact
 from brokerline.telemetry import broker_middleware
 
@@ -41,6 +41,8 @@ def plugin_settings(cfg: BrokerConfig, addresses: list[str]) -> dict[str, Any]:
                 update={"service_urls": [_with_scheme(a, "pulsar://") for a in addresses]}
             )
         return {"settings": pulsar}
+    if is_registered(cfg.type):  # a plugin of the user's own: it reads its addresses
+        return {"addresses": addresses}
     return {}
 
 

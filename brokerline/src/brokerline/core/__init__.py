@@ -28,7 +28,7 @@ from brokerline.core.errors import (
     UnknownBrokerType,
 )
 from brokerline.core.middleware import LoggingMiddleware, Middleware
-from brokerline.core.registry import create_broker, known_types
+from brokerline.core.registry import create_broker, known_types, register_plugin
 from brokerline.core.transient import is_transient, register_transient
 
 __all__ = [
@@ -58,5 +58,6 @@ __all__ = [
     "create_broker",
     "is_transient",
     "known_types",
+    "register_plugin",
     "register_transient",
 ]
