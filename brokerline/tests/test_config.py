@@ -126,10 +126,11 @@ def test_the_given_environment_is_read_not_the_processes(
 
 
 def test_a_model_built_directly_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NAME", "from-the-shell")
-    monkeypatch.setenv("LOG_LEVEL", "ERROR")
+    for name in ("NAME", "name", "SHUTDOWN_TIMEOUT", "shutdown_timeout"):
+        monkeypatch.setenv(name, "3" if "TIMEOUT" in name.upper() else "from-the-shell")
     config = ExampleConfig(log_level="DEBUG")
-    assert config.name == "example" and config.log_level == "DEBUG"
+    assert config.name == "example" and config.shutdown_timeout == 15.0
+    assert config.log_level == "DEBUG"
 
 
 def test_empty_environment_values_are_unset(tmp_path: Path) -> None:
@@ -233,6 +234,12 @@ def test_an_unknown_generic_name_is_named_not_ignored(tmp_path: Path) -> None:
     assert "unknown setting 'borker'" in top
 
 
+def test_a_bad_database_url_gets_an_example_that_reads_right(tmp_path: Path) -> None:
+    message = error_of(tmp_path, DATABASE_URL="sqlite:data.db:x")
+    assert message.endswith("use e.g. sqlite+aiosqlite:///data/app.db or "
+                            "postgresql+asyncpg://db-host:5432/app")
+
+
 def test_an_invalid_value_names_the_setting_its_names_and_the_value(tmp_path: Path) -> None:
     message = error_of(tmp_path, OTEL_EXPORTER_PROMETHEUS_PORT="99999")
     assert "setting 'telemetry.metrics_port' (OTEL_EXPORTER_PROMETHEUS_PORT) is invalid" in message
@@ -244,6 +251,7 @@ def test_an_invalid_value_names_the_setting_its_names_and_the_value(tmp_path: Pa
     "environ",
     [
         {"DATABASE_URL": f"postgresql://app:{SECRET}@db/app"},  # not an async driver
+        {"DATABASE_URL": f"postgresql+asyncpg:app:{SECRET}@db/app"},  # no //: not redacted
         {"BROKER_TYPE": "nats", "BROKER_ADDRESS": f"http://app:{SECRET}@broker:4222"},
         {"NATS_SERVER_URL": f"http://app:{SECRET}@broker:4222"},
         {"BROKER_TYPE": "pulsar", "MQ_NAME_SERVER": f"pulsar://app:{SECRET}@broker:6650"},
@@ -254,8 +262,7 @@ def test_an_invalid_value_names_the_setting_its_names_and_the_value(tmp_path: Pa
 def test_a_secret_in_a_bad_value_is_never_echoed(tmp_path: Path, environ: dict[str, str]) -> None:
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, environ=environ)
-    assert SECRET not in str(caught.value)
-    assert str(caught.value).count(". ") == 0, "one sentence"
+    assert SECRET not in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_a_generic_value_that_is_not_json_names_the_variable(tmp_path: Path) -> None:

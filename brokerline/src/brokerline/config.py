@@ -145,8 +145,9 @@ def _checked_by_sqlalchemy(value: str) -> str:
         url = make_url(value)
     except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         raise ValueError(
+            # no user in the example: the message is redacted, which would mask it
             "not a database URL; use e.g. sqlite+aiosqlite:///data/app.db or "
-            "postgresql+asyncpg://user@host/db"
+            "postgresql+asyncpg://db-host:5432/app"
         ) from None
     try:
         is_async = bool(getattr(url.get_dialect(), "is_async", False))
