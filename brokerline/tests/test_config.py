@@ -106,6 +106,16 @@ def test_config_file_selects_the_file_and_a_missing_one_means_none(tmp_path: Pat
     assert load(tmp_path, environ=missing).log_level == "WARNING"
 
 
+def test_a_path_may_start_with_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "service.yaml").write_text("name: from-home\n", encoding="utf-8")
+    assert load_config(ExampleConfig, "~/service.yaml", {}, env_prefix=PREFIX).name == "from-home"
+    environ = {"CONFIG_FILE": "~/service.yaml"}
+    assert load_config(ExampleConfig, None, environ, env_prefix=PREFIX).name == "from-home"
+
+
 def test_an_explicit_path_must_exist_and_be_a_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"absent\.yaml does not exist; pass an existing file"):
         load_config(ExampleConfig, tmp_path / "absent.yaml", {}, env_prefix=PREFIX)

@@ -231,6 +231,8 @@ class ServiceConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # built directly: its arguments only (pydantic-settings would add os.environ without
+        # the service's prefix); load_config brings the file and the environment itself
         return (init_settings,)
 
 
@@ -438,10 +440,12 @@ def _describe(error: ValidationError, source: str) -> str:
 
 def _config_file(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
     """The file to read: `path`, else CONFIG_FILE, else the default; checked if named."""
-    config_path = Path(path) if path else Path(environ.get("CONFIG_FILE") or DEFAULT_CONFIG)
+    chosen = path or environ.get("CONFIG_FILE") or DEFAULT_CONFIG
+    config_path = Path(chosen).expanduser()
     if config_path.is_dir():
         raise ConfigError(f"config file {config_path} is a directory; pass a YAML file")
-    # a CONFIG_FILE or default that is missing means no file: the environment alone configures
+    # pydantic-settings skips a missing file, right for a CONFIG_FILE or default that is not
+    # there (the environment alone configures); a file named by the caller must exist
     if path and not config_path.exists():
         raise ConfigError(f"config file {config_path} does not exist; pass an existing file")
     return config_path
@@ -474,6 +478,9 @@ def load_config(
     )
     source = f"configuration ({config_path} + environment)"
     try:
+        # sources chosen per call (environ, file, prefix), which the class-level
+        # settings_customise_sources cannot see; `_build_sources` is BaseSettings' parameter
+        # for that (pydantic-settings 2.13+), merged by it in the order given, strongest first
         return model(_build_sources=(sources, {}))
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
