@@ -1,21 +1,25 @@
-"""Typed configuration: a YAML file, then environment variables on top.
+"""Typed configuration on pydantic-settings: a YAML file, then environment variables on top.
 
 Every setting has a dotted path (`broker.type`) and can be set from the environment in two
 ways: by a well-known name from the table `ENVIRONMENT` (such as `BROKER_TYPE`,
 `BROKER_ADDRESS`, `PULSAR_JWT_TOKEN`, `NATS_SERVER_URL`; `COZE_MQ_TYPE` and `MQ_NAME_SERVER`
 are accepted too), or generically as `<PREFIX>__<SECTION>__<KEY>` with the service's prefix
-(for example `REPORT_PIPELINE__DATABASE__URL`). Environment wins over the file.
+(for example `REPORT_PIPELINE__DATABASE__URL`). Environment wins over the file; a list
+setting takes a comma-separated value there.
 
 `ServiceConfig` holds the sections every service has (broker, database, gRPC, telemetry); a
-service subclasses it with its own sections and defaults and loads it with `load_config`.
+service subclasses it with its own sections and defaults and loads it with `load_config`,
+which gives pydantic-settings the sources: its YAML file source, its environment source with
+the prefix and `__` nesting, and a source of the well-known names.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -27,6 +31,16 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    YamlConfigSettingsSource,
 )
 
 from brokerline.core.settings import LOWERCASE
@@ -131,8 +145,9 @@ def _checked_by_sqlalchemy(value: str) -> str:
         url = make_url(value)
     except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         raise ValueError(
+            # no user in the example: the message is redacted, which would mask it
             "not a database URL; use e.g. sqlite+aiosqlite:///data/app.db or "
-            "postgresql+asyncpg://user@host/db"
+            "postgresql+asyncpg://db-host:5432/app"
         ) from None
     try:
         is_async = bool(getattr(url.get_dialect(), "is_async", False))
@@ -188,8 +203,16 @@ LogLevel = Annotated[
 ]
 
 
-class ServiceConfig(_Section):
-    """The settings every service has; a service's `AppConfig` adds its own sections."""
+class ServiceConfig(BaseSettings):
+    """The settings every service has; a service's `AppConfig` adds its own sections.
+
+    A pydantic-settings model whose sources `load_config` chooses for each call (the file, an
+    environment mapping, the service's prefix). Built directly, `AppConfig(...)` is its
+    defaults and arguments only: nothing reads the process environment behind the caller.
+    """
+
+    # case-sensitive like every section below it: `Broker:` in the file is a misspelling
+    model_config = SettingsConfigDict(extra="forbid", case_sensitive=True)
 
     name: str = Field("service", min_length=1)
     log_level: LogLevel = "INFO"  # LOG_LEVEL
@@ -198,6 +221,19 @@ class ServiceConfig(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     grpc: GrpcConfig = Field(default_factory=GrpcConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # built directly: its arguments only (pydantic-settings would add os.environ without
+        # the service's prefix); load_config brings the file and the environment itself
+        return (init_settings,)
 
 
 #: well-known environment names -> dotted setting paths (several names may feed one path;
@@ -234,9 +270,6 @@ ENVIRONMENT: dict[str, str] = {
     "TELEMETRY_FILE": "telemetry.file",
 }
 
-#: settings that take a comma-separated list in the environment
-LIST_SETTINGS = {"broker.nats.servers", "broker.pulsar.service_urls", "broker.nats.stream.subjects"}
-
 
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
     node = data
@@ -249,38 +282,140 @@ def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _env_value(path: str, raw: str) -> Any:
-    if path in LIST_SETTINGS:
-        return [item.strip() for item in raw.split(",") if item.strip()]
-    return raw
+def _field_at(model: type[BaseModel], path: str) -> FieldInfo | None:
+    """The field a dotted path names in `model`, or None if it names none."""
+    node: Any = model
+    field: FieldInfo | None = None
+    for part in path.split("."):
+        if not (isinstance(node, type) and issubclass(node, BaseModel)):
+            return None
+        field = node.model_fields.get(part)
+        if field is None:
+            return None
+        node = field.annotation
+    return field
 
 
-def environment_overrides(environ: Mapping[str, str], env_prefix: str) -> dict[str, Any]:
-    """The nested settings that `environ` sets, by well-known and by generic names."""
-    data: dict[str, Any] = {}
-    for name, path in ENVIRONMENT.items():
-        if environ.get(name, "") != "":
-            _set_path(data, path, _env_value(path, environ[name]))
-    # NATS_USE_JETSTREAM=true turns a NATS broker type into JetStream (as in the NATS guide)
-    broker = data.get("broker", {})
-    use_jetstream = environ.get("NATS_USE_JETSTREAM", "").strip().lower() in ("1", "true", "yes")
-    if use_jetstream and broker.get("type", "").strip().lower() == "nats":
-        broker["type"] = "jetstream"
-    for name, raw in environ.items():
-        if name.startswith(env_prefix) and raw != "":
-            path = name[len(env_prefix) :].lower().replace("__", ".")
-            _set_path(data, path, _env_value(path, raw))
-    return data
+def _takes_a_list(field: FieldInfo | None) -> bool:
+    return field is not None and get_origin(field.annotation) is list
 
 
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+def _comma_list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+class PrefixedEnvironment(EnvSettingsSource):
+    """The generic names, `<PREFIX>__<SECTION>__<KEY>` in any case, read from `environ`.
+
+    Two changes to pydantic-settings' environment source: a list also takes the comma form
+    (`nats://a:4222,nats://b:4222`) besides JSON, and a prefixed name that matches no setting
+    is kept, so that validation names the misspelling instead of it being ignored.
+    """
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], environ: Mapping[str, str], env_prefix: str
+    ) -> None:
+        self._environ = environ  # before the base __init__, which calls _load_env_vars
+        super().__init__(
+            settings_cls,
+            case_sensitive=False,
+            env_prefix=env_prefix,
+            env_nested_delimiter="__",
+            env_ignore_empty=True,
+        )
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # the mapping given to load_config, not os.environ (the hook dotenv's source uses too)
+        return {name.lower(): value for name, value in self._environ.items() if value != ""}
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        if _takes_a_list(field) and isinstance(value, str) and not value.lstrip().startswith("["):
+            return _comma_list(value)
+        return super().decode_complex_value(field_name, field, value)
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError:  # JSON that does not parse; its value may be a secret: not shown
+            name = f"{self.env_prefix}{field_name}".upper()
+            raise ConfigError(
+                f"the environment variable {name} (or one under it) is not valid JSON; set one "
+                f"setting a variable instead, as {name}__<KEY>"
+            ) from None
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        prefix = self.env_prefix.lower()
+        for name, raw in self.env_vars.items():
+            if name.startswith(prefix) and raw is not None:
+                path = name[len(prefix) :].split(self.env_nested_delimiter or "__")
+                if path[0] and path[0] not in self.settings_cls.model_fields:
+                    _set_path(data, ".".join(path), raw)
+        return data
+
+
+def _is_true(raw: str) -> bool:
+    return raw.strip().lower() in ("1", "true", "yes")
+
+
+class WellKnownEnvironment(PydanticBaseSettingsSource):
+    """The names of `ENVIRONMENT` (BROKER_TYPE, NATS_SERVER_URL, ...) and NATS_USE_JETSTREAM.
+
+    A source of its own rather than validation aliases: most of these settings sit in the
+    broker plugins' sections, several names feed one setting, and an alias would also rename
+    the key in the YAML file.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ maps whole paths, not single fields
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for name, path in ENVIRONMENT.items():
+            raw = self._environ.get(name, "")
+            if raw != "":
+                listed = _takes_a_list(_field_at(self.settings_cls, path))
+                _set_path(data, path, _comma_list(raw) if listed else raw)
+        # NATS_USE_JETSTREAM=true turns a NATS broker type into JetStream (as in the NATS guide)
+        broker = data.get("broker", {})
+        jetstream = _is_true(self._environ.get("NATS_USE_JETSTREAM", ""))
+        if jetstream and str(broker.get("type", "")).strip().lower() == "nats":
+            broker["type"] = "jetstream"
+        return data
+
+
+class YamlFile(YamlConfigSettingsSource):
+    """The YAML file; one that is not UTF-8, not YAML or not a mapping is one sentence."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls, yaml_file=path, yaml_file_encoding="utf-8")
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        # read whole here, not streamed by the base: a decoding error then tells the byte's
+        # place in the file, not in a buffered chunk of it
+        try:
+            loaded = yaml.safe_load(file_path.read_bytes().decode("utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{file_path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it "
+                "as UTF-8"
+            ) from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "syntax error"
+            raise ConfigError(
+                f"{file_path} is not valid YAML ({problem}{where}); fix its syntax"
+            ) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file_path} must hold a mapping of sections, not a list or value")
+        return loaded
 
 
 #: settings whose value is never repeated in an error message
@@ -303,6 +438,19 @@ def _describe(error: ValidationError, source: str) -> str:
     return redact_text(f"{source}: setting {setting} is invalid{shown}: {message}")
 
 
+def _config_file(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
+    """The file to read: `path`, else CONFIG_FILE, else the default; checked if named."""
+    chosen = path or environ.get("CONFIG_FILE") or DEFAULT_CONFIG
+    config_path = Path(chosen).expanduser()
+    if config_path.is_dir():
+        raise ConfigError(f"config file {config_path} is a directory; pass a YAML file")
+    # pydantic-settings skips a missing file, right for a CONFIG_FILE or default that is not
+    # there (the environment alone configures); a file named by the caller must exist
+    if path and not config_path.exists():
+        raise ConfigError(f"config file {config_path} does not exist; pass an existing file")
+    return config_path
+
+
 Config = TypeVar("Config", bound=ServiceConfig)
 
 
@@ -314,35 +462,27 @@ def load_config(
     *,
     env_prefix: str,
 ) -> Config:
-    """Read the YAML file (if it exists), apply the environment, then `overrides`."""
+    """Read the YAML file (if it exists), apply the environment, then `overrides`.
+
+    Precedence, highest first: `overrides`, the generic `<env_prefix>SECTION__KEY` names,
+    the well-known names of `ENVIRONMENT`, the file, the model's defaults. `environ` defaults
+    to os.environ; its CONFIG_FILE names the file when `path` does not.
+    """
     environ = os.environ if environ is None else environ
-    config_path = Path(path) if path else Path(environ.get("CONFIG_FILE", DEFAULT_CONFIG))
-    data: dict[str, Any] = {}
-    if config_path.exists():
-        try:
-            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"{config_path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it "
-                "as UTF-8"
-            ) from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or "syntax error"
-            raise ConfigError(
-                f"{config_path} is not valid YAML ({problem}{where}); fix its syntax"
-            ) from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{config_path} must hold a mapping of sections, not a list or value")
-        data = loaded
-    elif path:
-        raise ConfigError(f"config file {config_path} does not exist; pass an existing file")
-    data = _merge(data, environment_overrides(environ, env_prefix))
-    if overrides:
-        data = _merge(data, overrides)
+    config_path = _config_file(path, environ)
+    sources: tuple[PydanticBaseSettingsSource, ...] = (
+        InitSettingsSource(model, init_kwargs=dict(overrides or {})),
+        PrefixedEnvironment(model, environ, env_prefix),
+        WellKnownEnvironment(model, environ),
+        YamlFile(model, config_path),
+    )
     source = f"configuration ({config_path} + environment)"
     try:
-        return model.model_validate(data)
+        # sources chosen per call (environ, file, prefix), which the class-level
+        # settings_customise_sources cannot see; `_build_sources` is BaseSettings' parameter
+        # for that (pydantic-settings 2.13+), merged by it in the order given, strongest first
+        return model(_build_sources=(sources, {}))
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+    except SettingsError as exc:  # names the field and the source, never the value
+        raise ConfigError(f"{source}: {exc}; check that setting's value") from None
