@@ -19,13 +19,13 @@ from sqlalchemy.engine import Connection
 from brokerline.config import DatabaseConfig
 from brokerline.sql.database import create_engine
 from {{ cookiecutter.package_name }}.data.models import Base
-from brokerline.sql.migrations import revisions, upgrade
+from brokerline.sql.migrations import Project, revisions, upgrade
 
-from {{ cookiecutter.package_name }}.migrations import PROJECT as PROJECT_MIGRATIONS
 
 from .databases import DATABASES, scratch_postgres_database
 
 PROJECT = Path(__file__).resolve().parent.parent
+PROJECT_MIGRATIONS = Project("{{ cookiecutter.project_slug }}", PROJECT)
 
 
 @pytest.fixture(params=DATABASES)
@@ -97,22 +97,22 @@ async def test_pipeline_on_a_migrated_database_without_create_tables(empty_datab
     from dependency_injector import providers
 
     from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import RealTimeWarehousingData
-    from brokerline.app import App
     from {{ cookiecutter.package_name }}.conf import load_config
-    from {{ cookiecutter.package_name }}.containers import Container
+    from {{ cookiecutter.package_name }}.containers import Container, build_app
     from brokerline.memory.broker import MemoryBroker
 
     from brokerline.testing.brokers import eventually
 
-    await asyncio.to_thread(upgrade, DatabaseConfig(url=empty_database))
+    await asyncio.to_thread(upgrade, PROJECT_MIGRATIONS, DatabaseConfig(url=empty_database))
     config = load_config(
-        environ={}, overrides={"database": {"url": empty_database, "create_tables": False}}
+        environ={}, overrides={"database": {"url": empty_database, "create_tables": False},
+                               "shutdown_timeout": 5}
     )
     container: Any = Container(config=config)  # providers of async resources return awaitables
     broker = MemoryBroker()
     await broker.connect()
     container.broker.override(providers.Object(broker))
-    app = App("test", [await container.broker_server()], stop_timeout=5)
+    app = await build_app(config, "saver", container)
     await app.start()
     try:
         event = RealTimeWarehousingData(
@@ -126,8 +126,7 @@ async def test_pipeline_on_a_migrated_database_without_create_tables(empty_datab
 
         await eventually(stored)
     finally:
-        await app.stop()
-        await container.shutdown_resources()
+        await app.stop()  # and its resources
         await broker.close(timeout=5)
 {%- endif %}
 
