@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from brokerline.config import DatabaseConfig
+from brokerline.sql.database import Database, create_engine
 from sqlalchemy import Column, MetaData, Table, insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from brokerline.config import DatabaseConfig
-from brokerline.sql.database import Database, create_engine
 from {{ cookiecutter.package_name }}.biz.report import Report, ReportStatus
 from {{ cookiecutter.package_name }}.data.models import AcceptStatus, Base, RealtimeWarehousing
 from {{ cookiecutter.package_name }}.data.repo import AcceptStatusRepo, RealtimeWarehousingRepo

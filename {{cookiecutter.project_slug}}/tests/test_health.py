@@ -15,15 +15,14 @@ from typing import Any
 
 import grpc
 import pytest
+from brokerline.core import known_types
+from brokerline.core.embedded import EmbeddedBroker, free_port, start_embedded
+from brokerline.core.registry import plugin_factory
+from brokerline.testing.brokers import eventually
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from {{ cookiecutter.package_name }}.conf import load_config
 from {{ cookiecutter.package_name }}.containers import build_app
-from brokerline.core import known_types
-from brokerline.core.embedded import EmbeddedBroker, free_port, start_embedded
-from brokerline.core.registry import plugin_factory
-
-from brokerline.testing.brokers import eventually
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 

@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import Connection
-
 from brokerline.config import DatabaseConfig
 from brokerline.sql.database import create_engine
-from {{ cookiecutter.package_name }}.data.models import Base
 from brokerline.sql.migrations import Project, revisions, upgrade
+from sqlalchemy.engine import Connection
 
+from {{ cookiecutter.package_name }}.data.models import Base
 
 from .databases import DATABASES, scratch_postgres_database
 
@@ -84,6 +83,7 @@ def test_db_commands_from_the_command_line(tmp_path: Path) -> None:
 
 async def test_without_create_tables_missing_tables_are_one_clear_error(tmp_path: Path) -> None:
     from brokerline.config import ConfigError
+
     from {{ cookiecutter.package_name }}.containers import database_resource
 
     config = DatabaseConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", create_tables=False)
@@ -94,14 +94,13 @@ async def test_without_create_tables_missing_tables_are_one_clear_error(tmp_path
 
 async def test_pipeline_on_a_migrated_database_without_create_tables(empty_database: str) -> None:
     """Production mode: the schema comes from `db upgrade`, the saver creates nothing."""
+    from brokerline.memory.broker import MemoryBroker
+    from brokerline.testing.brokers import eventually
     from dependency_injector import providers
 
     from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import RealTimeWarehousingData
     from {{ cookiecutter.package_name }}.conf import load_config
     from {{ cookiecutter.package_name }}.containers import Container, build_app
-    from brokerline.memory.broker import MemoryBroker
-
-    from brokerline.testing.brokers import eventually
 
     await asyncio.to_thread(upgrade, PROJECT_MIGRATIONS, DatabaseConfig(url=empty_database))
     config = load_config(

@@ -21,6 +21,18 @@ import grpc
 {% endif -%}
 import pytest
 {% if cookiecutter.include_sample -%}
+from brokerline.config import TelemetryConfig
+{% endif -%}
+from brokerline.core import MessageContext
+from brokerline.core.metrics import MetricsMiddleware
+from brokerline.core.tracing import TracingMiddleware
+from brokerline.logs import JsonFormatter, TextFormatter, TraceContextFilter
+from brokerline.memory.broker import MemoryBroker
+{% if cookiecutter.include_sample -%}
+from brokerline.telemetry import setup_telemetry
+{% endif -%}
+from brokerline.testing.brokers import eventually, unique
+{% if cookiecutter.include_sample -%}
 from opentelemetry import trace
 {% endif -%}
 from opentelemetry.sdk.metrics import MeterProvider
@@ -29,21 +41,10 @@ from opentelemetry.sdk.trace import {% if cookiecutter.include_sample %}Readable
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+{%- if cookiecutter.include_sample %}
 
-{% if cookiecutter.include_sample -%}
-from brokerline.config import TelemetryConfig
 from {{ cookiecutter.package_name }}.conf import load_config
-{% endif -%}
-from brokerline.logs import JsonFormatter, TextFormatter, TraceContextFilter
-{% if cookiecutter.include_sample -%}
-from brokerline.telemetry import setup_telemetry
-{% endif -%}
-from brokerline.core import MessageContext
-from brokerline.memory.broker import MemoryBroker
-from brokerline.core.metrics import MetricsMiddleware
-from brokerline.core.tracing import TracingMiddleware
-
-from brokerline.testing.brokers import eventually, unique
+{%- endif %}
 
 
 @pytest.fixture
@@ -165,10 +166,9 @@ def test_telemetry_settings_from_the_standard_environment_names() -> None:
 
 
 def test_exporters_by_configuration(tmp_path: Path) -> None:
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
     from brokerline.config import TelemetryConfig as Config
     from brokerline.telemetry import otlp_http_endpoint, span_processor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     assert span_processor(Config(exporter="none")) is None
     assert isinstance(span_processor(Config(exporter="console")), BatchSpanProcessor)
@@ -216,9 +216,8 @@ def test_log_lines_carry_the_trace_and_span_ids(tracing: Any) -> None:
     assert f"trace_id={format(span.get_span_context().trace_id, '032x')}" in stream.getvalue()
 def test_ids_only_tracer_continues_the_parent_trace() -> None:
     """With no exporter, spans are ids only: the trace, its sampled flag and new span ids."""
-    from opentelemetry import propagate, trace
-
     from brokerline.trace_ids import IdsOnlyTracerProvider
+    from opentelemetry import propagate, trace
 
     tracer = IdsOnlyTracerProvider(1.0).get_tracer("test")
     headers: dict[str, str] = {}
@@ -288,8 +287,9 @@ def one_trace(spans: list[ReadableSpan], trace_id: int) -> list[ReadableSpan]:
 async def test_one_trace_from_the_grpc_call_to_the_row(
     pipeline: Any, app_spans: InMemorySpanExporter
 ) -> None:
-    from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
     from brokerline.telemetry import grpc_client_interceptors
+
+    from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
 
     config, _ops = pipeline
     log_lines = io.StringIO()

@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from brokerline.config import DatabaseConfig
+from brokerline.core import DecodeError
+from brokerline.core.codec import JSON, PROTOBUF, Codec
+from brokerline.sql.database import Database
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
@@ -30,13 +34,9 @@ from {{ cookiecutter.package_name }}.biz.report_rules import (
     report_event_problems,
     status_event_problems,
 )
-from brokerline.config import DatabaseConfig
-from brokerline.sql.database import Database
 from {{ cookiecutter.package_name }}.containers import database_resource
 from {{ cookiecutter.package_name }}.data.models import AcceptStatus, RealtimeWarehousing
 from {{ cookiecutter.package_name }}.data.repo import AcceptStatusRepo, RealtimeWarehousingRepo
-from brokerline.core import DecodeError
-from brokerline.core.codec import JSON, PROTOBUF, Codec
 
 from .databases import DATABASES, scratch_postgres_database
 

@@ -10,6 +10,9 @@ from typing import Any
 
 import grpc
 import pytest
+from brokerline.core.embedded import free_port
+from brokerline.memory.broker import MemoryBroker
+from brokerline.testing.brokers import eventually
 from dependency_injector import providers
 from sqlalchemy import select
 
@@ -18,10 +21,7 @@ from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2
 from {{ cookiecutter.package_name }}.conf import load_config
 from {{ cookiecutter.package_name }}.containers import Container, build_app
 from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
-from brokerline.core.embedded import free_port
-from brokerline.memory.broker import MemoryBroker
 
-from brokerline.testing.brokers import eventually
 from .databases import DATABASES, scratch_postgres_database
 
 

@@ -73,7 +73,7 @@ async def test_an_event_the_rules_refuse_is_rejected_before_the_store(
     saver: SaverService, store: MemoryStore
 ) -> None:
     # an empty payload decodes as an empty message: no id, no time
-    with pytest.raises(Reject, match="event_id is required.*create_time_ms is missing"):
+    with pytest.raises(Reject, match=r"event_id is required.*create_time_ms is missing"):
         await saver.save_event_report(RealTimeWarehousingData(), context("reports"))
     with pytest.raises(Reject, match="status is required"):
         await saver.save_user_report(

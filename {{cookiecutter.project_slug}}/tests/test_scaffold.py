@@ -32,7 +32,8 @@ def new_broker_server(broker: Broker, config: AppConfig) -> BrokerServer:
 
 def test_registration_adds_a_sorted_import_and_one_line() -> None:
     source = add_registration(SUBSCRIBERS, "orders.created", "OrderHandler", "order_handler", None)
-    assert "from ..conf import AppConfig\nfrom ..service.order_handler import OrderHandler\n" in source
+    imports = "from ..conf import AppConfig\nfrom ..service.order_handler import OrderHandler\n"
+    assert imports in source
     assert '    server.register("orders.created", OrderHandler().handle, group=group)\n' in source
     assert "del group" not in source
     again = add_registration(source, "orders.paid", "PaidHandler", "paid_handler", "billing")

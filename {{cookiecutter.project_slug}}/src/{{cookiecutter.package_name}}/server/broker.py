@@ -16,13 +16,11 @@ from ..service.saver import SaverService
 {%- endif %}
 
 
-def new_broker_server(
-    broker: Broker,
-    config: AppConfig,
-{%- if cookiecutter.include_sample %}
-    saver: SaverService,
+{% if cookiecutter.include_sample -%}
+def new_broker_server(broker: Broker, config: AppConfig, saver: SaverService) -> BrokerServer:
+{%- else -%}
+def new_broker_server(broker: Broker, config: AppConfig) -> BrokerServer:
 {%- endif %}
-) -> BrokerServer:
     server = BrokerServer(broker, subscribe_options(config.broker))
     group = config.broker.group
 {%- if cookiecutter.include_sample %}
