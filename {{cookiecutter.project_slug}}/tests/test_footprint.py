@@ -134,7 +134,7 @@ def test_a_broker_type_imports_only_its_own_client(type_name: str) -> None:
     code = (
         "import json, sys\n"
         f"from {PACKAGE}.cli import parser\n"
-        f"from {PACKAGE}.transport.broker.registry import plugin_factory\n"
+        "from brokerline.core.registry import plugin_factory\n"
         f"plugin_factory({type_name!r})\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
