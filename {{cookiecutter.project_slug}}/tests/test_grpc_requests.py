@@ -13,13 +13,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from brokerline.core.embedded import free_port
+from brokerline.server.grpc import GrpcServer
+from brokerline.testing.brokers import eventually
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
-
-from brokerline.server.grpc import GrpcServer
-from brokerline.core.embedded import free_port
-
-from brokerline.testing.brokers import eventually
 
 CHECK = "/grpc.health.v1.Health/Check"
 WATCH = "/grpc.health.v1.Health/Watch"

@@ -12,12 +12,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-
-from {{ cookiecutter.package_name }}.conf import load_config
-from brokerline.logs import configure_logging
 from brokerline.core import known_types
+from brokerline.logs import configure_logging
 from brokerline.nats.embedded import nats_server
 from brokerline.pulsar.embedded import pulsar_lite
+
+from {{ cookiecutter.package_name }}.conf import load_config
 
 from .service_process import Service
 
