@@ -13,8 +13,6 @@ from typing import Any
 
 import pydantic
 import pytest
-from google.protobuf.wrappers_pb2 import StringValue
-
 from brokerline.core import (
     DLQ_REASON,
     Backoff,
@@ -24,8 +22,8 @@ from brokerline.core import (
     Retry,
     SubscribeOptions,
 )
-
 from brokerline.testing.brokers import eventually, unique
+from google.protobuf.wrappers_pb2 import StringValue
 
 FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.5)
 

@@ -12,7 +12,6 @@ import asyncio
 import time
 
 import pytest
-
 from brokerline.core import (
     Backoff,
     Broker,
@@ -20,7 +19,6 @@ from brokerline.core import (
     SubscribeOptions,
     Transient,
 )
-
 from brokerline.testing.brokers import eventually, unique
 
 FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.2)

@@ -13,16 +13,14 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-
 from brokerline.core import BrokerError, BrokerUnavailable
-from brokerline.jetstream.publisher import subject_matches
 from brokerline.core.embedded import EmbeddedBroker
-from brokerline.nats.embedded import nats_server
 from brokerline.jetstream.broker import (
     JetStreamBroker,
     provision_stream,
 )
-
+from brokerline.jetstream.publisher import subject_matches
+from brokerline.nats.embedded import nats_server
 from brokerline.testing.brokers import nats_test_settings, unique
 
 

@@ -11,15 +11,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-
 from brokerline.core import BrokerError, MessageContext
 from brokerline.core.embedded import EmbeddedBroker
-from brokerline.nats.embedded import nats_server
 {%- if with_jetstream %}
 from brokerline.jetstream.broker import JetStreamBroker
 {%- endif %}
 from brokerline.nats.broker import NatsBroker, RequestTimeout
-
+from brokerline.nats.embedded import nats_server
 from brokerline.testing.brokers import eventually, nats_test_settings, unique
 
 

@@ -13,16 +13,14 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-
 from brokerline.core import (
     BrokerError,
     BrokerUnavailable,
     MessageContext,
 )
 from brokerline.core.embedded import EmbeddedBroker, free_port
-from brokerline.nats.embedded import nats_server
 from brokerline.nats.broker import NatsBroker
-
+from brokerline.nats.embedded import nats_server
 from brokerline.testing.brokers import eventually, nats_test_settings, unique
 
 TOKEN = "s3cret-token-value"

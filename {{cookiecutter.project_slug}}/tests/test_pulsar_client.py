@@ -14,20 +14,18 @@ from pathlib import Path
 
 import pulsar
 import pytest
-from pydantic import ValidationError
-
 from brokerline.core import (
     BrokerError,
     BrokerUnavailable,
     MessageContext,
 )
 from brokerline.core.embedded import EmbeddedBroker, free_port
+from brokerline.core.settings import TLSSettings
 from brokerline.pulsar.broker import PulsarBroker
 from brokerline.pulsar.client import client_logger
 from brokerline.pulsar.settings import PulsarSettings
-from brokerline.core.settings import TLSSettings
-
 from brokerline.testing.brokers import eventually, unique
+from pydantic import ValidationError
 
 Factory = Callable[..., Awaitable[PulsarBroker]]
 

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-
 from brokerline.core import (
     DLQ_REASON,
     Backoff,
@@ -28,7 +27,6 @@ from brokerline.pulsar.consumer import (
     RECONSUME_TIMES,
     PulsarSubscribeOptions,
 )
-
 from brokerline.testing.brokers import eventually, unique
 
 Factory = Callable[..., Awaitable[PulsarBroker]]
