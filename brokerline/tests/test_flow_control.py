@@ -12,7 +12,6 @@ import asyncio
 import time
 
 import pytest
-
 from brokerline.core import (
     Backoff,
     Broker,

@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-
 from brokerline.core import (
     BrokerError,
     BrokerUnavailable,

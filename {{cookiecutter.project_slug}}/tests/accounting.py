@@ -15,17 +15,16 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
-
 from brokerline.config import DatabaseConfig
-from brokerline.sql.database import create_engine
-from {{ cookiecutter.package_name }}.data.models import AcceptStatus, RealtimeWarehousing
 from brokerline.core import Broker, MessageContext
 from brokerline.core.embedded import EmbeddedBroker
 from brokerline.core.registry import plugin_factory
-
+from brokerline.sql.database import create_engine
 from brokerline.testing.brokers import make_broker, nats_test_settings, unique
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from {{ cookiecutter.package_name }}.data.models import AcceptStatus, RealtimeWarehousing
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from brokerline.config import DatabaseConfig
+from brokerline.core.embedded import EmbeddedBroker, free_port, wait_for_port
+from brokerline.sql.database import create_engine
 from sqlalchemy import select
 
 from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
-from brokerline.config import DatabaseConfig
-from brokerline.sql.database import create_engine
 from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
-from brokerline.core.embedded import EmbeddedBroker, free_port, wait_for_port
 
 from .service_process import Service
 

@@ -12,28 +12,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from brokerline.config import DatabaseConfig
+from brokerline.sql.database import Database, create_engine
 from sqlalchemy import Column, MetaData, Table, insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import (
-    RealTimeWarehousingData,
-    UserReportData,
-)
-from brokerline.config import DatabaseConfig
-from brokerline.sql.database import Database, create_engine
+from {{ cookiecutter.package_name }}.biz.report import Report, ReportStatus
 from {{ cookiecutter.package_name }}.data.models import AcceptStatus, Base, RealtimeWarehousing
 from {{ cookiecutter.package_name }}.data.repo import AcceptStatusRepo, RealtimeWarehousingRepo
 
 from .accounting import audit_reports
 
 
-def reports(first: int, count: int, id_prefix: str = "id") -> list[RealTimeWarehousingData]:
-    return [RealTimeWarehousingData(event_id=f"{id_prefix}-{n}", user_id="u", event_name="e",
-                                    report_data=f"content-{n}", create_time_ms=1_700_000_000_000)
+def reports(first: int, count: int, id_prefix: str = "id") -> list[Report]:
+    return [Report(event_id=f"{id_prefix}-{n}", user_id="u", event_name="e",
+                   report_data=f"content-{n}", create_time_ms=1_700_000_000_000)
             for n in range(first, first + count)]
 
 
-def accepted(events: list[RealTimeWarehousingData]) -> dict[str, str]:
+def accepted(events: list[Report]) -> dict[str, str]:
     return {e.event_id: e.report_data for e in events}
 
 
@@ -45,10 +42,10 @@ async def open_database(url: str, tables: list[Table]) -> Database:
     return Database(engine, async_sessionmaker(engine, expire_on_commit=False))
 
 
-async def store_statuses(db: Database, events: list[RealTimeWarehousingData]) -> None:
+async def store_statuses(db: Database, events: list[Report]) -> None:
     await AcceptStatusRepo(db).save(
-        [UserReportData(event_id=e.event_id, user_id="u", status="accepted",
-                        create_time_ms=e.create_time_ms) for e in events])
+        [ReportStatus(event_id=e.event_id, user_id="u", status="accepted",
+                      create_time_ms=e.create_time_ms) for e in events])
 
 
 async def test_the_audit_finds_reports_stored_twice_under_new_ids_and_reports_lost(

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
-
 from brokerline.asyncapi import build_document, render
 from brokerline.catalog import Catalog, read_catalog
+
 from {{ cookiecutter.package_name }}.conf import AppConfig, load_config
 from {{ cookiecutter.package_name }}.containers import Container
 
@@ -105,9 +105,8 @@ def test_every_registered_subscriber_and_publisher_is_a_channel(
 
 
 def test_protobuf_and_pydantic_messages_have_field_schemas() -> None:
-    from pydantic import BaseModel
-
     from brokerline.catalog import Publication
+    from pydantic import BaseModel
 
     class OrderCreated(BaseModel):
         order_id: str

@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-
 from brokerline.config import DatabaseConfig
+from brokerline.core import Reject
+from brokerline.logs import quiet_driver_loggers
 from brokerline.sql.batcher import BatchWriter
 from brokerline.sql.database import Database
+from sqlalchemy import select
+
 from {{ cookiecutter.package_name }}.containers import database_resource
 from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
 from {{ cookiecutter.package_name }}.data.repo import RealtimeWarehousingRepo
-from brokerline.logs import quiet_driver_loggers
-from brokerline.core import Reject
 
 from .databases import DATABASES, scratch_postgres_database
 

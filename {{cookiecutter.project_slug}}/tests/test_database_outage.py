@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from brokerline.core import DLQ_REASON, known_types
 from brokerline.core.embedded import free_port
 from brokerline.nats.embedded import nats_server
 from brokerline.pulsar.embedded import pulsar_lite
+from brokerline.testing.postgres import PostgresServer
 
 from .accounting import audit_reports, dead_letters, rows_per_content, wait_for_contents
-from brokerline.testing.postgres import PostgresServer
 from .processes import Pair, post_reports
 from .service_process import Service
 

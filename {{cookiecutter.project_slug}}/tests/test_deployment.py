@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
-
-from brokerline.factory import check_broker_config
 from brokerline.config import ENVIRONMENT
+from brokerline.core import known_types
+from brokerline.factory import check_broker_config
+
 from {{ cookiecutter.package_name }}.conf import ENV_PREFIX, AppConfig, load_config
 from {{ cookiecutter.package_name }}.containers import ROLES
-from brokerline.core import known_types
 
 PROJECT = Path(__file__).resolve().parent.parent
 #: read by conf.py besides the ENVIRONMENT table: the JetStream switch and the config file

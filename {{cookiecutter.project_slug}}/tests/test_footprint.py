@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from brokerline.core import known_types
 from brokerline.core.embedded import free_port
 

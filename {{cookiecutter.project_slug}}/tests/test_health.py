@@ -15,18 +15,14 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from brokerline.app import App
-from {{ cookiecutter.package_name }}.cli import provided
-from {{ cookiecutter.package_name }}.conf import load_config
-from {{ cookiecutter.package_name }}.containers import ROLES, Container
-from brokerline.server.ops import ops_server_for
 from brokerline.core import known_types
 from brokerline.core.embedded import EmbeddedBroker, free_port, start_embedded
 from brokerline.core.registry import plugin_factory
-
 from brokerline.testing.brokers import eventually
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from {{ cookiecutter.package_name }}.conf import load_config
+from {{ cookiecutter.package_name }}.containers import build_app
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 
@@ -89,21 +85,19 @@ async def service(
         "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'health.db'}"},
         "grpc": {"address": f"127.0.0.1:{free_port()}"},
         "telemetry": {"metrics_port": free_port(), "health_interval": 0.2},
+        "shutdown_timeout": 5,
     })
-    container: Any = Container(config=config)
     try:
-        servers = [await provided(getattr(container, name)()) for name in ROLES["all"]]
-        ops = await ops_server_for(container, servers)
-        app = App("health-test", [*servers, ops], stop_timeout=5)
+        app = await build_app(config, "all")
         await app.start()
         try:
+            ops: Any = app.servers[-1]  # build_app adds the ops server last
             yield config, ops, embedded
         finally:
             if embedded.process is None:  # let the broker close cleanly
                 await asyncio.to_thread(embedded.start)
-            await app.stop()
+            await app.stop()  # and its resources
     finally:
-        await container.shutdown_resources()
         await asyncio.to_thread(embedded.cleanup)
 
 

@@ -39,15 +39,15 @@ from pathlib import Path
 
 import nats
 import pytest
-from sqlalchemy import func, select
-
 from brokerline.config import DatabaseConfig
-from brokerline.sql.database import create_engine
-from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
 from brokerline.core import known_types
 from brokerline.jetstream.consumer import durable_name
-
+from brokerline.sql.database import create_engine
 from brokerline.testing.nats_cluster import NatsCluster
+from sqlalchemy import func, select
+
+from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
+
 from .processes import Pair, PostResult, post_reports, stored_event_ids
 
 pytestmark = [

@@ -14,18 +14,17 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import Connection
-
 from brokerline.config import DatabaseConfig
 from brokerline.sql.database import create_engine
-from {{ cookiecutter.package_name }}.data.models import Base
-from brokerline.sql.migrations import revisions, upgrade
+from brokerline.sql.migrations import Project, revisions, upgrade
+from sqlalchemy.engine import Connection
 
-from {{ cookiecutter.package_name }}.migrations import PROJECT as PROJECT_MIGRATIONS
+from {{ cookiecutter.package_name }}.data.models import Base
 
 from .databases import DATABASES, scratch_postgres_database
 
 PROJECT = Path(__file__).resolve().parent.parent
+PROJECT_MIGRATIONS = Project("{{ cookiecutter.project_slug }}", PROJECT)
 
 
 @pytest.fixture(params=DATABASES)
@@ -84,6 +83,7 @@ def test_db_commands_from_the_command_line(tmp_path: Path) -> None:
 
 async def test_without_create_tables_missing_tables_are_one_clear_error(tmp_path: Path) -> None:
     from brokerline.config import ConfigError
+
     from {{ cookiecutter.package_name }}.containers import database_resource
 
     config = DatabaseConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", create_tables=False)
@@ -94,25 +94,24 @@ async def test_without_create_tables_missing_tables_are_one_clear_error(tmp_path
 
 async def test_pipeline_on_a_migrated_database_without_create_tables(empty_database: str) -> None:
     """Production mode: the schema comes from `db upgrade`, the saver creates nothing."""
+    from brokerline.memory.broker import MemoryBroker
+    from brokerline.testing.brokers import eventually
     from dependency_injector import providers
 
     from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import RealTimeWarehousingData
-    from brokerline.app import App
     from {{ cookiecutter.package_name }}.conf import load_config
-    from {{ cookiecutter.package_name }}.containers import Container
-    from brokerline.memory.broker import MemoryBroker
-
-    from brokerline.testing.brokers import eventually
+    from {{ cookiecutter.package_name }}.containers import Container, build_app
 
     await asyncio.to_thread(upgrade, PROJECT_MIGRATIONS, DatabaseConfig(url=empty_database))
     config = load_config(
-        environ={}, overrides={"database": {"url": empty_database, "create_tables": False}}
+        environ={}, overrides={"database": {"url": empty_database, "create_tables": False},
+                               "shutdown_timeout": 5}
     )
     container: Any = Container(config=config)  # providers of async resources return awaitables
     broker = MemoryBroker()
     await broker.connect()
     container.broker.override(providers.Object(broker))
-    app = App("test", [await container.broker_server()], stop_timeout=5)
+    app = await build_app(config, "saver", container)
     await app.start()
     try:
         event = RealTimeWarehousingData(
@@ -126,8 +125,7 @@ async def test_pipeline_on_a_migrated_database_without_create_tables(empty_datab
 
         await eventually(stored)
     finally:
-        await app.stop()
-        await container.shutdown_resources()
+        await app.stop()  # and its resources
         await broker.close(timeout=5)
 {%- endif %}
 

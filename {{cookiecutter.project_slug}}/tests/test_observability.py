@@ -67,26 +67,21 @@ def app_spans() -> Iterator[InMemorySpanExporter]:
 @pytest.fixture
 async def pipeline(app_spans: InMemorySpanExporter, tmp_path: Path) -> AsyncIterator[Any]:
     """Report and saver in one App on the memory broker, plus the ops server on a free port."""
-    from brokerline.app import App
     from brokerline.core.embedded import free_port
-    from brokerline.server.ops import ops_server_for
 
-    from {{ cookiecutter.package_name }}.containers import ROLES, Container
+    from {{ cookiecutter.package_name }}.containers import build_app
 
     config = load_config(environ={}, overrides={
         "broker": {"type": "memory"},
         "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'obs.db'}"},
         "grpc": {"address": f"127.0.0.1:{free_port()}"},
         "telemetry": {"metrics_port": free_port(), "health_interval": 0.2},
+        "shutdown_timeout": 5,
     })
-    container: Any = Container(config=config)
-    servers = [await getattr(container, name)() for name in ROLES["all"]]
-    ops = await ops_server_for(container, servers)
-    app = App("test", [*servers, ops], stop_timeout=5)
+    app = await build_app(config, "all")
     await app.start()
-    yield config, ops
-    await app.stop()
-    await container.shutdown_resources()
+    yield config, app.servers[-1]  # build_app adds the ops server last
+    await app.stop()  # and its resources
 
 
 def http_get(url: str) -> tuple[int, str]:

@@ -22,6 +22,12 @@ from typing import Any
 
 import grpc
 import pytest
+from brokerline.config import DatabaseConfig
+from brokerline.core import DLQ_REASON, MessageContext, known_types
+from brokerline.nats.embedded import nats_server
+from brokerline.pulsar.embedded import pulsar_lite
+from brokerline.sql.database import create_engine
+from brokerline.testing.brokers import eventually, make_broker, unique
 from sqlalchemy import select
 
 from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import (
@@ -29,14 +35,8 @@ from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import (
     UserReportData,
 )
 from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
-from brokerline.config import DatabaseConfig
-from brokerline.sql.database import create_engine
 from {{ cookiecutter.package_name }}.data.models import AcceptStatus
-from brokerline.core import DLQ_REASON, MessageContext, known_types
-from brokerline.nats.embedded import nats_server
-from brokerline.pulsar.embedded import pulsar_lite
 
-from brokerline.testing.brokers import eventually, make_broker, unique
 from .databases import DATABASES, scratch_postgres_database
 from .processes import Pair, post_reports, stored_event_ids, wait_for_rows
 from .service_process import Service

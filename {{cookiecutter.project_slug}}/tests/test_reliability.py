@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import RealTimeWarehousingData
 from brokerline.core import DLQ_REASON, MessageContext, known_types
 from brokerline.nats.embedded import nats_server
 from brokerline.pulsar.embedded import pulsar_lite
-
 from brokerline.testing.brokers import eventually, make_broker, unique
+
+from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import RealTimeWarehousingData
+
 from .processes import Pair, post_reports, stored_event_ids, wait_for_rows
 from .service_process import Service
 

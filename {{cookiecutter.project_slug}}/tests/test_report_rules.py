@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from brokerline.config import DatabaseConfig
+from brokerline.core import DecodeError
+from brokerline.core.codec import JSON, PROTOBUF, Codec
+from brokerline.sql.database import Database
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
@@ -18,6 +22,7 @@ from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import (
     UserReportData,
 )
 from {{ cookiecutter.package_name }}.api.report.v1.report_pb2 import PostReportRequest
+from {{ cookiecutter.package_name }}.biz.report import Report, ReportStatus
 from {{ cookiecutter.package_name }}.biz.report_rules import (
     CONTENT_MAX_BYTES,
     EVENT_ID_MAX_CHARS,
@@ -29,13 +34,9 @@ from {{ cookiecutter.package_name }}.biz.report_rules import (
     report_event_problems,
     status_event_problems,
 )
-from brokerline.config import DatabaseConfig
-from brokerline.sql.database import Database
 from {{ cookiecutter.package_name }}.containers import database_resource
 from {{ cookiecutter.package_name }}.data.models import AcceptStatus, RealtimeWarehousing
 from {{ cookiecutter.package_name }}.data.repo import AcceptStatusRepo, RealtimeWarehousingRepo
-from brokerline.core import DecodeError
-from brokerline.core.codec import JSON, PROTOBUF, Codec
 
 from .databases import DATABASES, scratch_postgres_database
 
@@ -194,10 +195,10 @@ async def test_events_at_every_limit_are_stored_as_sent(database: Database) -> N
         create_time_ms=MAX_CREATE_TIME_MS,
     )
     assert report_event_problems(**longest) == []
-    assert await RealtimeWarehousingRepo(database).save([RealTimeWarehousingData(**longest)]) == 1
+    assert await RealtimeWarehousingRepo(database).save([Report(**longest)]) == 1
     state = status(event_id="s" * EVENT_ID_MAX_CHARS, status="z" * STATUS_MAX_CHARS)
     assert status_event_problems(**state) == []
-    assert await AcceptStatusRepo(database).save([UserReportData(**state)]) == 1
+    assert await AcceptStatusRepo(database).save([ReportStatus(**state)]) == 1
     async with database.sessions() as session:
         row = (await session.scalars(select(RealtimeWarehousing))).one()
         stored_status = (await session.scalars(select(AcceptStatus))).one()
@@ -217,4 +218,4 @@ async def test_postgresql_refuses_the_nul_that_the_rules_catch_first(database: D
         "report_data contains a NUL character, which the database cannot store"
     ]
     with pytest.raises(DBAPIError):
-        await RealtimeWarehousingRepo(database).save([RealTimeWarehousingData(**event)])
+        await RealtimeWarehousingRepo(database).save([Report(**event)])

@@ -10,19 +10,18 @@ from typing import Any
 
 import grpc
 import pytest
+from brokerline.core.embedded import free_port
+from brokerline.memory.broker import MemoryBroker
+from brokerline.testing.brokers import eventually
 from dependency_injector import providers
 from sqlalchemy import select
 
 from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import RealTimeWarehousingData
 from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
-from brokerline.app import App
 from {{ cookiecutter.package_name }}.conf import load_config
-from {{ cookiecutter.package_name }}.containers import ROLES, Container
+from {{ cookiecutter.package_name }}.containers import Container, build_app
 from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
-from brokerline.core.embedded import free_port
-from brokerline.memory.broker import MemoryBroker
 
-from brokerline.testing.brokers import eventually
 from .databases import DATABASES, scratch_postgres_database
 
 
@@ -53,17 +52,16 @@ async def running(database_url: str) -> AsyncIterator[tuple[Any, str]]:
             "database": {"url": database_url},
             "grpc": {"address": address},
             "broker": {"subscriber": {"backoff_initial": 0.05}},
+            "shutdown_timeout": 5,
         },
     )
     container: Any = Container(config=config)  # its async resources make providers awaitable
     # the one test double: the broker choice (an in-memory broker instead of the configured one)
     container.broker.override(providers.Resource(memory_broker))
-    servers = [await getattr(container, name)() for name in ROLES["all"]]
-    app = App("test", servers, stop_timeout=5)
+    app = await build_app(config, "all", container)
     await app.start()
     yield container, address
-    await app.stop()
-    await container.shutdown_resources()
+    await app.stop()  # and its resources
 
 
 async def stored_rows(container: Any) -> list[RealtimeWarehousing]:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import pytest
-
-from {{ cookiecutter.package_name }}.scaffold import (
+from brokerline.scaffold import (
+    REGISTRATION_MODULE,
     ScaffoldError,
     add_registration,
     plan_subscriber,
     snake_case,
 )
 
+from {{ cookiecutter.package_name }}.cli import PACKAGE
+
 SUBSCRIBERS = '''\
+from brokerline.core import Broker
+from brokerline.server.broker import BrokerServer
+
 from ..conf import AppConfig
-from .broker import BrokerServer
+from .other import helper
 
 
-def register_subscribers(server: BrokerServer, config: AppConfig) -> BrokerServer:
+def new_broker_server(broker: Broker, config: AppConfig) -> BrokerServer:
+    server = BrokerServer(broker)
     group = config.broker.group
     # server.register("events.something", my_service.handle_something, group=group)
     del group
@@ -26,7 +32,8 @@ def register_subscribers(server: BrokerServer, config: AppConfig) -> BrokerServe
 
 def test_registration_adds_a_sorted_import_and_one_line() -> None:
     source = add_registration(SUBSCRIBERS, "orders.created", "OrderHandler", "order_handler", None)
-    assert "from ..service.order_handler import OrderHandler\nfrom .broker" in source
+    imports = "from ..conf import AppConfig\nfrom ..service.order_handler import OrderHandler\n"
+    assert imports in source
     assert '    server.register("orders.created", OrderHandler().handle, group=group)\n' in source
     assert "del group" not in source
     again = add_registration(source, "orders.paid", "PaidHandler", "paid_handler", "billing")
@@ -53,16 +60,26 @@ def test_bad_arguments_are_refused_with_the_reason(
     topic: str, handler: str, message: str, problem: str
 ) -> None:
     with pytest.raises(ScaffoldError, match=problem):
-        plan_subscriber(topic, handler, message)
+        plan_subscriber(PACKAGE, topic, handler, message)
 
 
 def test_the_plan_writes_a_handler_a_test_and_the_registration() -> None:
-    plan = plan_subscriber("probe.created", "ScaffoldProbeHandler", "dict", group="probes")
+    plan = plan_subscriber(PACKAGE, "probe.created", "ScaffoldProbeHandler", "dict", group="probes")
     assert plan.handler_path.name == "scaffold_probe_handler.py"
     assert plan.test_path.name == "test_scaffold_probe_handler.py"
     assert "msg: dict[str, Any]" in plan.handler_source
     assert 'group="probes"' in plan.subscribers_source
+    assert plan.subscribers_path == PACKAGE.directory / REGISTRATION_MODULE
     assert not plan.handler_path.exists()  # planning writes nothing
+
+
+def test_the_service_broker_server_takes_a_registration() -> None:
+    """The service's own server/broker.py is in the shape add-subscriber edits."""
+    source = (PACKAGE.directory / REGISTRATION_MODULE).read_text()
+    added = add_registration(source, "probe.created", "ProbeHandler", "probe_handler", None)
+    assert "from ..service.probe_handler import ProbeHandler\n" in added
+    assert 'server.register("probe.created", ProbeHandler().handle, group=group)' in added
+    compile(added, REGISTRATION_MODULE, "exec")
 
 
 def test_snake_case() -> None:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from brokerline.core import known_types
 from brokerline.core.embedded import free_port, start_embedded, wait_for_port
 from brokerline.core.registry import plugin_factory

@@ -15,7 +15,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from brokerline.nats.embedded import nats_server
 
 from .processes import Pair, post_reports, wait_for_rows

@@ -1,4 +1,9 @@
-"""The App: starts its servers in order, waits for SIGINT/SIGTERM, stops them in reverse."""
+"""The App: starts its servers in order, waits for SIGINT/SIGTERM, stops them in reverse.
+
+After the servers, it runs its `after_stop` hooks (as Kratos' `AfterStop`): the composition
+root passes the shutdown of the resources (broker connection, database engine) the servers
+used, so whoever stops the App, the command line or a test, closes them too.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from brokerline.server import Server
 
@@ -15,10 +20,18 @@ log = logging.getLogger(__name__)
 
 
 class App:
-    def __init__(self, name: str, servers: Sequence[Server], stop_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        servers: Sequence[Server],
+        stop_timeout: float = 15.0,
+        *,
+        after_stop: Sequence[Callable[[], Awaitable[object]]] = (),
+    ) -> None:
         self.name = name
         self.servers = list(servers)
         self.stop_timeout = stop_timeout
+        self._after_stop = list(after_stop)
         self._started: list[Server] = []
         self._stop_requested = asyncio.Event()
 
@@ -49,7 +62,8 @@ class App:
             self._started.append(server)
 
     async def stop(self) -> None:
-        """Stop the started servers in reverse order, each within the stop timeout."""
+        """Stop the started servers in reverse order, each within the stop timeout; then run
+        the `after_stop` hooks (once)."""
         while self._started:
             server = self._started.pop()
             try:
@@ -58,6 +72,12 @@ class App:
                 log.error("%s did not stop within %.0fs", server.name, self.stop_timeout)
             except Exception:
                 log.exception("%s failed to stop cleanly", server.name)
+        hooks, self._after_stop = self._after_stop, []
+        for hook in hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("%s: a clean-up after stop failed", self.name)
 
     async def run(self) -> None:
         """Run until SIGINT or SIGTERM (or `request_stop()`), then stop gracefully."""

@@ -1,7 +1,9 @@
-"""The dependency-injector containers: how the layers are wired (Kratos' Wire, in Python).
+"""The composition root: how the layers are wired (Kratos' Wire, in Python), and the App.
 
-The broker and the database are resources: initialised on first use, shut down in
-`shutdown_resources()`. Tests override providers (e.g. `container.broker.override(...)`).
+`build_app(config, role)` is the one place a role's App is made (container -> servers ->
+App): `serve`, `dev` and the tests all use it. The broker and the database are resources:
+initialised on first use, closed when the App stops. Tests override providers before
+building (e.g. `container.broker.override(...)`, then `build_app(config, role, container)`).
 
 Each provider imports its class when it is first called (`lazy(...)`), so a role imports
 only what it runs: `serve saver` loads no gRPC, `serve report` no database driver or ORM.
@@ -14,18 +16,17 @@ import importlib
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any
 
+from brokerline.app import App
+from brokerline.cli.startup import provided
+from brokerline.config import DatabaseConfig
+from brokerline.factory import broker_resource
+from brokerline.server.ops import ops_server_for
 from dependency_injector import containers, providers
 
-from brokerline.factory import broker_resource, subscribe_options
-from brokerline.config import DatabaseConfig
 from .conf import AppConfig
 
 if TYPE_CHECKING:
     from brokerline.sql.database import Database
-{%- if cookiecutter.include_sample %}
-    from brokerline.server.grpc import GrpcService
-    from .service.report import ReportService
-{%- endif %}
 
 
 def lazy(target: str) -> Callable[..., Any]:
@@ -53,19 +54,6 @@ async def database_resource(cfg: DatabaseConfig) -> AsyncGenerator[Database, Non
         yield await anext(resource)
     finally:
         await resource.aclose()  # disposes of the engine
-{%- if cookiecutter.include_sample %}
-
-
-def report_grpc_services(report: ReportService) -> list[GrpcService]:
-    from .api.report.v1 import report_pb2_grpc
-    from brokerline.server.grpc import GrpcService
-
-    return [
-        GrpcService(
-            "report.v1.ReportService", report, report_pb2_grpc.add_ReportServiceServicer_to_server
-        )
-    ]
-{%- endif %}
 
 
 class Container(containers.DeclarativeContainer):
@@ -76,51 +64,34 @@ class Container(containers.DeclarativeContainer):
     database = providers.Resource(database_resource, config.provided.database)
 {%- if cookiecutter.include_sample %}
 
-    # data: repositories and the publisher
+    # data: repositories and the publisher (they implement the biz protocols)
     realtime_repo = providers.Singleton(lazy(".data.repo:RealtimeWarehousingRepo"), database)
     status_repo = providers.Singleton(lazy(".data.repo:AcceptStatusRepo"), database)
+    report_store = providers.Singleton(
+        lazy(".data.repo:BatchedReportStore"), realtime_repo, status_repo, config.provided.saver
+    )
     publisher = providers.Singleton(
         lazy(".data.publisher:EventPublisher"), broker, config.provided.topics
     )
 
-    # service
-    report_service = providers.Singleton(lazy(".service.report:ReportService"), publisher)
-    saver_service = providers.Singleton(
-        lazy(".service.saver:SaverService"), realtime_repo, status_repo, config.provided.saver
-    )
+    # biz: the use cases
+    report_usecase = providers.Singleton(lazy(".biz.report:ReportUseCase"), publisher)
+    saver_usecase = providers.Singleton(lazy(".biz.report:SaverUseCase"), report_store)
+
+    # service: the gRPC servicer and the subscriber handlers
+    report_service = providers.Singleton(lazy(".service.report:ReportService"), report_usecase)
+    saver_service = providers.Singleton(lazy(".service.saver:SaverService"), saver_usecase)
 
     # server
-    grpc_server = providers.Singleton(
-        lazy("brokerline.server.grpc:GrpcServer"),
-        config.provided.grpc.address,
-        providers.Callable(report_grpc_services, report_service),
-        config.provided.grpc.max_message_bytes,
-    )
+    grpc_server = providers.Singleton(lazy(".server.grpc:new_grpc_server"), config, report_service)
     broker_server = providers.Singleton(
-        lazy(".server.subscribers:register_subscribers"),
-        providers.Singleton(
-            lazy("brokerline.server.broker:BrokerServer"),
-            broker,
-            providers.Callable(subscribe_options, config.provided.broker),
-        ),
-        config,
-        saver_service,
+        lazy(".server.broker:new_broker_server"), broker, config, saver_service
     )
 {%- else %}
 
     # server
-    grpc_server = providers.Singleton(
-        lazy("brokerline.server.grpc:GrpcServer"), config.provided.grpc.address, []
-    )
-    broker_server = providers.Singleton(
-        lazy(".server.subscribers:register_subscribers"),
-        providers.Singleton(
-            lazy("brokerline.server.broker:BrokerServer"),
-            broker,
-            providers.Callable(subscribe_options, config.provided.broker),
-        ),
-        config,
-    )
+    grpc_server = providers.Singleton(lazy(".server.grpc:new_grpc_server"), config)
+    broker_server = providers.Singleton(lazy(".server.broker:new_broker_server"), broker, config)
 {%- endif %}
 
 
@@ -130,8 +101,20 @@ ROLES: dict[str, tuple[str, ...]] = {
 {%- if cookiecutter.include_sample %}
     "report": ("grpc_server",),
     "saver": ("broker_server",),
-    "all": ("broker_server", "grpc_server"),
-{%- else %}
-    "all": ("broker_server", "grpc_server"),
 {%- endif %}
+    "all": ("broker_server", "grpc_server"),
 }
+
+
+async def build_app(config: AppConfig, role: str, container: Container | None = None) -> App:
+    """The App of `role`: its servers and the ops server (health, /metrics), resources connected.
+
+    With a `container`, its (overridden) providers are used. The App closes the container's
+    resources after its servers when it stops.
+    """
+    # with async resources, what the providers give are awaitables
+    wired: Any = container or Container(config=config)
+    servers = [await provided(getattr(wired, name)()) for name in ROLES[role]]
+    servers.append(await ops_server_for(wired, servers))
+    return App(f"{config.name}:{role}", servers, config.shutdown_timeout,
+               after_stop=[lambda: provided(wired.shutdown_resources())])

@@ -11,16 +11,14 @@ import contextlib
 import inspect
 import logging
 import signal
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from dependency_injector import providers
 
-from brokerline.server import Server
-from brokerline.server.ops import ops_server_for
-
 log = logging.getLogger("brokerline.startup")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+T = TypeVar("T")
 
 
 async def provided(value: Any) -> Any:
@@ -40,9 +38,8 @@ def _unless_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) 
         loop.default_exception_handler(context)
 
 
-async def start_servers(container: Any, names: Sequence[str]) -> list[Server] | None:
-    """The servers `names` (container providers, in start order), resources connected;
-    None if SIGINT/SIGTERM stopped start-up.
+async def start_interruptibly(start: Callable[[], Awaitable[T]]) -> T | None:
+    """What `start()` returns (an App, its resources connected); None if a signal stopped it.
 
     Start-up may spend half a minute in connection retries. A signal meanwhile cancels every
     task of the loop: at this point they all are start-up work, and the resources initialise
@@ -63,9 +60,7 @@ async def start_servers(container: Any, names: Sequence[str]) -> list[Server] | 
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, interrupt, sig)
     try:
-        servers = [await provided(getattr(container, name)()) for name in names]
-        servers.append(await ops_server_for(container, servers))  # health, /metrics
-        return servers
+        return await start()
     except BaseException:
         if not interrupted:
             raise

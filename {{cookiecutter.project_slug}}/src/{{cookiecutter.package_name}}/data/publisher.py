@@ -1,14 +1,19 @@
-"""The data-layer publisher: the report service's only way onto the broker."""
+"""The publisher of report events (biz.ReportEvents): the report service's way onto the broker."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
+from brokerline.core import Broker, BrokerError
+from brokerline.core.repeats import RepeatedLog
 from google.protobuf.message import Message
 
 from ..api.events.v1.events_pb2 import RealTimeWarehousingData, UserReportData
+from ..biz.report import PublishUnavailable, Report, ReportStatus
 from ..conf import TopicsConfig
-from brokerline.core import Broker
+
+log = logging.getLogger(__name__)
 
 
 class EventPublisher:
@@ -17,6 +22,8 @@ class EventPublisher:
     def __init__(self, broker: Broker, topics: TopicsConfig) -> None:
         self.broker = broker
         self.topics = topics
+        # a broker outage refuses every report: one line per 10 s with a count, not one each
+        self._refusals = RepeatedLog(log, logging.WARNING)
 
     def channels(self) -> dict[str, type[Message]]:
         """The topics this publisher sends to, with each one's message type (for AsyncAPI)."""
@@ -25,9 +32,22 @@ class EventPublisher:
             self.topics.user_report: UserReportData,
         }
 
-    async def publish_report(self, report: RealTimeWarehousingData, status: UserReportData) -> None:
+    async def publish(self, report: Report, status: ReportStatus) -> None:
         """Publish both events of one report; returns once the broker accepted both."""
-        await asyncio.gather(
-            self.broker.publish(self.topics.report, report, key=report.user_id),
-            self.broker.publish(self.topics.user_report, status, key=status.user_id),
+        event = RealTimeWarehousingData(
+            event_id=report.event_id, user_id=report.user_id, event_name=report.event_name,
+            report_data=report.report_data, create_time_ms=report.create_time_ms,
         )
+        accepted = UserReportData(
+            event_id=status.event_id, user_id=status.user_id, status=status.status,
+            create_time_ms=status.create_time_ms,
+        )
+        try:
+            await asyncio.gather(
+                self.broker.publish(self.topics.report, event, key=report.user_id),
+                self.broker.publish(self.topics.user_report, accepted, key=status.user_id),
+            )
+        except BrokerError as exc:
+            self._refusals.log(type(exc).__name__, "could not publish report %s: %s",
+                               report.event_id, exc)
+            raise PublishUnavailable(f"the broker did not accept report {report.event_id}") from exc

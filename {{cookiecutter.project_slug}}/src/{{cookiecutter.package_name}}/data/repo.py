@@ -1,4 +1,4 @@
-"""Repositories: idempotent inserts keyed by event id, and the counts the demo reports."""
+"""Repositories: idempotent inserts keyed by event id; the saver's store (biz.ReportStore)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from brokerline.sql.batcher import BatchWriter
+from brokerline.sql.database import Database
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..api.events.v1.events_pb2 import RealTimeWarehousingData, UserReportData
-from brokerline.sql.database import Database
+from ..biz.report import Report, ReportStatus
+from ..conf import SaverConfig
 from .models import AcceptStatus, Base, RealtimeWarehousing
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ class _EventRepo:
 class RealtimeWarehousingRepo(_EventRepo):
     model = RealtimeWarehousing
 
-    async def save(self, events: Sequence[RealTimeWarehousingData]) -> int:
+    async def save(self, events: Sequence[Report]) -> int:
         return await self.insert_rows(
             [
                 {
@@ -77,7 +79,7 @@ class RealtimeWarehousingRepo(_EventRepo):
 class AcceptStatusRepo(_EventRepo):
     model = AcceptStatus
 
-    async def save(self, statuses: Sequence[UserReportData]) -> int:
+    async def save(self, statuses: Sequence[ReportStatus]) -> int:
         return await self.insert_rows(
             [
                 {
@@ -89,3 +91,26 @@ class AcceptStatusRepo(_EventRepo):
                 for s in statuses
             ]
         )
+
+
+class BatchedReportStore:
+    """The saver's store: reports and statuses written in batches, one transaction each.
+
+    A batch is up to `batch_size` events, or what `batch_delay_ms` gathered: no per-message
+    transaction on the hot path. If the database refuses some rows anyway, the batch is split
+    and only those are rejected (dead-lettered); if it is down, every event of the batch gets
+    a transient error, so the broker holds them until it answers.
+    """
+
+    def __init__(
+        self, reports: RealtimeWarehousingRepo, statuses: AcceptStatusRepo, settings: SaverConfig
+    ) -> None:
+        size, delay = settings.batch_size, settings.batch_delay_ms / 1000
+        self._reports = BatchWriter(reports.save, max_size=size, max_delay=delay)
+        self._statuses = BatchWriter(statuses.save, max_size=size, max_delay=delay)
+
+    async def save_report(self, report: Report) -> None:
+        await self._reports.add(report)
+
+    async def save_status(self, status: ReportStatus) -> None:
+        await self._statuses.add(status)

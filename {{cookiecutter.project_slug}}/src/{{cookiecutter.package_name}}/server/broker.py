@@ -1,4 +1,4 @@
-"""Which handler serves which topic: the one place subscribers are registered."""
+"""The broker server: which handler serves which topic (the one place subscribers register)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,22 @@ from __future__ import annotations
 from dataclasses import replace
 
 {% endif -%}
+from brokerline.core import Broker
+from brokerline.factory import subscribe_options
+from brokerline.server.broker import BrokerServer
+
 from ..conf import AppConfig
 {%- if cookiecutter.include_sample %}
 from ..service.saver import SaverService
 {%- endif %}
-from brokerline.server.broker import BrokerServer
 
 
-def register_subscribers(
-    server: BrokerServer,
-    config: AppConfig,
-{%- if cookiecutter.include_sample %}
-    saver: SaverService,
+{% if cookiecutter.include_sample -%}
+def new_broker_server(broker: Broker, config: AppConfig, saver: SaverService) -> BrokerServer:
+{%- else -%}
+def new_broker_server(broker: Broker, config: AppConfig) -> BrokerServer:
 {%- endif %}
-) -> BrokerServer:
+    server = BrokerServer(broker, subscribe_options(config.broker))
     group = config.broker.group
 {%- if cookiecutter.include_sample %}
     # The saver batches its writes: one handler in flight per batch slot fills a batch, and
@@ -33,7 +35,7 @@ def register_subscribers(
     server.register(config.topics.user_report, saver.save_user_report, group=group,
                     options=saver_options)
 {%- else %}
-    # server.register("events.something", my_service.handle_something, group=group)
+    # server.register("events.something", MyHandler().handle, group=group)
     del group
 {%- endif %}
     return server

@@ -13,16 +13,19 @@ import time
 from pathlib import Path
 
 from brokerline.config import DatabaseConfig
-from .conf import load_config
-from .sample_client import count_rows, post_reports
 from brokerline.core.embedded import EmbeddedBroker, free_port, start_embedded, wait_for_port
+
+from ..conf import load_config
+from .sample_client import count_rows, post_reports
+
+PACKAGE = "{{ cookiecutter.package_name }}"
 
 
 def _spawn(role: str, env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
     log = open(log_dir / f"{role}.log", "wb")  # lives as long as the process
     return subprocess.Popen(
-        [sys.executable, "-m", __package__ or "", "serve", role] if role != "dev"
-        else [sys.executable, "-m", __package__ or "", "dev", "--broker", "memory"],
+        [sys.executable, "-m", PACKAGE, "serve", role] if role != "dev"
+        else [sys.executable, "-m", PACKAGE, "dev", "--broker", "memory"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
 

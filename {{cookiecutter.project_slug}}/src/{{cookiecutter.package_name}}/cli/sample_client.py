@@ -10,15 +10,15 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+from brokerline.config import ConfigError, DatabaseConfig
+from brokerline.sql.database import create_engine
+from brokerline.telemetry import grpc_client_interceptors
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .api.report.v1 import report_pb2, report_pb2_grpc
-from brokerline.config import ConfigError, DatabaseConfig
-from brokerline.sql.database import create_engine
-from .data.models import RealtimeWarehousing
-from brokerline.telemetry import grpc_client_interceptors
+from ..api.report.v1 import report_pb2, report_pb2_grpc
+from ..data.models import RealtimeWarehousing
 
 RETRIES = 5
 

@@ -1,13 +1,14 @@
-"""`add-subscriber`: writes a handler, its registration line and its test.
+"""`add-subscriber`: writes a handler, its registration line and its test, in a service.
 
     <cli> add-subscriber orders.created OrderCreatedHandler [--message pydantic] [--group G]
 
 writes `service/order_created_handler.py` (a class with one `handle` method and, for
-`pydantic`, a model stub to fill in), adds `server.register(...)` to `server/subscribers.py`
-and writes `tests/test_order_created_handler.py`, which publishes to the topic on the
-in-memory broker and checks that the handler ran. `--message` is a protobuf message of the
-package's `api` (`events.v1.UserReportData`) or one of `pydantic`, `dict`, `bytes`.
-Nothing is written unless all three changes can be made.
+`pydantic`, a model stub to fill in), adds `server.register(...)` to `server/broker.py` (the
+service's broker server constructor, `new_broker_server`) and writes
+`tests/test_order_created_handler.py`, which publishes to the topic on the in-memory broker
+and checks that the handler ran. `--message` is a protobuf message of the package's `api`
+(`events.v1.UserReportData`) or one of `pydantic`, `dict`, `bytes`. Nothing is written
+unless all three changes can be made.
 """
 
 from __future__ import annotations
@@ -20,15 +21,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-PACKAGE = "{{ cookiecutter.package_name }}"
-PACKAGE_DIR = Path(__file__).resolve().parent
 SIMPLE_KINDS = ("pydantic", "dict", "bytes")
+#: the module (under the package) whose constructor registers the subscribers
+REGISTRATION_MODULE = "server/broker.py"
+REGISTRATION_FUNCTION = "new_broker_server"
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]*$")
 _CLASS_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 
 
 class ScaffoldError(Exception):
     """add-subscriber cannot do what was asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ServicePackage:
+    """The service being extended: its import name and its source directory."""
+
+    name: str  # e.g. report_pipeline
+    directory: Path  # src/<name>/ of the project checkout
 
 
 @dataclass(frozen=True)
@@ -58,17 +68,18 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
-def project_root() -> Path:
-    root = PACKAGE_DIR.parent.parent
-    if PACKAGE_DIR.parent.name != "src" or not (root / "pyproject.toml").is_file():
+def project_root(package: ServicePackage) -> Path:
+    root = package.directory.parent.parent
+    if package.directory.parent.name != "src" or not (root / "pyproject.toml").is_file():
         raise ScaffoldError(
-            f"add-subscriber edits the project's source, but {PACKAGE} is installed from "
-            f"{PACKAGE_DIR}; run it from the project with an editable install (pip install -e .)"
+            f"add-subscriber edits the project's source, but {package.name} is installed from "
+            f"{package.directory}; run it from the project with an editable install "
+            "(pip install -e .)"
         )
     return root
 
 
-def message_kind(message: str, model_name: str) -> MessageKind:
+def message_kind(package: ServicePackage, message: str, model_name: str) -> MessageKind:
     if message == "pydantic":
         stub = Template(_MODEL).substitute(model=model_name)
         return MessageKind(
@@ -84,16 +95,16 @@ def message_kind(message: str, model_name: str) -> MessageKind:
         )
     if message == "bytes":
         return MessageKind("bytes", (), (), 'b"hello"')
-    module, name = find_protobuf_message(message)
+    module, name = find_protobuf_message(package, message)
     return MessageKind(
         name,
         (f"from ..{module} import {name}",),
-        (f"from {PACKAGE}.{module} import {name}",),
+        (f"from {package.name}.{module} import {name}",),
         f"{name}()",
     )
 
 
-def find_protobuf_message(full_name: str) -> tuple[str, str]:
+def find_protobuf_message(package: ServicePackage, full_name: str) -> tuple[str, str]:
     """(module under the package, class name) of the compiled protobuf message `full_name`."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", full_name):
         raise ScaffoldError(
@@ -101,8 +112,8 @@ def find_protobuf_message(full_name: str) -> tuple[str, str]:
             "message name such as events.v1.UserReportData"
         )
     found: list[str] = []
-    api_dir = PACKAGE_DIR / "api"
-    for info in pkgutil.walk_packages([str(api_dir)], prefix=f"{PACKAGE}.api."):
+    prefix = f"{package.name}.api."
+    for info in pkgutil.walk_packages([str(package.directory / "api")], prefix=prefix):
         if not info.name.endswith("_pb2"):
             continue
         module = importlib.import_module(info.name)
@@ -112,10 +123,10 @@ def find_protobuf_message(full_name: str) -> tuple[str, str]:
         for message in descriptor.message_types_by_name.values():
             found.append(message.full_name)
             if full_name in (message.full_name, message.name) and hasattr(module, message.name):
-                return info.name[len(PACKAGE) + 1 :], message.name
+                return info.name[len(package.name) + 1 :], message.name
     known = ", ".join(sorted(found)) or "none (compile the protos: make proto)"
     raise ScaffoldError(
-        f"no protobuf message {full_name!r} in {PACKAGE}.api (known: {known}); add it to "
+        f"no protobuf message {full_name!r} in {package.name}.api (known: {known}); add it to "
         f"proto/ and run `make proto`, or use --message {'/'.join(SIMPLE_KINDS)}"
     )
 
@@ -148,7 +159,9 @@ def render_handler(topic: str, handler: str, kind: MessageKind) -> str:
     return body
 
 
-def render_test(topic: str, handler: str, module: str, kind: MessageKind) -> str:
+def render_test(
+    package: ServicePackage, topic: str, handler: str, module: str, kind: MessageKind
+) -> str:
     names = [handler] + ([kind.annotation] if kind.model_stub else [])
     stdlib = ["from typing import Any"] if kind.annotation.startswith("dict[") else []
     library = [
@@ -159,9 +172,9 @@ def render_test(topic: str, handler: str, module: str, kind: MessageKind) -> str
         "from brokerline.testing import eventually",
     ]
     first_party = [
-        f"from {PACKAGE}.conf import load_config",
-        f"from {PACKAGE}.containers import Container",
-        f"from {PACKAGE}.service.{module} import {', '.join(sorted(names))}",
+        f"from {package.name}.conf import load_config",
+        f"from {package.name}.containers import Container",
+        f"from {package.name}.service.{module} import {', '.join(sorted(names))}",
         *kind.test_imports,
     ]
     return Template(_TEST).substitute(
@@ -171,17 +184,17 @@ def render_test(topic: str, handler: str, module: str, kind: MessageKind) -> str
 
 
 def add_registration(source: str, topic: str, handler: str, module: str, group: str | None) -> str:
-    """`server/subscribers.py` with the new import and `server.register(...)` line."""
+    """The registration module with the new import and `server.register(...)` line."""
     if f'"{topic}"' in source:
         raise ScaffoldError(
-            f"topic {topic!r} is already registered in server/subscribers.py; "
+            f"topic {topic!r} is already registered in {REGISTRATION_MODULE}; "
             "remove that registration first or choose another topic"
         )
-    start = source.find("def register_subscribers(")
+    start = source.find(f"def {REGISTRATION_FUNCTION}(")
     end = source.find("\n    return server\n", start)
     if start < 0 or end < 0:
         raise ScaffoldError(
-            "server/subscribers.py has no `def register_subscribers(...)` ending in "
+            f"{REGISTRATION_MODULE} has no `def {REGISTRATION_FUNCTION}(...)` ending in "
             "`return server`; add the registration by hand"
         )
     group_arg = f'"{group}"' if group else "group"
@@ -200,18 +213,24 @@ def _add_import(source: str, new_import: str) -> str:
     if not positions:
         positions = [i for i, ln in enumerate(lines) if ln.startswith("from .")]
         if not positions:
-            raise ScaffoldError("server/subscribers.py has no relative imports to extend")
+            raise ScaffoldError(f"{REGISTRATION_MODULE} has no relative imports to extend")
         lines.insert(positions[0], new_import)
         return "\n".join(lines)
     first, last = positions[0], positions[-1]
     if last - first + 1 != len(positions):
-        raise ScaffoldError("server/subscribers.py has its imports split; add the import by hand")
+        raise ScaffoldError(
+            f"{REGISTRATION_MODULE} has its imports split; add the import by hand"
+        )
     block = sorted([*lines[first : last + 1], new_import], key=_import_sort_key)
     return "\n".join([*lines[:first], *block, *lines[last + 1 :]])
 
 
 def plan_subscriber(
-    topic: str, handler: str, message: str = "pydantic", group: str | None = None
+    package: ServicePackage,
+    topic: str,
+    handler: str,
+    message: str = "pydantic",
+    group: str | None = None,
 ) -> Plan:
     if not _TOPIC.match(topic):
         raise ScaffoldError(
@@ -223,14 +242,14 @@ def plan_subscriber(
         )
     if group is not None and not _TOPIC.match(group):
         raise ScaffoldError(f"group {group!r} is not a valid group name")
-    root = project_root()
+    root = project_root(package)
     module = snake_case(handler)
     base = handler.removesuffix("Handler") or handler
     model_name = base if base != handler else f"{handler}Message"
-    kind = message_kind(message, model_name)
-    handler_path = PACKAGE_DIR / "service" / f"{module}.py"
+    kind = message_kind(package, message, model_name)
+    handler_path = package.directory / "service" / f"{module}.py"
     test_path = root / "tests" / f"test_{module}.py"
-    subscribers_path = PACKAGE_DIR / "server" / "subscribers.py"
+    subscribers_path = package.directory / REGISTRATION_MODULE
     for path in (handler_path, test_path):
         if path.exists():
             raise ScaffoldError(
@@ -240,16 +259,20 @@ def plan_subscriber(
     subscribers = add_registration(subscribers_path.read_text(), topic, handler, module, group)
     return Plan(
         handler_path, render_handler(topic, handler, kind),
-        test_path, render_test(topic, handler, module, kind),
+        test_path, render_test(package, topic, handler, module, kind),
         subscribers_path, subscribers,
     )
 
 
 def add_subscriber(
-    topic: str, handler: str, message: str = "pydantic", group: str | None = None
+    package: ServicePackage,
+    topic: str,
+    handler: str,
+    message: str = "pydantic",
+    group: str | None = None,
 ) -> list[Path]:
     """Write the handler module, its registration and its test; returns the paths written."""
-    plan = plan_subscriber(topic, handler, message, group)
+    plan = plan_subscriber(package, topic, handler, message, group)
     plan.handler_path.write_text(plan.handler_source)
     plan.test_path.write_text(plan.test_source)
     plan.subscribers_path.write_text(plan.subscribers_source)
@@ -274,7 +297,7 @@ log = logging.getLogger(__name__)
 $model
 
 class $handler:
-    """Registered for `$topic` in server/subscribers.py.
+    """Registered for `$topic` in server/broker.py.
 
     Return to ack; raise (any exception, or Retry) to have the message redelivered with
     backoff; raise Reject(reason) to dead-letter it at once. Delivery is at least once: make

@@ -1,0 +1,109 @@
+"""The report use cases: accept a report and publish its events; store the events received.
+
+What they need from outside is declared here as protocols, which `data/` implements (the
+broker publisher, the database repositories) and the unit tests fake: `ReportEvents`
+publishes, `ReportStore` persists. A report answered OK is always one the store can hold:
+both use cases apply the same rules (`report_rules`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .report_rules import post_report_problems, report_event_problems, status_event_problems
+
+
+class InvalidReport(ValueError):
+    """The rules refuse a report or event; the message names the fields, never their values."""
+
+
+class PublishUnavailable(Exception):
+    """The events of a report were not accepted for publishing (broker down or refusing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A report, as published and stored; `event_id` identifies it everywhere."""
+
+    event_id: str
+    user_id: str
+    event_name: str
+    report_data: str
+    create_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportStatus:
+    """The accept status of a report."""
+
+    event_id: str
+    user_id: str
+    status: str
+    create_time_ms: int
+
+
+class ReportEvents(Protocol):
+    async def publish(self, report: Report, status: ReportStatus) -> None:
+        """Return once both events are accepted; raise PublishUnavailable if they are not."""
+
+
+class ReportStore(Protocol):
+    """Saving is idempotent on `event_id`: a redelivered event adds no second row."""
+
+    async def save_report(self, report: Report) -> None:
+        """Return once the report is stored, so that its event can be acknowledged."""
+
+    async def save_status(self, status: ReportStatus) -> None:
+        """Return once the status is stored."""
+
+
+class ReportUseCase:
+    """Accepting a report: checked, given an id and a time, published as two events."""
+
+    def __init__(self, events: ReportEvents, clock: Callable[[], float] = time.time) -> None:
+        self.events = events
+        self.clock = clock
+
+    async def post(self, user_id: str, event_name: str, content: str) -> Report:
+        """The accepted report; InvalidReport or PublishUnavailable if it is not accepted."""
+        problems = post_report_problems(user_id=user_id, event_name=event_name, content=content)
+        if problems:
+            raise InvalidReport("; ".join(problems))
+        now_ms = int(self.clock() * 1000)
+        report = Report(uuid.uuid4().hex, user_id, event_name, content, now_ms)
+        status = ReportStatus(report.event_id, user_id, "accepted", now_ms)
+        await self.events.publish(report, status)
+        return report
+
+
+class SaverUseCase:
+    """Storing received events: one the store could not hold as it is is refused first.
+
+    Protobuf decodes almost any bytes as almost any message, so this is also what keeps an
+    empty payload, or another message type sent to the topic, from becoming a junk row.
+    """
+
+    def __init__(self, store: ReportStore) -> None:
+        self.store = store
+
+    async def save_report(self, report: Report) -> None:
+        problems = report_event_problems(
+            event_id=report.event_id, user_id=report.user_id, event_name=report.event_name,
+            report_data=report.report_data, create_time_ms=report.create_time_ms,
+        )
+        if problems:
+            raise InvalidReport("; ".join(problems))
+        await self.store.save_report(report)
+
+    async def save_status(self, status: ReportStatus) -> None:
+        problems = status_event_problems(
+            event_id=status.event_id, user_id=status.user_id, status=status.status,
+            create_time_ms=status.create_time_ms,
+        )
+        if problems:
+            raise InvalidReport("; ".join(problems))
+        await self.store.save_status(status)

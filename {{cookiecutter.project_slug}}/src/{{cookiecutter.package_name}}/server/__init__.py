@@ -1,0 +1,1 @@
+"""The servers: one short constructor each, wired by `containers.py`."""
