@@ -142,7 +142,7 @@ def add_two_subscribers(cli: Path, project: Path, sample: bool) -> None:
          "--group", "audit"], cwd=project)
     assert (project / PACKAGE / "service/order_created_handler.py").exists()
     assert (project / "tests/test_audit_handler.py").exists()
-    subscribers = (project / PACKAGE / "server/subscribers.py").read_text()
+    subscribers = (project / PACKAGE / "server/broker.py").read_text()
     registration = 'server.register("events.audit-reports", AuditHandler().handle, group="audit")'
     assert registration in subscribers
     again = subprocess.run([str(cli), "add-subscriber", "events.orders-created", "Other"],

@@ -2,7 +2,7 @@
 
 The broker server is built by the container exactly as `serve` builds it, but on an
 unconnected in-memory broker and a database that is never opened, so the answer is the truth
-of `server/subscribers.py` and needs no running broker or database. `asyncapi` documents it;
+of `server/broker.py` and needs no running broker or database. `asyncapi` documents it;
 the tests use it to check that a handler is registered.
 """
 
