@@ -14,8 +14,8 @@ from pathlib import Path
 
 from brokerline.core.embedded import free_port, wait_for_port
 from common import Result, throughput
-from report_pipeline.data.models import Base, RealtimeWarehousing
 from report_pipeline.cli.sample_client import post_reports
+from report_pipeline.data.models import Base, RealtimeWarehousing
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 

@@ -11,7 +11,6 @@ from urllib.parse import quote
 
 import pytest
 from brokerline.core import known_types
-from brokerline.logs import configure_logging
 from brokerline.nats.embedded import nats_server
 from brokerline.pulsar.embedded import pulsar_lite
 
