@@ -12,6 +12,7 @@ import asyncio
 import time
 
 import pytest
+
 from brokerline.core import (
     Backoff,
     Broker,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pulsar
 import pytest
+from pydantic import ValidationError
+
 from brokerline.core import (
     BrokerError,
     BrokerUnavailable,
@@ -25,7 +27,6 @@ from brokerline.pulsar.broker import PulsarBroker
 from brokerline.pulsar.client import client_logger
 from brokerline.pulsar.settings import PulsarSettings
 from brokerline.testing.brokers import eventually, unique
-from pydantic import ValidationError
 
 Factory = Callable[..., Awaitable[PulsarBroker]]
 

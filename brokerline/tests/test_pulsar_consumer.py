@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+
 from brokerline.core import (
     DLQ_REASON,
     Backoff,

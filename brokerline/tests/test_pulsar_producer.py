@@ -13,13 +13,14 @@ from typing import Any
 
 import pulsar
 import pytest
+from pulsar.asyncio import Client
+from pydantic import ValidationError
+
 from brokerline.core import BrokerError, MessageContext
 from brokerline.core.embedded import EmbeddedBroker
 from brokerline.pulsar.broker import PulsarBroker
 from brokerline.pulsar.settings import PulsarSettings
 from brokerline.testing.brokers import eventually, unique
-from pulsar.asyncio import Client
-from pydantic import ValidationError
 
 Factory = Callable[..., Awaitable[PulsarBroker]]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import exc as sa
+
 from brokerline.core import (
     Reject,
     Transient,
@@ -10,7 +12,6 @@ from brokerline.core import (
     register_transient,
 )
 from brokerline.core.transient import describe_failure
-from sqlalchemy import exc as sa
 
 
 def _statement_error(kind: type[sa.DBAPIError], orig: Exception) -> sa.DBAPIError:
