@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 EXIT_USAGE = 2
 
@@ -46,3 +47,14 @@ def positive_seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value:g} is not positive; use more than 0 seconds")
     return value
+
+
+def http_url(text: str) -> str:
+    """An argparse type: an http:// or https:// URL with a host."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an HTTP URL; write it as http://host:port/path, "
+            "e.g. http://127.0.0.1:9464/readyz"
+        )
+    return text

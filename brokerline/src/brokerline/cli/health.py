@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from brokerline.cli.arguments import positive_seconds
+from brokerline.cli.arguments import http_url, positive_seconds
 from brokerline.config import ServiceConfig
 from brokerline.logs import configure_logging
 
@@ -23,7 +23,8 @@ def add_health_command(sub: Any, load_config: Callable[[str | None], ServiceConf
     """`health`, reading the service's configuration with `load_config`."""
     p = sub.add_parser("health", help="ask a running service whether it is ready (exit 0 if so)")
     p.add_argument("--target", help="host:port of its gRPC server (default: grpc.address)")
-    p.add_argument("--url", help="an HTTP readiness URL instead, e.g. http://127.0.0.1:9464/readyz")
+    p.add_argument("--url", type=http_url,
+                   help="an HTTP readiness URL instead, e.g. http://127.0.0.1:9464/readyz")
     p.add_argument("--service", default="", help="a gRPC service name (default: the server)")
     p.add_argument("--timeout", type=positive_seconds, default=5.0,
                    help="seconds to wait for an answer")
