@@ -5,67 +5,9 @@ in one subpackage per broker (`brokerline.memory`, `.nats`, `.jetstream`, `.puls
 and its servers in `brokerline.app` and `brokerline.server`.
 """
 
-from brokerline.core import (
-    DLQ_DELIVERIES,
-    DLQ_ORIGINAL_TOPIC,
-    DLQ_REASON,
-    Backoff,
-    Broker,
-    BrokerError,
-    BrokerUnavailable,
-    Codec,
-    DecodeError,
-    Delivery,
-    Envelope,
-    Handler,
-    InitialPosition,
-    LoggingMiddleware,
-    MessageContext,
-    Middleware,
-    Reject,
-    Retry,
-    SubscribeOptions,
-    Subscription,
-    SubscriptionType,
-    Transient,
-    UnknownBrokerType,
-    create_broker,
-    is_transient,
-    known_types,
-    register_plugin,
-    register_transient,
-)
+from brokerline.core import *  # noqa: F403 - the broker API is the package's API
+from brokerline.core import __all__ as _core_api
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DLQ_DELIVERIES",
-    "DLQ_ORIGINAL_TOPIC",
-    "DLQ_REASON",
-    "Backoff",
-    "Broker",
-    "BrokerError",
-    "BrokerUnavailable",
-    "Codec",
-    "DecodeError",
-    "Delivery",
-    "Envelope",
-    "Handler",
-    "InitialPosition",
-    "LoggingMiddleware",
-    "MessageContext",
-    "Middleware",
-    "Reject",
-    "Retry",
-    "SubscribeOptions",
-    "Subscription",
-    "SubscriptionType",
-    "Transient",
-    "UnknownBrokerType",
-    "__version__",
-    "create_broker",
-    "is_transient",
-    "known_types",
-    "register_plugin",
-    "register_transient",
-]
+__all__ = [*_core_api, "__version__"]
