@@ -80,16 +80,35 @@ class App:
                 log.exception("%s: a clean-up after stop failed", self.name)
 
     async def run(self) -> None:
-        """Run until SIGINT or SIGTERM (or `request_stop()`), then stop gracefully."""
+        """Run until SIGINT or SIGTERM (or `request_stop()`), then stop gracefully.
+
+        A stop requested while the servers still start (Ctrl-C in `dev` also stops the local
+        broker under them) ends the start-up at once instead of waiting on a broker that is
+        going away; the servers already started are stopped as usual.
+        """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
+        starting = asyncio.ensure_future(self.start())
+        stop_requested = asyncio.ensure_future(self._stop_requested.wait())
         try:
-            await self.start()
-            log.info("%s started (%s)", self.name, ", ".join(s.name for s in self.servers))
-            await self._stop_requested.wait()
+            await asyncio.wait({starting, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()  # a start-up failure is the caller's error
+                log.info("%s started (%s)", self.name, ", ".join(s.name for s in self.servers))
+                await stop_requested
+            else:
+                starting.cancel()
+                try:
+                    await starting
+                except asyncio.CancelledError:
+                    pass
+                except Exception as exc:  # the stop made it fail (e.g. the broker went away)
+                    log.info("%s: start-up ended by the stop (%s)", self.name, exc)
             log.info("%s stopping", self.name)
         finally:
+            starting.cancel()
+            stop_requested.cancel()
             await self.stop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -78,18 +79,25 @@ def missing_tables(conn: Connection, metadata: MetaData) -> list[str]:
     return sorted(set(metadata.tables) - existing)
 
 
+#: passes of create_all before a failure to create the tables is an error
+CREATE_ATTEMPTS = 5
+
+
 async def _create_tables(engine: AsyncEngine, metadata: MetaData) -> None:
     """`create_all`, safe when several processes start at once (`serve saver --workers N`):
-    it checks for each table and then creates it, so a second process can lose the race
-    ("table ... already exists"); a second pass sees the tables and creates nothing."""
-    for attempt in range(2):
+    it checks for each table and then creates it, so a process can lose the race for one
+    table ("table ... already exists"). Each lost race means another process created that
+    table; the next pass sees it. With several tables and processes a process can lose more
+    than once, so it tries up to CREATE_ATTEMPTS times before the error is real."""
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(metadata.create_all)
             return
         except (OperationalError, ProgrammingError, IntegrityError):
-            if attempt:
+            if attempt == CREATE_ATTEMPTS:
                 raise
+            await asyncio.sleep(0.05 * attempt)  # let the winner commit its DDL
 
 
 async def database_resource(
