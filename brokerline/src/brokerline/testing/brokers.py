@@ -11,7 +11,9 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import pytest
 
 from brokerline.core import Broker, known_types
 from brokerline.core.embedded import EmbeddedBroker
@@ -119,3 +121,11 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def pulsar_lite_lacks(server: EmbeddedBroker, reason: str) -> NoReturn:
+    """Skip a test on pulsar-lite, which lacks what it needs (`reason`); on Apache Pulsar,
+    which has it, the same outcome is a failure, so the skip cannot hide a regression."""
+    if server.kind == APACHE_PULSAR:
+        pytest.fail(f"on Apache Pulsar, which should not lack it: {reason}", pytrace=False)
+    pytest.skip(reason)
