@@ -32,8 +32,10 @@ JVM_OPENS = [
 START_TIMEOUT = 180.0
 
 
-def standalone_conf(broker_port: int, web_port: int) -> str:
-    settings = {
+def standalone_conf(
+    broker_port: int, web_port: int, extra: dict[str, str | int] | None = None
+) -> str:
+    settings: dict[str, str | int] = {
         "clusterName": "standalone",
         "bindAddress": "127.0.0.1",
         "advertisedAddress": "127.0.0.1",
@@ -59,6 +61,7 @@ def standalone_conf(broker_port: int, web_port: int) -> str:
         "dbStorage_writeCacheMaxSizeMb": 32,
         "dbStorage_readAheadCacheMaxSizeMb": 32,
         "dbStorage_rocksDB_blockCacheSize": 16 * 1024 * 1024,
+        **(extra or {}),
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -81,6 +84,7 @@ class ApachePulsarServer(EmbeddedBroker):
     web_port: int = 0
     version: str = ""
     started_in: float | None = None  # seconds from launch to the default namespace existing
+    admin_token: str | None = None  # a superuser's JWT, when authentication is on
 
     @property
     def url(self) -> str:
@@ -111,8 +115,10 @@ class ApachePulsarServer(EmbeddedBroker):
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
                 raise BrokerError("Apache Pulsar standalone exited at start")
+            headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:
+                request = urllib.request.Request(url, headers=headers)
+                with urllib.request.urlopen(request, timeout=2) as response:
                     if "public/default" in json.loads(response.read()):
                         return
             except (urllib.error.URLError, OSError, ValueError):
@@ -123,17 +129,20 @@ class ApachePulsarServer(EmbeddedBroker):
 
 def apache_pulsar_standalone(
     store: str | os.PathLike[str] | None = None,
+    settings: dict[str, str | int] | None = None,
+    admin_token: str | None = None,
 ) -> ApachePulsarServer:
     """An Apache Pulsar standalone on free loopback ports (not yet started: `.start()`).
 
     Resolves the jars first (Maven, or the cached classpath); the functions worker and stream
-    storage are off.
+    storage are off. `settings` adds or overrides standalone.conf keys; with authentication
+    on, `admin_token` is a superuser's token (the readiness check sends it).
     """
     classpath = resolve_classpath()
     path, owned = store_dir(store, "apache-pulsar-")
     broker_port, web_port, bookie_port = free_port(), free_port(), free_port()
     config = path / "standalone.conf"
-    config.write_text(standalone_conf(broker_port, web_port))
+    config.write_text(standalone_conf(broker_port, web_port, settings))
     argv = [
         "java", *JVM_MEMORY, "-XX:+ExitOnOutOfMemoryError",
         "-Dorg.apache.logging.log4j.level=WARN",
@@ -147,5 +156,5 @@ def apache_pulsar_standalone(
     ]
     return ApachePulsarServer(
         "apache-pulsar", broker_port, path, argv, path / "apache-pulsar.log",
-        _owns_store=owned, web_port=web_port, version=pulsar_version(),
+        _owns_store=owned, web_port=web_port, version=pulsar_version(), admin_token=admin_token,
     )
