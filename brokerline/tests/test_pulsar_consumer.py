@@ -1,6 +1,7 @@
-"""Pulsar consumer features against a real pulsar-lite process (no mocks).
+"""Pulsar consumer features against real brokers (no mocks): pulsar-lite and Apache Pulsar.
 
-`pulsar_factory` (conftest.py) connects `PulsarBroker`s to the session's pulsar-lite.
+`pulsar_factory` (the plugin's) connects `PulsarBroker`s to the session's pulsar-lite, then
+to its Apache Pulsar standalone (test ids `pulsar-lite`, `apache-pulsar`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from brokerline.core import (
     SubscribeOptions,
     SubscriptionType,
 )
+from brokerline.core.embedded import EmbeddedBroker
 from brokerline.pulsar.broker import PulsarBroker
 from brokerline.pulsar.consumer import (
     RECONSUME_TIMES,
     PulsarSubscribeOptions,
 )
-from brokerline.testing.brokers import eventually, unique
+from brokerline.testing.brokers import eventually, pulsar_lite_lacks, unique
 
 Factory = Callable[..., Awaitable[PulsarBroker]]
 
@@ -293,7 +295,9 @@ async def test_retry_letter_topic_dead_letters_after_max_deliveries(
     assert dead[0][1].headers["x-original-topic"].endswith(topic)
 
 
-async def test_retry_letter_delay_is_honoured(pulsar_factory: Factory) -> None:
+async def test_retry_letter_delay_is_honoured(
+    pulsar_factory: Factory, pulsar_server: EmbeddedBroker
+) -> None:
     broker = await pulsar_factory(delayed_delivery="on", retry_letter_topic=True)
     topic = unique("retrydelay")
     times: list[float] = []
@@ -307,9 +311,10 @@ async def test_retry_letter_delay_is_honoured(pulsar_factory: Factory) -> None:
     await broker.publish(topic, b"x")
     await eventually(lambda: len(times) == 2)
     if times[1] - times[0] < 1.0:
-        pytest.skip(
+        pulsar_lite_lacks(
+            pulsar_server,
             "pulsar-lite has no delayed-delivery tracker, so the retry-letter topic's "
-            "deliver_after is ignored (Apache Pulsar honours it)"
+            "deliver_after is ignored (Apache Pulsar honours it)",
         )
     assert times[1] - times[0] >= 1.4
 
@@ -356,7 +361,9 @@ async def test_topic_list_subscription_and_a_dead_letter_topic_per_topic(
     assert {ctx.topic.rsplit("/", 1)[-1] for _, ctx in seen} == {first, second}
 
 
-async def test_regex_subscription(pulsar_factory: Factory) -> None:
+async def test_regex_subscription(
+    pulsar_factory: Factory, pulsar_server: EmbeddedBroker
+) -> None:
     broker = await pulsar_factory(operation_timeout=2)
     prefix = unique("rx")
     await broker.publish(f"{prefix}-one", b"1")  # the topics exist before the pattern lookup
@@ -367,9 +374,10 @@ async def test_regex_subscription(pulsar_factory: Factory) -> None:
     except BrokerError as exc:
         if "cannot list the topics of a namespace" not in str(exc):
             raise
-        pytest.skip(
+        pulsar_lite_lacks(
+            pulsar_server,
             "pulsar-lite does not implement GetTopicsOfNamespace, which regex subscriptions "
-            "need (Apache Pulsar does)"
+            "need (Apache Pulsar does)",
         )
     await eventually(lambda: len(seen) == 2)
 

@@ -131,10 +131,16 @@ class PulsarBroker(Broker):
             if self._clients.release(key) is not None:
                 client.shutdown()
             if isinstance(exc, TimeoutError):
+                # Apache Pulsar closes the connection of a token it refuses, and the client
+                # retries until the bound: with a token set, the token is a suspect too
+                token_hint = (
+                    ", and PULSAR_JWT_TOKEN (Apache Pulsar drops the connection of a token it "
+                    "refuses)" if self.settings.jwt_token is not None else ""
+                )
                 raise BrokerUnavailable(
                     f"Pulsar at {self.url} did not answer within {bound:g}s "
                     "(broker.pulsar.connect_timeout); check MQ_NAME_SERVER and that the "
-                    "broker is running"
+                    f"broker is running{token_hint}"
                 ) from None
             raise explain(exc, "connecting", self.url) from None
         self._client, self._client_key = client, key

@@ -1,7 +1,7 @@
 """How the tests get a connected broker of each included type.
 
-Real brokers run as real processes (nats-server, pulsar-lite) started once per test session
-on free loopback ports; the memory broker needs nothing.
+Real brokers run as real processes (nats-server, pulsar-lite, Apache Pulsar standalone)
+started once per test session on free loopback ports; the memory broker needs nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import pytest
 
 from brokerline.core import Broker, known_types
 from brokerline.core.embedded import EmbeddedBroker
@@ -24,8 +26,12 @@ BrokerFactory = Callable[[], Awaitable[Broker]]
 P = ParamSpec("P")
 B = TypeVar("B", bound=Broker)
 
-#: broker types whose client library is installed; the conformance suite runs on each
-BROKER_TYPES = known_types()
+#: the Pulsar plugin's tests run on both: pulsar-lite (embedded, fast) and Apache Pulsar
+APACHE_PULSAR = "apache-pulsar"
+
+#: broker types whose client library is installed, the conformance suite runs on each; Pulsar
+#: twice (`pulsar` on pulsar-lite, `apache-pulsar` on Apache Pulsar standalone)
+BROKER_TYPES = known_types() + ([APACHE_PULSAR] if "pulsar" in known_types() else [])
 
 #: which embedded server each broker type needs (None: no server)
 SERVER_KIND: dict[str, str | None] = {
@@ -33,6 +39,7 @@ SERVER_KIND: dict[str, str | None] = {
     "nats": "nats",
     "jetstream": "nats",
     "pulsar": "pulsar",
+    APACHE_PULSAR: None,  # the plugin's `apache_pulsar_server` session fixture
 }
 
 
@@ -44,7 +51,7 @@ def make_broker(type_name: str, server: EmbeddedBroker | MemoryHub | None) -> Br
     if type_name == "memory":
         assert isinstance(server, MemoryHub)
         return MemoryBroker(server)
-    if type_name == "pulsar":
+    if type_name in ("pulsar", APACHE_PULSAR):
         from brokerline.pulsar.broker import PulsarBroker
         from brokerline.pulsar.settings import PulsarSettings
 
@@ -114,3 +121,11 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def pulsar_lite_lacks(server: EmbeddedBroker, reason: str) -> NoReturn:
+    """Skip a test on pulsar-lite, which lacks what it needs (`reason`); on Apache Pulsar,
+    which has it, the same outcome is a failure, so the skip cannot hide a regression."""
+    if server.kind == APACHE_PULSAR:
+        pytest.fail(f"on Apache Pulsar, which should not lack it: {reason}", pytrace=False)
+    pytest.skip(reason)

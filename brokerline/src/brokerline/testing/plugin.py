@@ -1,17 +1,21 @@
 """brokerline's pytest plugin (loaded by the `pytest11` entry point when brokerline is installed).
 
 Fixtures that connect brokers of every installed type to real local broker processes
-(nats-server, pulsar-lite) started once per test session on free loopback ports:
+(nats-server, pulsar-lite, Apache Pulsar standalone) started once per test session on free
+loopback ports:
 
 - `broker_type`: parametrized over the installed broker types (test ids name the broker
-  process: `memory`, `nats`, `jetstream`, `pulsar-lite`);
+  process: `memory`, `nats`, `jetstream`, `pulsar-lite`, `apache-pulsar`);
 - `broker_factory` / `broker`: connected brokers of that type, closed after the test (a test
   class that defines its own `broker_factory`, as a `BrokerConformance` subclass for a plugin
   of your own does, gets `broker` from it);
 - `embedded_servers`: the session's broker processes, by kind;
 - `module_nats_server`: a nats-server with JetStream of the test module's own, for tests
   that make streams (the session's one has the conformance suite's catch-all `*` stream);
-- `pulsar_server`, `pulsar_factory`: the session's pulsar-lite, and Pulsar brokers on it;
+- `pulsar_server`, `pulsar_factory`: parametrized over the session's pulsar-lite and Apache
+  Pulsar (ids `pulsar-lite`, `apache-pulsar`), and Pulsar brokers on it;
+- `apache_pulsar_server`: the session's Apache Pulsar standalone (`.url`, `.admin_url`); it
+  needs Java 17 and Maven: without them its tests skip saying so, and fail when CI=true;
 - `postgres_server`: a private PostgreSQL server for one test (skips without the binaries).
 
 The async fixtures are `pytest_asyncio` fixtures: they work in its strict mode and auto mode.
@@ -19,6 +23,8 @@ The async fixtures are `pytest_asyncio` fixtures: they work in its strict mode a
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +33,10 @@ import pytest_asyncio
 
 from brokerline.core import Broker
 from brokerline.core.embedded import EmbeddedBroker, start_embedded
+from brokerline.core.errors import BrokerError
 from brokerline.memory.broker import MemoryHub
 from brokerline.testing.brokers import (
+    APACHE_PULSAR,
     BROKER_TYPES,
     SERVER_KIND,
     BrokerFactory,
@@ -39,6 +47,7 @@ from brokerline.testing.postgres import PostgresServer, require_server_binaries
 
 if TYPE_CHECKING:
     from brokerline.pulsar.broker import PulsarBroker
+    from brokerline.testing.apache_pulsar import ApachePulsarServer
 
 
 @pytest.fixture(scope="session")
@@ -76,17 +85,79 @@ def server_for(type_name: str, servers: dict[str, EmbeddedBroker]) -> EmbeddedBr
     return servers[kind]
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def start_apache_pulsar(config: pytest.Config) -> ApachePulsarServer:
+    """Apache Pulsar standalone, started; skips (fails in CI) without Java and Maven."""
+    from brokerline.testing.apache_pulsar import apache_pulsar_standalone, missing_tools
+
+    missing = missing_tools()
+    if missing is not None:
+        if in_ci():
+            pytest.fail(f"{missing} (CI must run the Apache Pulsar tests)", pytrace=False)
+        pytest.skip(missing)
+    try:
+        began = time.monotonic()
+        server = apache_pulsar_standalone()
+        resolved_in = time.monotonic() - began
+        server.start()
+    except BrokerError as exc:
+        pytest.fail(f"Apache Pulsar standalone did not start: {exc}", pytrace=False)
+    rss = server.rss_mb()
+    report(
+        config,
+        f"brokerline: Apache Pulsar {server.version} standalone on {server.url} (admin "
+        f"{server.admin_url}): jars resolved in {resolved_in:.1f}s, started in "
+        f"{server.started_in:.1f}s, RSS {'?' if rss is None else f'{rss:.0f} MiB'}"
+    )
+    return server
+
+
+#: lines for the end of the test log (start-up costs), whatever the capture mode
+SESSION_NOTES = pytest.StashKey[list[str]]()
+
+
+def report(config: pytest.Config, line: str) -> None:
+    config.stash.setdefault(SESSION_NOTES, []).append(line)
+
+
+def pytest_terminal_summary(
+    terminalreporter: Any, exitstatus: int, config: pytest.Config
+) -> None:
+    for line in config.stash.get(SESSION_NOTES, []):
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(params=BROKER_TYPES)
 def broker_type(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="session")
+def apache_pulsar_server(
+    pytestconfig: pytest.Config, embedded_servers: dict[str, EmbeddedBroker]
+) -> ApachePulsarServer:
+    """The session's Apache Pulsar standalone (started on first use; Java 17 and Maven).
+
+    A session fixture, so a skip or a failed start is raised once and then reused.
+    """
+    server = start_apache_pulsar(pytestconfig)
+    embedded_servers[APACHE_PULSAR] = server  # stopped with the others at the session's end
+    return server
+
+
 @pytest_asyncio.fixture
 async def broker_factory(
-    broker_type: str, embedded_servers: dict[str, EmbeddedBroker]
+    request: pytest.FixtureRequest, broker_type: str, embedded_servers: dict[str, EmbeddedBroker]
 ) -> AsyncIterator[BrokerFactory]:
     """Connects new brokers of the parametrized type; closes them all after the test."""
-    server = server_for(broker_type, embedded_servers) or MemoryHub()
+    server: EmbeddedBroker | MemoryHub
+    if broker_type == APACHE_PULSAR:
+        server = request.getfixturevalue("apache_pulsar_server")
+    else:
+        server = server_for(broker_type, embedded_servers) or MemoryHub()
     async with connected_brokers(lambda: make_broker(broker_type, server)) as connect:
         yield connect
 
@@ -96,9 +167,13 @@ async def broker(broker_factory: BrokerFactory) -> Broker:
     return await broker_factory()
 
 
-@pytest.fixture
-def pulsar_server(embedded_servers: dict[str, EmbeddedBroker]) -> EmbeddedBroker:
-    """The session's pulsar-lite process (started on first use)."""
+@pytest.fixture(params=["pulsar", APACHE_PULSAR])
+def pulsar_server(
+    request: pytest.FixtureRequest, embedded_servers: dict[str, EmbeddedBroker]
+) -> EmbeddedBroker:
+    """The session's pulsar-lite, then its Apache Pulsar (each started on first use)."""
+    if request.param == APACHE_PULSAR:
+        return request.getfixturevalue("apache_pulsar_server")  # type: ignore[no-any-return]
     server = server_for("pulsar", embedded_servers)
     assert server is not None
     return server
@@ -108,7 +183,7 @@ def pulsar_server(embedded_servers: dict[str, EmbeddedBroker]) -> EmbeddedBroker
 async def pulsar_factory(
     pulsar_server: EmbeddedBroker,
 ) -> AsyncIterator[Callable[..., Awaitable[PulsarBroker]]]:
-    """Connects Pulsar brokers to the session's pulsar-lite, with settings overrides.
+    """Connects Pulsar brokers to the session's pulsar-lite or Apache Pulsar, with overrides.
 
     `await pulsar_factory(retry_letter_topic=True)`; every broker is closed after the test.
     """
@@ -127,7 +202,7 @@ async def pulsar_factory(
 
 
 #: test ids name the broker process a test ran on, not only the plugin: the Pulsar plugin's
-#: tests run on the embedded pulsar-lite
+#: tests run on the embedded pulsar-lite (`pulsar`) and on Apache Pulsar (`apache-pulsar`)
 BROKER_TEST_IDS = {"pulsar": "pulsar-lite"}
 
 
