@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -41,6 +42,10 @@ async def test_servers_stop_in_reverse_order_then_the_after_stop_hooks() -> None
     app.request_stop()
     await asyncio.wait_for(running, 5)
     assert log == ["start a", "start b", "stop b", "stop a", "resources closed"]
+    # the stop watchdog (it ends a process whose stop hangs) is disarmed by a clean stop:
+    # left armed, it would end the process this App ran in (a test run) seconds later
+    await eventually(lambda: not any(isinstance(t, threading.Timer) and t.is_alive()
+                                     for t in threading.enumerate()))
 
 
 async def test_a_stop_during_start_up_ends_it_and_stops_what_started() -> None:

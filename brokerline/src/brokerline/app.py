@@ -34,6 +34,7 @@ class App:
         self._after_stop = list(after_stop)
         self._started: list[Server] = []
         self._stop_requested = asyncio.Event()
+        self._watchdog: threading.Timer | None = None
 
     def request_stop(self) -> None:
         if not self._stop_requested.is_set():
@@ -52,9 +53,9 @@ class App:
             logging.shutdown()
             os._exit(70)
 
-        watchdog = threading.Timer(grace, give_up)
-        watchdog.daemon = True
-        watchdog.start()
+        self._watchdog = threading.Timer(grace, give_up)
+        self._watchdog.daemon = True
+        self._watchdog.start()
 
     async def start(self) -> None:
         for server in self.servers:
@@ -78,6 +79,9 @@ class App:
                 await hook()
             except Exception:
                 log.exception("%s: a clean-up after stop failed", self.name)
+        if self._watchdog is not None:  # stopped in time: the process may live on (tests)
+            self._watchdog.cancel()
+            self._watchdog = None
 
     async def run(self) -> None:
         """Run until SIGINT or SIGTERM (or `request_stop()`), then stop gracefully.
