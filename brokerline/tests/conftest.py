@@ -4,12 +4,11 @@ library's suite must run on every broker there."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from brokerline.core import known_types
 from brokerline.core.registry import PLUGINS
+from brokerline.testing.brokers import in_ci
 
 #: test modules -> the broker type whose client library they import
 NEEDS = {"test_nats*.py": "nats", "test_jetstream*.py": "jetstream", "test_pulsar*.py": "pulsar"}
@@ -29,7 +28,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if MISSING and os.environ.get("CI", "").strip().lower() == "true":
+    if MISSING and in_ci():
         raise pytest.UsageError(
             f"the client libraries of {', '.join(MISSING)} are not installed, so their tests "
             f"would not run; install {extras(MISSING)} (make test does)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -100,6 +101,19 @@ def nats_test_settings(url: str, **overrides: Any) -> NatsSettings:
     }
     fields.update(overrides)
     return NatsSettings.model_validate(fields)
+
+
+def in_ci() -> bool:
+    """True where CI=true: there a test that cannot run is an error, never a quiet skip."""
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def cannot_run(reason: str, ci_needs: str = "") -> NoReturn:
+    """Skip the test with `reason` (what to install); under CI=true fail it instead, so CI
+    cannot go green without it (`ci_needs`, if given, says why CI needs it)."""
+    if in_ci():
+        pytest.fail(f"{reason} ({ci_needs})" if ci_needs else reason, pytrace=False)
+    pytest.skip(reason)
 
 
 def unique(name: str) -> str:

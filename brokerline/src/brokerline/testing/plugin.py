@@ -23,7 +23,6 @@ The async fixtures are `pytest_asyncio` fixtures: they work in its strict mode a
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,7 @@ from brokerline.testing.brokers import (
     BROKER_TYPES,
     SERVER_KIND,
     BrokerFactory,
+    cannot_run,
     connected_brokers,
     make_broker,
 )
@@ -85,19 +85,13 @@ def server_for(type_name: str, servers: dict[str, EmbeddedBroker]) -> EmbeddedBr
     return servers[kind]
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() == "true"
-
-
 def start_apache_pulsar(config: pytest.Config) -> ApachePulsarServer:
     """Apache Pulsar standalone, started; skips (fails in CI) without Java and Maven."""
     from brokerline.testing.apache_pulsar import apache_pulsar_standalone, missing_tools
 
     missing = missing_tools()
     if missing is not None:
-        if in_ci():
-            pytest.fail(f"{missing} (CI must run the Apache Pulsar tests)", pytrace=False)
-        pytest.skip(missing)
+        cannot_run(missing, "CI must run the Apache Pulsar tests")
     try:
         began = time.monotonic()
         server = apache_pulsar_standalone()

@@ -18,9 +18,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 from brokerline.core.embedded import free_port
+from brokerline.testing.brokers import cannot_run
 
 BINARY_ROOT = Path("/usr/lib/postgresql")
 #: the user the server runs as when the tests run as root (initdb refuses root)
@@ -46,9 +45,7 @@ def require_server_binaries() -> Path:
     """The server binaries, or a skip naming what to install (a failure in CI, CI=true)."""
     bin_dir = server_binaries()
     if bin_dir is None:
-        if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(MISSING, pytrace=False)
-        pytest.skip(MISSING)
+        cannot_run(MISSING)
     return bin_dir
 
 
