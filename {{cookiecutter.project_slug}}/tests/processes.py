@@ -1,39 +1,55 @@
 """The sample pair as real processes, for the reliability and end-to-end tests.
 
-A test starts an embedded broker, `serve saver` / `serve report` as child processes pointed at
-it (by the same environment names a deployment uses), posts reports over gRPC and reads the
-rows back from the database.
+A test starts a broker (or takes the session's Apache Pulsar, in a namespace of its own),
+`serve saver` / `serve report` as child processes pointed at it (by the same environment names
+a deployment uses), posts reports over gRPC and reads the rows back from the database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
+import pytest
 from brokerline.config import DatabaseConfig
+from brokerline.core import Broker
 from brokerline.core.embedded import EmbeddedBroker, free_port, wait_for_port
 from brokerline.sql.database import create_engine
+from brokerline.testing.brokers import APACHE_PULSAR, make_broker, unique
 from sqlalchemy import select
+
+if TYPE_CHECKING:
+    from brokerline.testing.apache_pulsar import ApachePulsarServer
 
 from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
 from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
 
 from .service_process import Service
 
+ENV_PREFIX = "{{ cookiecutter.package_name.upper() }}__"
+#: the service's topics are the same in every test: on a shared Apache Pulsar each test's
+#: services and clients use a namespace of its own
+PULSAR_NAMESPACE_ENV = f"{ENV_PREFIX}BROKER__PULSAR__NAMESPACE"
+REPORT_TOPIC = "events.realtime-warehousing"
+
 
 @dataclass
 class Pair:
-    """An embedded broker with report and saver services around it."""
+    """A broker with report and saver services around it."""
 
-    broker_type: str
+    broker_type: str  # the plugin the services use: jetstream or pulsar
     broker: EmbeddedBroker
     workdir: Path
+    pulsar_namespace: str = "default"  # in the tenant `public`
     db_url: str = ""
     grpc_address: str = ""
     services: dict[str, Service] = field(default_factory=dict)
@@ -43,6 +59,8 @@ class Pair:
         self.grpc_address = f"127.0.0.1:{free_port()}"
 
     def env(self, **extra: str) -> dict[str, str]:
+        on_pulsar = self.broker_type == "pulsar"
+        pulsar = {PULSAR_NAMESPACE_ENV: self.pulsar_namespace} if on_pulsar else {}
         return {
             **os.environ,
             "BROKER_TYPE": self.broker_type,
@@ -50,8 +68,20 @@ class Pair:
             "DATABASE_URL": self.db_url,
             "GRPC_ADDRESS": self.grpc_address,
             "LOG_LEVEL": "INFO",
+            **pulsar,
             **extra,
         }
+
+    def client(self) -> Broker:
+        """A broker client of the test's own (not yet connected), on the services' topics."""
+        if self.broker_type != "pulsar":
+            return make_broker(self.broker_type, self.broker)
+        from brokerline.pulsar.broker import PulsarBroker
+        from brokerline.pulsar.settings import PulsarSettings
+
+        return PulsarBroker(PulsarSettings(
+            service_urls=[self.broker.url], namespace=self.pulsar_namespace, operation_timeout=15,
+        ))
 
     def start(self, role: str, **extra_env: str) -> Service:
         service = Service(role, self.env(**extra_env), self.workdir).start()
@@ -68,6 +98,51 @@ class Pair:
                     service.terminate(30)
                 except subprocess.TimeoutExpired:
                     service.kill()
+
+
+@contextlib.contextmanager
+def running_pair(
+    broker: str, request: pytest.FixtureRequest, workdir: Path, private: bool = False
+) -> Iterator[Pair]:
+    """A Pair on `broker`: `jetstream`, `pulsar` (pulsar-lite) or `apache-pulsar`.
+
+    jetstream and pulsar-lite start a broker of the test's own; Apache Pulsar is the
+    session's JVM (10-30 s to start) with a fresh namespace, unless `private` (a test that
+    stops and restarts the broker gets a standalone of its own). Stops everything it started.
+    """
+    own: EmbeddedBroker | None = None
+    if broker == APACHE_PULSAR:
+        from brokerline.testing.apache_pulsar import apache_pulsar_standalone
+
+        server: ApachePulsarServer = request.getfixturevalue("apache_pulsar_server")  # or skips
+        if private:
+            server = own = apache_pulsar_standalone(store=workdir / "broker").start()
+        pair = Pair("pulsar", server, workdir, pulsar_namespace=new_namespace(server))
+    else:
+        from brokerline.nats.embedded import nats_server
+        from brokerline.pulsar.embedded import pulsar_lite
+
+        start = pulsar_lite if broker == "pulsar" else nats_server
+        own = start(store=workdir / "broker").start()
+        pair = Pair(broker, own, workdir)
+    try:
+        yield pair
+    finally:
+        pair.stop_all()
+        if own is not None:
+            own.cleanup()
+
+
+def new_namespace(server: ApachePulsarServer) -> str:
+    """A new namespace in `public` on an Apache Pulsar, its report topic created (so the
+    namespace's bundle is loaded before the services' first lookups, which time out sooner)."""
+    from brokerline.testing.apache_pulsar.admin import admin
+
+    namespace = unique("reports")
+    # one bundle (standalone's default is 4): loading it loads every topic's
+    admin(server, "PUT", f"namespaces/public/{namespace}", {"bundles": {"numBundles": 1}})
+    admin(server, "PUT", f"persistent/public/{namespace}/{REPORT_TOPIC}")
+    return namespace
 
 
 @dataclass
