@@ -1,7 +1,8 @@
-"""`serve saver --workers 2`: two processes in one JetStream consumer group store every event once.
+"""`serve saver --workers 2`: two processes in one consumer group store every event once.
 
-JetStream, not Pulsar: pulsar-lite refuses a second consumer on a subscription (Apache Pulsar
-shares it), so the Pulsar variant needs a real cluster.
+On JetStream (one durable consumer) and on Apache Pulsar (one Shared subscription, the
+session's standalone in a namespace of this test's). Not on pulsar-lite: it refuses a second
+consumer on a subscription.
 """
 
 from __future__ import annotations
@@ -12,27 +13,49 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from brokerline.nats.embedded import nats_server
+from brokerline.core import known_types
+from brokerline.testing.apache_pulsar import ApachePulsarServer
+from brokerline.testing.apache_pulsar.admin import admin
+from brokerline.testing.brokers import APACHE_PULSAR
 
-from .processes import Pair, post_reports, wait_for_rows
+from .processes import REPORT_TOPIC, Pair, post_reports, running_pair, wait_for_rows
 
-pytestmark = pytest.mark.slow
+SHARED_GROUPS = (["jetstream"] if "jetstream" in known_types() else []) + (
+    [APACHE_PULSAR] if "pulsar" in known_types() else []
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SHARED_GROUPS, reason="needs the jetstream or pulsar plugin"),
+]
 
 COUNT = 400
 
 
-def test_two_saver_workers_store_every_event_exactly_once(tmp_path: Path) -> None:
-    broker = nats_server(store=tmp_path / "nats").start()
-    pair = Pair("jetstream", broker, tmp_path)
-    log = open(tmp_path / "saver-workers.log", "wb")
+@pytest.fixture(params=SHARED_GROUPS)
+def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
+    with running_pair(str(request.param), request, tmp_path) as pair:
+        yield pair
+
+
+def test_two_saver_workers_store_every_event_exactly_once(pair: Pair, tmp_path: Path) -> None:
+    log_path = tmp_path / "saver-workers.log"
+    log = open(log_path, "wb")
     workers = subprocess.Popen(
         [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve", "saver", "--workers", "2"],
         env=pair.env(), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
+        # both workers subscribed before the first report: each gets a share from the start
+        deadline = time.monotonic() + 60
+        while log_path.read_text(errors="replace").count(":saver started") < 2:
+            assert workers.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
+            time.sleep(0.1)
         pair.start("report")
         result = asyncio.run(post_reports(pair.grpc_address, COUNT, concurrency=16))
         assert len(result.accepted) == COUNT, result.refused
@@ -40,20 +63,26 @@ def test_two_saver_workers_store_every_event_exactly_once(tmp_path: Path) -> Non
         duplicates = [i for i, n in Counter(stored).items() if n > 1]
         assert not duplicates
         assert sorted(stored) == sorted(result.accepted)
-        log_path = tmp_path / "saver-workers.log"
-        # both workers up (one may still be starting on a busy machine): then a stop, not a
-        # stop during start-up, is what this test checks
-        deadline = time.monotonic() + 60
-        while log_path.read_text(errors="replace").count(":saver started") < 2:
-            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
-            time.sleep(0.1)
+        if isinstance(pair.broker, ApachePulsarServer):
+            assert_both_workers_got_a_share(pair.broker, pair.pulsar_namespace)
         workers.send_signal(signal.SIGTERM)
         assert workers.wait(60) == 0, log_path.read_text(errors="replace")[-3000:]
-        assert "started 2 saver workers" in log_path.read_text(errors="replace")
+        text = log_path.read_text(errors="replace")
+        assert "started 2 saver workers" in text
+        assert text.count(":saver stopped") == 2, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
     finally:
         if workers.poll() is None:
             workers.kill()
             workers.wait()
         log.close()
-        pair.stop_all()
-        broker.cleanup()
+
+
+def assert_both_workers_got_a_share(server: ApachePulsarServer, namespace: str) -> None:
+    """The broker's own count: a Shared subscription with two consumers, each sent reports
+    (an Exclusive one would refuse the second worker, a Failover one would feed only one)."""
+    topic = f"persistent/public/{namespace}/{REPORT_TOPIC}"
+    subscription = admin(server, "GET", f"{topic}/stats")["subscriptions"]["saver"]
+    assert subscription["type"] == "Shared", subscription["type"]
+    sent = [consumer["msgOutCounter"] for consumer in subscription["consumers"]]
+    assert len(sent) == 2 and all(sent), f"reports sent to each worker: {sent}"
