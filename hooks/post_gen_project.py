@@ -24,7 +24,7 @@ SRC = ROOT / "src" / PACKAGE
 BROKER_FILES = {
     "docs/pulsar.md": {"pulsar"},
     "tests/test_jetstream_cluster.py": {"jetstream"},  # the service through a leader's loss
-    "tests/test_workers.py": {"jetstream"},  # N savers in one group: run over JetStream
+    "tests/test_workers.py": {"jetstream", "pulsar"},  # N savers in one group
 }
 SAMPLE_FILES = [
     "service/report.py",

@@ -23,6 +23,7 @@ import pytest
 from brokerline.config import DatabaseConfig
 from brokerline.core import Broker
 from brokerline.core.embedded import EmbeddedBroker, free_port, wait_for_port
+from brokerline.core.errors import BrokerError
 from brokerline.sql.database import create_engine
 from brokerline.testing.brokers import APACHE_PULSAR, make_broker, unique
 from sqlalchemy import select
@@ -116,7 +117,10 @@ def running_pair(
 
         server: ApachePulsarServer = request.getfixturevalue("apache_pulsar_server")  # or skips
         if private:
-            server = own = apache_pulsar_standalone(store=workdir / "broker").start()
+            try:
+                server = own = apache_pulsar_standalone(store=workdir / "broker").start()
+            except BrokerError as exc:
+                pytest.fail(f"Apache Pulsar standalone did not start: {exc}", pytrace=False)
         pair = Pair("pulsar", server, workdir, pulsar_namespace=new_namespace(server))
     else:
         from brokerline.nats.embedded import nats_server
