@@ -28,13 +28,13 @@ from brokerline.sql.database import create_engine
 from brokerline.testing.brokers import APACHE_PULSAR, make_broker, unique
 from sqlalchemy import select
 
-if TYPE_CHECKING:
-    from brokerline.testing.apache_pulsar import ApachePulsarServer
-
 from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
 from {{ cookiecutter.package_name }}.data.models import RealtimeWarehousing
 
 from .service_process import Service
+
+if TYPE_CHECKING:
+    from brokerline.testing.apache_pulsar import ApachePulsarServer
 
 ENV_PREFIX = "{{ cookiecutter.package_name.upper() }}__"
 #: the service's topics are the same in every test: on a shared Apache Pulsar each test's
@@ -112,29 +112,34 @@ def running_pair(
     stops and restarts the broker gets a standalone of its own). Stops everything it started.
     """
     own: EmbeddedBroker | None = None
-    if broker == APACHE_PULSAR:
-        from brokerline.testing.apache_pulsar import apache_pulsar_standalone
-
-        server: ApachePulsarServer = request.getfixturevalue("apache_pulsar_server")  # or skips
-        if private:
-            try:
-                server = own = apache_pulsar_standalone(store=workdir / "broker").start()
-            except BrokerError as exc:
-                pytest.fail(f"Apache Pulsar standalone did not start: {exc}", pytrace=False)
-        pair = Pair("pulsar", server, workdir, pulsar_namespace=new_namespace(server))
-    else:
-        from brokerline.nats.embedded import nats_server
-        from brokerline.pulsar.embedded import pulsar_lite
-
-        start = pulsar_lite if broker == "pulsar" else nats_server
-        own = start(store=workdir / "broker").start()
-        pair = Pair(broker, own, workdir)
+    pair: Pair | None = None
     try:
+        if broker == APACHE_PULSAR:
+            server: ApachePulsarServer = request.getfixturevalue("apache_pulsar_server")  # or skips
+            if private:
+                server = own = _private_apache_pulsar(workdir / "broker")
+            pair = Pair("pulsar", server, workdir, pulsar_namespace=new_namespace(server))
+        else:
+            from brokerline.nats.embedded import nats_server
+            from brokerline.pulsar.embedded import pulsar_lite
+
+            own = (pulsar_lite if broker == "pulsar" else nats_server)(store=workdir / "broker")
+            pair = Pair(broker, own.start(), workdir)
         yield pair
     finally:
-        pair.stop_all()
+        if pair is not None:
+            pair.stop_all()
         if own is not None:
             own.cleanup()
+
+
+def _private_apache_pulsar(store: Path) -> ApachePulsarServer:
+    from brokerline.testing.apache_pulsar import apache_pulsar_standalone
+
+    try:
+        return apache_pulsar_standalone(store=store).start()
+    except BrokerError as exc:
+        pytest.fail(f"Apache Pulsar standalone did not start: {exc}", pytrace=False)
 
 
 def new_namespace(server: ApachePulsarServer) -> str:
