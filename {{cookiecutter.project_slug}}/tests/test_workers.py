@@ -8,6 +8,9 @@ consumer on a subscription.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,19 +46,7 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
 
 
 def test_two_saver_workers_store_every_event_exactly_once(pair: Pair, tmp_path: Path) -> None:
-    log_path = tmp_path / "saver-workers.log"
-    log = open(log_path, "wb")
-    workers = subprocess.Popen(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve", "saver", "--workers", "2"],
-        env=pair.env(), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        # both workers subscribed before the first report: each gets a share from the start
-        deadline = time.monotonic() + 60
-        while log_path.read_text(errors="replace").count(":saver started") < 2:
-            assert workers.poll() is None, log_path.read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
-            time.sleep(0.1)
+    with saver_workers(pair, tmp_path) as (workers, log_path):
         pair.start("report")
         result = asyncio.run(post_reports(pair.grpc_address, COUNT, concurrency=16))
         assert len(result.accepted) == COUNT, result.refused
@@ -68,15 +59,50 @@ def test_two_saver_workers_store_every_event_exactly_once(pair: Pair, tmp_path: 
         workers.send_signal(signal.SIGTERM)
         assert workers.wait(60) == 0, log_path.read_text(errors="replace")[-3000:]
         text = log_path.read_text(errors="replace")
-        assert "started 2 saver workers" in text
         assert text.count(":saver stopped") == 2, text[-3000:]
         assert "Traceback" not in text, text[-3000:]
-    finally:
-        if workers.poll() is None:
-            workers.kill()
-            workers.wait()
-        log.close()
 
+
+def test_a_worker_killed_stops_the_group_instead_of_running_one_short(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # the supervisor, not the broker, is under test: one broker is enough (the first listed)
+    with running_pair(SHARED_GROUPS[0], request, tmp_path) as pair, \
+            saver_workers(pair, tmp_path) as (workers, log_path):
+        pids = re.search(r"started 2 saver workers: (\d+), (\d+)", log_path.read_text())
+        assert pids, log_path.read_text(errors="replace")[-3000:]
+        os.kill(int(pids[1]), signal.SIGKILL)
+        assert workers.wait(60) == 128 + signal.SIGKILL
+        text = log_path.read_text(errors="replace")
+        assert f"saver worker {pids[1]} was killed by signal 9: stopping the other workers" in text
+        assert text.count(":saver stopped") == 1, text[-3000:]  # the other one, cleanly
+
+
+@contextlib.contextmanager
+def saver_workers(pair: Pair, workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """`serve saver --workers 2`, both workers subscribed (each gets a share from the first
+    report on); killed if still running at the end. Yields the process and its log."""
+    log_path = workdir / "saver-workers.log"
+    with open(log_path, "wb") as log:
+        workers = subprocess.Popen(
+            [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve", "saver", "--workers", "2"],
+            env=pair.env(), cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while log_path.read_text(errors="replace").count(":saver started") < 2:
+            assert workers.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
+            time.sleep(0.1)
+        yield workers, log_path
+    finally:
+        if workers.poll() is None:  # a failed test: stop the workers too, not only the parent
+            workers.terminate()
+            try:
+                workers.wait(30)
+            except subprocess.TimeoutExpired:
+                workers.kill()
+                workers.wait()
 
 def assert_both_workers_got_a_share(server: ApachePulsarServer, namespace: str) -> None:
     """The broker's own count: a Shared subscription with two consumers, each sent reports

@@ -12,6 +12,7 @@ import logging
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -52,8 +53,9 @@ def serve_workers(
 
     Every worker joins the configured group, so the broker shares the messages among them.
     They need a broker they can all reach (broker.address): an embedded one per process would
-    not be shared. SIGTERM/SIGINT are forwarded to every worker. Returns the first non-zero
-    exit code of the workers (0 if none).
+    not be shared. SIGTERM/SIGINT are forwarded to every worker. A worker that exits on its
+    own stops the others (a group one short would look healthy to whatever restarts it).
+    Returns the first failed worker's exit code (a signal's as 128 + its number; 0 if none).
     """
     if broker.type == "memory" or not broker.address:
         raise ConfigError(
@@ -68,12 +70,24 @@ def serve_workers(
     log.info("started %d %s workers: %s", len(children), role,
              ", ".join(str(c.pid) for c in children))
 
+    stopping = False
+
     def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    while (ended := next((c for c in children if c.poll() is not None), None)) is None:
+        time.sleep(0.2)
+    if not stopping:
+        code = ended.returncode
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        log.error("%s worker %d %s: stopping the other workers", role, ended.pid, how)
+        forward(signal.SIGTERM, None)
     codes = [child.wait() for child in children]
-    return next((code for code in codes if code), 0)
+    failed = next((code for code in codes if code), 0)
+    return 128 - failed if failed < 0 else failed  # killed by signal N: 128 + N, as a shell
