@@ -78,6 +78,33 @@ def test_a_worker_killed_stops_the_group_instead_of_running_one_short(
         assert text.count(":saver stopped") == 1, text[-3000:]  # the other one, cleanly
 
 
+def test_a_supervisor_killed_with_sigkill_takes_its_workers_down_cleanly(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # SIGKILL cannot be forwarded: the workers learn it from the kernel (parent-death signal)
+    with running_pair(SHARED_GROUPS[0], request, tmp_path) as pair, \
+            saver_workers(pair, tmp_path) as (workers, log_path):
+        pids = re.search(r"started 2 saver workers: (\d+), (\d+)", log_path.read_text())
+        assert pids, log_path.read_text(errors="replace")[-3000:]
+        workers.kill()
+        workers.wait()
+        deadline = time.monotonic() + 60
+        while any(_running(int(pid)) for pid in pids.groups()):
+            assert time.monotonic() < deadline, "workers outlived their SIGKILLed supervisor"
+            time.sleep(0.1)
+        text = log_path.read_text(errors="replace")
+        assert text.count(":saver stopped") == 2, text[-3000:]  # both drained, not killed
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit waits for whoever reaps it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 @contextlib.contextmanager
 def saver_workers(pair: Pair, workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """`serve saver --workers 2`, both workers subscribed (each gets a share from the first

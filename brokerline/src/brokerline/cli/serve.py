@@ -8,6 +8,7 @@ retries included), and supervises worker processes.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import signal
 import subprocess
@@ -22,6 +23,19 @@ from brokerline.config import BrokerConfig, ConfigError, ServiceConfig
 from brokerline.telemetry import service_name, setup_telemetry
 
 log = logging.getLogger("brokerline.serve")
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def stop_with_parent() -> None:
+    """In a worker, before exec: SIGTERM (a clean drain) when the supervisor dies.
+
+    A supervisor killed with SIGKILL cannot forward anything; without this its workers would
+    keep consuming, unseen by whoever restarts the service. Linux only; elsewhere a no-op.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 async def run_role(
@@ -66,7 +80,7 @@ def serve_workers(
     if config_path:
         argv += ["--config", config_path]
     argv += ["serve", role]
-    children = [subprocess.Popen(argv) for _ in range(workers)]
+    children = [subprocess.Popen(argv, preexec_fn=stop_with_parent) for _ in range(workers)]
     log.info("started %d %s workers: %s", len(children), role,
              ", ".join(str(c.pid) for c in children))
 
