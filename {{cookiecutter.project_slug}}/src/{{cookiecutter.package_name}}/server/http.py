@@ -7,6 +7,7 @@ transports); each annotated method appears at its route with no route written he
 from __future__ import annotations
 
 from brokerline.server.http import HttpServer{% if cookiecutter.include_sample %}, HttpService{% endif %}
+from brokerline.telemetry import service_version
 
 {% if cookiecutter.include_sample -%}
 from ..api.report.v1 import report_pb2
@@ -20,9 +21,14 @@ from ..service.report import ReportService
 {% if cookiecutter.include_sample -%}
 def new_http_server(config: AppConfig, report: ReportService) -> HttpServer:
     services = [HttpService(report_pb2.DESCRIPTOR.services_by_name["ReportService"], report)]
-    return HttpServer(config.http, services, title=config.name)
+    return HttpServer(config.http, services, title=config.name, version=_version(config))
 {%- else -%}
 def new_http_server(config: AppConfig) -> HttpServer:
     # HttpService(my_pb2.DESCRIPTOR.services_by_name["MyService"], servicer)
-    return HttpServer(config.http, [], title=config.name)
+    return HttpServer(config.http, [], title=config.name, version=_version(config))
 {%- endif %}
+
+
+def _version(config: AppConfig) -> str:
+    """The OpenAPI document's version: the service's (telemetry.service_version or installed)."""
+    return service_version(config.telemetry, "{{ cookiecutter.project_slug }}")
