@@ -8,6 +8,7 @@ grpc.aio-style servicer for it: `async def Method(request, context)`.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -126,6 +127,9 @@ class ThingServicer:
             context.set_code(grpc.StatusCode.NOT_FOUND)
             context.set_details("no such thing (set_code)")
             return ThingReply()
+        if request.code == "slow":  # in flight while the server stops
+            await asyncio.sleep(0.5)
+            return ThingReply(note="finished")
         if request.code == "bug":
             raise RuntimeError("a bug in the servicer")
         if request.code == "unimplemented":  # what a generated *Servicer base class does

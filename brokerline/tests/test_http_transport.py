@@ -129,6 +129,7 @@ async def test_get_takes_the_path_variable_and_the_rest_from_the_query(
     status, _, body = await acall(
         server, "GET", "/v1/things/t%2F1?name=n%20m&size=5&active=true&tags=a&tags=b&inner.key=k")
     assert status == 200
+    assert list(body) == ["thing", "note"]  # the proto's field order
     assert body == {"thing": {"thingId": "t/1", "name": "n m", "size": "5", "active": True,
                               "tags": ["a", "b"], "inner": {"key": "k"}, "count": 0},
                     "note": "got"}
@@ -308,6 +309,19 @@ async def test_a_chunked_body_over_the_limit_is_413_too(server: HttpServer) -> N
 
     status, body = await asyncio.to_thread(chunked)
     assert status == 413 and body["code"] == 8
+
+
+async def test_a_call_in_flight_finishes_when_the_server_stops(servicer: ThingServicer) -> None:
+    server = HttpServer(HttpConfig(address=f"127.0.0.1:{free_port()}"),
+                        [HttpService(SERVICE, servicer)])
+    await server.start()
+    in_flight = asyncio.create_task(acall(server, "POST", "/v1/fail/slow"))
+    await eventually(lambda: len(servicer.calls) == 1)
+    await server.stop(5)
+    status, _, body = await in_flight
+    assert (status, body["note"]) == (200, "finished")
+    with pytest.raises(ConnectionRefusedError):  # and nothing listens any more
+        await acall(server, "GET", "/v1/things/t")
 
 
 async def test_a_taken_port_is_one_sentence_naming_the_setting(server: HttpServer) -> None:

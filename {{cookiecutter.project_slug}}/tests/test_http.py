@@ -109,6 +109,7 @@ async def test_the_readme_curl_posts_a_report_that_the_saver_stores(
     line = readme_curl()
     answer = await asyncio.to_thread(
         run_curl, line, pair.http_address, "-H", f"traceparent: 00-{TRACE_ID}-{PARENT_ID}-01")
+    assert list(answer) == ["code", "msg", "eventId"], answer  # the proto's field order
     assert answer["code"] == 0 and answer["msg"] == "success", answer
     over_http = answer["eventId"]
     over_grpc = (await post_reports(pair.grpc_address, 1, concurrency=1)).accepted

@@ -49,4 +49,5 @@ def http_status(code: grpc.StatusCode) -> int:
 def error_body(code: grpc.StatusCode, message: str) -> bytes:
     """google.rpc.Status in its JSON form: the numeric gRPC code, the message, no details."""
     number = code.value[0]
-    return json.dumps({"code": number, "message": message, "details": []}).encode()
+    return json.dumps({"code": number, "message": message, "details": []},
+                      separators=(",", ":")).encode()

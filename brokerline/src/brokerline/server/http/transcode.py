@@ -117,7 +117,12 @@ def _without_type_prefix(message: str) -> str:
 
 def response_json(message: Message, response_body: str) -> bytes:
     """The response as proto3 JSON: lowerCamelCase names, fields at their default included."""
-    data = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    printed = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    # in the proto's field order (MessageToDict puts the fields left at their default last)
+    data: Any = printed
+    if not message.DESCRIPTOR.full_name.startswith("google.protobuf."):  # Struct: its own keys
+        data = {f.json_name: printed[f.json_name] for f in message.DESCRIPTOR.fields
+                if f.json_name in printed}
     if response_body:
         leaf = message.DESCRIPTOR.fields_by_name[response_body]
         data = data.get(leaf.json_name)
