@@ -296,6 +296,18 @@ async def test_each_client_error_is_one_clear_4xx_with_a_json_body(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000,
+                                  '{"inner": ' * 50_000 + "{}" + "}" * 50_000],
+                         ids=["deep-array", "deep-object"])
+def test_json_nested_too_deeply_is_a_400_not_a_crash(body: str) -> None:
+    from brokerline.server.http.rules import routes_of
+    from brokerline.server.http.transcode import BadRequest, request_message
+
+    route = next(r for r in routes_of(SERVICE) if r.verb == "POST" and r.template == "/v1/things")
+    with pytest.raises(BadRequest, match="nested too deeply"):
+        request_message(route, Thing, {}, b"", body.encode())
+
+
 async def test_a_chunked_body_over_the_limit_is_413_too(server: HttpServer) -> None:
     assert server.port is not None
 

@@ -135,6 +135,7 @@ class HttpJsonApp:
             if endpoint.route.verb == verb:
                 return endpoint, variables
             allowed.append(endpoint.route.verb)
+        path = path if len(path) <= 200 else path[:200] + "..."
         if allowed:
             raise Reply(405, f"{path} answers {', '.join(sorted(set(allowed)))}, not {verb}",
                         [(b"allow", ", ".join(sorted(set(allowed))).encode())])

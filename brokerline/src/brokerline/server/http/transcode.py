@@ -37,6 +37,8 @@ def request_message(
         except json.JSONDecodeError as exc:
             raise BadRequest(f"the body is not valid JSON ({exc.msg} at line {exc.lineno} "
                              f"column {exc.colno})") from None
+        except RecursionError:
+            raise BadRequest("the body's JSON is nested too deeply") from None
         if route.body == "*":
             if not isinstance(decoded, dict):
                 raise BadRequest("the body must be a JSON object (the request message)")
@@ -56,6 +58,8 @@ def request_message(
         json_format.ParseDict(data, message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
         raise BadRequest(_without_type_prefix(str(exc))) from None
+    except RecursionError:  # a recursive message type, nested deeper than Python recurses
+        raise BadRequest("the request is nested too deeply") from None
     return message
 
 
