@@ -51,6 +51,7 @@ SAMPLE_TESTS = [
     "tests/accounting.py",
     "tests/test_accounting.py",
     "tests/test_database_outage.py",
+    "tests/test_http.py",
 ]
 
 

@@ -53,11 +53,13 @@ class Pair:
     pulsar_namespace: str = "default"  # in the tenant `public`
     db_url: str = ""
     grpc_address: str = ""
+    http_address: str = ""
     services: dict[str, Service] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.db_url = self.db_url or f"sqlite+aiosqlite:///{self.workdir / 'saver.db'}"
         self.grpc_address = f"127.0.0.1:{free_port()}"
+        self.http_address = f"127.0.0.1:{free_port()}"
 
     def env(self, **extra: str) -> dict[str, str]:
         on_pulsar = self.broker_type == "pulsar"
@@ -68,6 +70,7 @@ class Pair:
             "BROKER_ADDRESS": self.broker.url,
             "DATABASE_URL": self.db_url,
             "GRPC_ADDRESS": self.grpc_address,
+            "HTTP_ADDRESS": self.http_address,
             "LOG_LEVEL": "INFO",
             **pulsar,
             **extra,

@@ -192,7 +192,8 @@ def test_a_local_broker_is_started_by_dev_or_when_asked_for(
     """`dev --broker TYPE`, or `serve` with broker.embedded: true, start a local broker of
     that type; SIGTERM stops the service and its broker."""
     env = {**os.environ, **NO_ADDRESS, "BROKER_TYPE": broker_type,
-           "GRPC_ADDRESS": f"127.0.0.1:{free_port()}"}
+           "GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+           "HTTP_ADDRESS": f"127.0.0.1:{free_port()}"}
     if command == "dev":
         args = ["dev", "--broker", broker_type]
     else:
@@ -364,7 +365,8 @@ def test_a_signal_to_the_process_group_stops_dev_cleanly(
     connection. That was a traceback and exit code 2."""
     process = subprocess.Popen(
         [sys.executable, "-m", PACKAGE, "dev", "--broker", broker_type], cwd=tmp_path,
-        text=True, env={**os.environ, "GRPC_ADDRESS": f"127.0.0.1:{free_port()}"},
+        text=True, env={**os.environ, "GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+                        "HTTP_ADDRESS": f"127.0.0.1:{free_port()}"},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     read_stderr_until(process, ":all started (")  # the app's line, once every server runs
@@ -389,7 +391,8 @@ def test_ctrl_c_while_the_resources_initialise_stops_start_up_cleanly(
     find their futures cancelled (InvalidStateError). That was a traceback on every run."""
     process = subprocess.Popen(
         [sys.executable, "-m", PACKAGE, "dev", "--broker", broker_type], cwd=tmp_path,
-        text=True, env={**os.environ, "GRPC_ADDRESS": f"127.0.0.1:{free_port()}"},
+        text=True, env={**os.environ, "GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+                        "HTTP_ADDRESS": f"127.0.0.1:{free_port()}"},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     # a resource is ready, another one still initialises

@@ -27,6 +27,7 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 #: "none" by default) and every broker client library (the memory broker needs none)
 NEVER = ("alembic", "mako", "opentelemetry.exporter.otlp", "nats", "pulsar")
 GRPC = ("grpc", "grpc_health", "grpc_reflection", "opentelemetry.instrumentation.grpc")
+HTTP = ("uvicorn", "httptools", "brokerline.server.http")  # the HTTP/JSON transport
 #: SQLAlchemy and the drivers: the report role never opens the database (its URL is
 #: checked at load without SQLAlchemy for the drivers the project ships)
 DATABASE = ("sqlalchemy", "aiosqlite", "asyncpg")
@@ -34,7 +35,7 @@ DATABASE = ("sqlalchemy", "aiosqlite", "asyncpg")
 #: role -> the modules its idle process must not have imported
 UNUSED: dict[str, tuple[str, ...]] = {
 {%- if cookiecutter.include_sample %}
-    "saver": NEVER + GRPC,
+    "saver": NEVER + GRPC + HTTP,
     "report": NEVER + DATABASE,
 {%- endif %}
     "all": NEVER,
@@ -70,6 +71,7 @@ def run_idle(role: str, tmp_path: Path) -> dict[str, object]:
         "BROKER_TYPE": "memory",
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'footprint.db'}",
         "GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        "HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
         "LOG_LEVEL": "INFO",
     }
     with open(log_path, "wb") as log:
@@ -114,6 +116,7 @@ def test_serve_does_not_import_the_local_brokers(type_name: str, tmp_path: Path)
         "BROKER_TYPE": type_name,
         "BROKER_ADDRESS": f"127.0.0.1:{free_port()}",  # nothing listens there
         "GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        "HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
         PACKAGE.upper() + "__BROKER__CONNECT_ATTEMPTS": "1",
         PACKAGE.upper() + "__BROKER__NATS__CONNECT_TIMEOUT": "1",
         PACKAGE.upper() + "__BROKER__PULSAR__CONNECT_TIMEOUT": "1",

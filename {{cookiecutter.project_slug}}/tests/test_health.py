@@ -84,6 +84,7 @@ async def service(
                    "pulsar": {"operation_timeout": 5, "connection_timeout": 2}},
         "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'health.db'}"},
         "grpc": {"address": f"127.0.0.1:{free_port()}"},
+        "http": {"address": f"127.0.0.1:{free_port()}"},
         "telemetry": {"metrics_port": free_port(), "health_interval": 0.2},
         "shutdown_timeout": 5,
     })

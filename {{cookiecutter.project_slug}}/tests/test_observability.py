@@ -75,6 +75,7 @@ async def pipeline(app_spans: InMemorySpanExporter, tmp_path: Path) -> AsyncIter
         "broker": {"type": "memory"},
         "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'obs.db'}"},
         "grpc": {"address": f"127.0.0.1:{free_port()}"},
+        "http": {"address": f"127.0.0.1:{free_port()}"},
         "telemetry": {"metrics_port": free_port(), "health_interval": 0.2},
         "shutdown_timeout": 5,
     })

@@ -90,6 +90,7 @@ def test_one_trace_across_the_client_report_and_saver_processes(
             "BROKER_ADDRESS": embedded.url,
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'trace.db'}",
             "GRPC_ADDRESS": f"127.0.0.1:{grpc_port}",
+            "HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
             "OTEL_TRACES_EXPORTER": "file",
             "LOG_FORMAT": "json",
         }
@@ -168,6 +169,7 @@ def test_saver_metrics_move_over_a_real_broker(
         env = {**os.environ, "BROKER_TYPE": broker_type, "BROKER_ADDRESS": embedded.url,
                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
                "GRPC_ADDRESS": f"127.0.0.1:{grpc_port}",
+               "HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
                "OTEL_EXPORTER_PROMETHEUS_PORT": str(metrics_port)}
         for role in ("saver", "report"):
             log = open(tmp_path / f"{role}.log", "wb")  # lives with the process

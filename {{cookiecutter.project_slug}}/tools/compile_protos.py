@@ -18,6 +18,16 @@ PROTO = ROOT / "proto"
 SRC = ROOT / "src"
 
 
+def googleapis_protos() -> Path | None:
+    """Where google/api/*.proto are: googleapis-common-protos ships them beside its modules."""
+    try:
+        from google.api import annotations_pb2
+    except ImportError:
+        return None
+    root = Path(annotations_pb2.__file__).resolve().parents[2]
+    return root if (root / "google" / "api" / "annotations.proto").is_file() else None
+
+
 def main() -> int:
     try:
         import grpc_tools
@@ -30,12 +40,17 @@ def main() -> int:
         print(f"no .proto files under {PROTO}: nothing to compile")
         return 0
     include = Path(grpc_tools.__file__).parent / "_proto"
+    googleapis = googleapis_protos()
+    if googleapis is None:
+        print("googleapis-common-protos is not installed (google/api/annotations.proto); run "
+              "`pip install googleapis-common-protos`", file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / PACKAGE / "api"
         shutil.copytree(PROTO, staged)
         files = [str(p.relative_to(tmp)) for p in sorted(staged.rglob("*.proto"))]
         args = [
-            "grpc_tools.protoc", f"-I{tmp}", f"-I{include}",
+            "grpc_tools.protoc", f"-I{tmp}", f"-I{include}", f"-I{googleapis}",
             f"--python_out={SRC}", f"--grpc_python_out={SRC}", f"--pyi_out={SRC}", *files,
         ]
         if protoc.main(args) != 0:

@@ -8,7 +8,8 @@ the tests use it to check that a handler is registered.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,12 +52,7 @@ async def read_catalog(container: Any) -> Catalog:
     `container` is the service's container, not yet used; its broker and database are
     replaced here by an unconnected memory broker and a database that is never opened.
     """
-    engine = create_async_engine("sqlite+aiosqlite://")  # never connected
-    container.broker.override(providers.Object(MemoryBroker()))
-    container.database.override(
-        providers.Object(Database(engine, async_sessionmaker(engine, expire_on_commit=False)))
-    )
-    try:
+    async with _unconnected(container):
         server = await _resolved(container.broker_server())
         publications: list[Publication] = []
         if hasattr(container, "publisher"):
@@ -66,6 +62,28 @@ async def read_catalog(container: Any) -> Catalog:
                 Publication(topic, tp, name) for topic, tp in publisher.channels().items()
             ]
         return Catalog(list(server.registrations), publications)
+
+
+async def read_http_server(container: Any) -> Any:
+    """The service's HTTP server as `serve` builds it (never started), or None if it has none.
+
+    The `openapi` command documents its routes: the same servicers and rules it serves.
+    """
+    if not hasattr(container, "http_server"):
+        return None
+    async with _unconnected(container):
+        return await _resolved(container.http_server())
+
+
+@contextlib.asynccontextmanager
+async def _unconnected(container: Any) -> AsyncIterator[None]:
+    engine = create_async_engine("sqlite+aiosqlite://")  # never connected
+    container.broker.override(providers.Object(MemoryBroker()))
+    container.database.override(
+        providers.Object(Database(engine, async_sessionmaker(engine, expire_on_commit=False)))
+    )
+    try:
+        yield
     finally:
         await _resolved(container.shutdown_resources())
         await engine.dispose()

@@ -5,9 +5,10 @@
 {%- else %}{% set default_broker = 'memory' %}{% endif -%}
 """Typed configuration: `configs/config.yaml`, then environment variables on top.
 
-The sections every service has (broker, database, gRPC, telemetry) and the environment names
-(`BROKER_TYPE`, `BROKER_ADDRESS`, `DATABASE_URL`, ...) come from `brokerline.config`; this
-module adds the service's own sections and defaults. Any setting can also be set as
+The sections every service has (broker, database, gRPC, HTTP, telemetry) and the environment
+names (`BROKER_TYPE`, `BROKER_ADDRESS`, `DATABASE_URL`, `HTTP_ADDRESS`, ...) come from
+`brokerline.config`; this module adds the service's own sections and defaults. Any setting
+can also be set as
 `{{ cookiecutter.package_name.upper() }}__<SECTION>__<KEY>`, e.g. `{{ cookiecutter.package_name.upper() }}__TOPICS__REPORT`.
 """
 

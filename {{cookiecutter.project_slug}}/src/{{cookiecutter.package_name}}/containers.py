@@ -84,6 +84,8 @@ class Container(containers.DeclarativeContainer):
 
     # server
     grpc_server = providers.Singleton(lazy(".server.grpc:new_grpc_server"), config, report_service)
+    # the same servicer instance over HTTP/JSON (the proto's google.api.http routes)
+    http_server = providers.Singleton(lazy(".server.http:new_http_server"), config, report_service)
     broker_server = providers.Singleton(
         lazy(".server.broker:new_broker_server"), broker, config, saver_service
     )
@@ -91,18 +93,20 @@ class Container(containers.DeclarativeContainer):
 
     # server
     grpc_server = providers.Singleton(lazy(".server.grpc:new_grpc_server"), config)
+    http_server = providers.Singleton(lazy(".server.http:new_http_server"), config)
     broker_server = providers.Singleton(lazy(".server.broker:new_broker_server"), broker, config)
 {%- endif %}
 
 
 #: the servers each role runs, in start order (stopped in reverse): subscribers come up
-#: before the gRPC server accepts work, and gRPC stops taking calls before handlers drain
+#: before the gRPC and HTTP servers accept work, and those stop taking calls before handlers
+#: drain
 ROLES: dict[str, tuple[str, ...]] = {
 {%- if cookiecutter.include_sample %}
-    "report": ("grpc_server",),
+    "report": ("grpc_server", "http_server"),
     "saver": ("broker_server",),
 {%- endif %}
-    "all": ("broker_server", "grpc_server"),
+    "all": ("broker_server", "grpc_server", "http_server"),
 }
 
 

@@ -1,4 +1,4 @@
-"""The commands for working on and operating a service: add-subscriber, db, asyncapi.
+"""The commands for working on and operating a service: add-subscriber, db, asyncapi, openapi.
 
 A service adds them with `add_tool_commands`, naming its package, its command and how to
 build its container; their expected failures raise one of `TOOL_ERRORS`, which `run_cli`
@@ -37,7 +37,7 @@ def add_tool_commands(
     load_config: Callable[[str | None], ServiceConfig],
     new_container: Callable[[Any], Any],
 ) -> None:
-    """`add-subscriber`, `asyncapi` and `db`, added to the subparsers `sub`.
+    """`add-subscriber`, `asyncapi`, `openapi` and `db`, added to the subparsers `sub`.
 
     `program` is the service's command (named in messages); `new_container(config)` is its
     composition root, unconnected: the catalog of what it subscribes to and publishes is read
@@ -61,6 +61,15 @@ def add_tool_commands(
     spec.add_argument("--output", "-o", help="write to this file instead of stdout")
     spec.set_defaults(
         func=lambda args: cmd_asyncapi(args, new_container(load_config(args.config)))
+    )
+
+    http = sub.add_parser(
+        "openapi", help="print the OpenAPI 3 document of the service's HTTP/JSON API"
+    )
+    http.add_argument("--format", choices=["json", "yaml"], default="json")
+    http.add_argument("--output", "-o", help="write to this file instead of stdout")
+    http.set_defaults(
+        func=lambda args: cmd_openapi(args, new_container(load_config(args.config)))
     )
 
     db = sub.add_parser("db", help="database migrations (Alembic)")
@@ -99,6 +108,22 @@ def cmd_asyncapi(args: argparse.Namespace, container: Any) -> None:
 
     text = render(build_document(container.config(), asyncio.run(read_catalog(container))),
                   args.format)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_openapi(args: argparse.Namespace, container: Any) -> None:
+    from brokerline.asyncapi import render
+    from brokerline.catalog import read_http_server
+
+    server = asyncio.run(read_http_server(container))
+    if server is None:
+        raise ToolError("the service has no HTTP server (no http_server in its container); "
+                        "add one as server/http.py of the template does")
+    text = render(server.openapi(), args.format)
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}", file=sys.stderr)

@@ -7,7 +7,7 @@ are accepted too), or generically as `<PREFIX>__<SECTION>__<KEY>` with the servi
 (for example `REPORT_PIPELINE__DATABASE__URL`). Environment wins over the file; a list
 setting takes a comma-separated value there.
 
-`ServiceConfig` holds the sections every service has (broker, database, gRPC, telemetry); a
+`ServiceConfig` holds the sections every service has (broker, database, gRPC, HTTP, telemetry); a
 service subclasses it with its own sections and defaults and loads it with `load_config`,
 which gives pydantic-settings the sources: its YAML file source, its environment source with
 the prefix and `__` nesting, and a source of the well-known names.
@@ -23,6 +23,7 @@ from brokerline.config.sections import (
     ConfigError,
     DatabaseConfig,
     GrpcConfig,
+    HttpConfig,
     LogLevel,
     ServiceConfig,
     SubscriberConfig,
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigError",
     "DatabaseConfig",
     "GrpcConfig",
+    "HttpConfig",
     "LogLevel",
     "ServiceConfig",
     "SubscriberConfig",

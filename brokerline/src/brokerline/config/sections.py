@@ -140,6 +140,13 @@ def _checked_by_sqlalchemy(value: str) -> str:
     return value
 
 
+def host_and_port(value: str) -> str:
+    host, _, port = value.strip().rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("write it as host:port, e.g. 127.0.0.1:9000 or [::]:9000")
+    return value.strip()
+
+
 class GrpcConfig(_Section):
     address: str = "127.0.0.1:9000"  # where `serve report` listens and `publish` connects
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1)
@@ -147,10 +154,20 @@ class GrpcConfig(_Section):
     @field_validator("address")
     @classmethod
     def _host_and_port(cls, value: str) -> str:
-        host, _, port = value.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError("write it as host:port, e.g. 127.0.0.1:9000 or [::]:9000")
-        return value.strip()
+        return host_and_port(value)
+
+
+class HttpConfig(_Section):
+    """The HTTP/JSON transport (brokerline.server.http): the proto's google.api.http rules."""
+
+    address: str = "127.0.0.1:8000"  # where `serve report` answers HTTP/JSON (HTTP_ADDRESS)
+    max_body_bytes: int = Field(1024 * 1024, ge=1)  # a larger request body answers 413
+    openapi_path: str = "/openapi.json"  # the OpenAPI 3 document; empty: not served
+
+    @field_validator("address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        return host_and_port(value)
 
 
 class TelemetryConfig(_Section):
@@ -197,6 +214,7 @@ class ServiceConfig(BaseSettings):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     grpc: GrpcConfig = Field(default_factory=GrpcConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @classmethod

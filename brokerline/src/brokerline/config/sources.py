@@ -43,6 +43,7 @@ ENVIRONMENT: dict[str, str] = {
     "PULSAR_TLS_TRUST_CERTS_FILE": "broker.pulsar.tls.ca_file",
     "DATABASE_URL": "database.url",
     "GRPC_ADDRESS": "grpc.address",
+    "HTTP_ADDRESS": "http.address",
     "LOG_LEVEL": "log_level",
     "LOG_FORMAT": "telemetry.log_format",
     "OTEL_TRACES_EXPORTER": "telemetry.exporter",

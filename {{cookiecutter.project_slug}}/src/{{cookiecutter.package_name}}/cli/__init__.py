@@ -5,6 +5,7 @@
     {{ cookiecutter.project_slug }} broker               a local broker in the foreground
     {{ cookiecutter.project_slug }} db upgrade|current   database migrations (Alembic)
     {{ cookiecutter.project_slug }} asyncapi             the AsyncAPI document of the service
+    {{ cookiecutter.project_slug }} openapi              the OpenAPI document of its HTTP/JSON API
     {{ cookiecutter.project_slug }} add-subscriber TOPIC Handler   scaffold a subscriber
     {{ cookiecutter.project_slug }} health               ask a running service whether it is ready
 {%- if cookiecutter.include_sample %}

@@ -50,7 +50,8 @@ def run_demo(broker_type: str | None, count: int, workdir: str) -> int:
     db_url = f"sqlite+aiosqlite:///{work / 'demo.db'}"
     grpc_address = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "BROKER_TYPE": broker_type, "DATABASE_URL": db_url,
-           "GRPC_ADDRESS": grpc_address, "LOG_LEVEL": "WARNING"}
+           "GRPC_ADDRESS": grpc_address, "HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
+           "LOG_LEVEL": "WARNING"}
     embedded: EmbeddedBroker | None = None
     processes: list[subprocess.Popen[bytes]] = []
     try:
