@@ -171,11 +171,13 @@ def test_the_later_of_two_names_for_one_setting_wins(tmp_path: Path) -> None:
 
 def test_well_known_names_reach_nested_and_typed_settings(tmp_path: Path) -> None:
     config = load(tmp_path, environ={
-        "NATS_STREAM_REPLICAS": "3", "OTEL_EXPORTER_PROMETHEUS_PORT": "9464",
+        "NATS_STREAM_REPLICAS": "3", "NATS_STREAM_DUPLICATE_WINDOW": "300",
+        "OTEL_EXPORTER_PROMETHEUS_PORT": "9464",
         "OTEL_TRACES_SAMPLER_ARG": "0.25", "BROKER_EMBEDDED": "true", "LOG_FORMAT": "JSON",
         "PULSAR_JWT_TOKEN": SECRET, "NATS_PASSWORD": SECRET,
     })
     assert config.broker.nats.stream.replicas == 3
+    assert config.broker.nats.stream.duplicate_window == 300
     assert config.telemetry.metrics_port == 9464 and config.telemetry.sampling_ratio == 0.25
     assert config.broker.embedded is True and config.telemetry.log_format == "json"
     assert config.broker.pulsar.jwt_token is not None

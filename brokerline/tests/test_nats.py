@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from brokerline.core import BrokerError, MessageContext
+from brokerline.core import MESSAGE_ID_HEADER, BrokerError, MessageContext
 from brokerline.core.embedded import EmbeddedBroker
 from brokerline.jetstream.broker import JetStreamBroker
 from brokerline.nats.broker import NatsBroker, RequestTimeout
@@ -214,6 +214,57 @@ async def test_publish_is_deduplicated_by_nats_msg_id(connect: Any) -> None:
     await eventually(lambda: len(got) == 2)
     await asyncio.sleep(0.3)
     assert got == [b"first", b"other"]
+
+
+async def test_one_message_id_within_the_duplicate_window_is_one_stream_message(
+    connect: Any,
+) -> None:
+    """The generic MESSAGE_ID_HEADER is JetStream's Nats-Msg-Id: a retried publish inside
+    the stream's duplicate window is acknowledged but stored once; after it, stored again."""
+    name = unique("DEDUP").upper().replace("-", "_")
+    broker = await connect(
+        jetstream=True,
+        stream={"name": name, "subjects": [f"{name}.>"], "duplicate_window": 1.5},
+    )
+    assert (await broker.js.stream_info(name)).config.duplicate_window == 1.5
+    topic = f"{name}.reports"
+    for attempt in range(3):  # a client's retries: each one answered OK
+        await broker.publish(topic, f"try {attempt}".encode(), headers={MESSAGE_ID_HEADER: "r-1"})
+    await broker.publish(topic, b"another report", headers={MESSAGE_ID_HEADER: "r-2"})
+    assert (await broker.js.stream_info(name)).state.messages == 2
+    await asyncio.sleep(2.0)  # past the window the id is new again
+    await broker.publish(topic, b"late retry", headers={MESSAGE_ID_HEADER: "r-1"})
+    assert (await broker.js.stream_info(name)).state.messages == 3
+
+
+async def test_a_stream_with_another_duplicate_window_is_used_with_a_warning(
+    connect: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = unique("WINDOW").upper().replace("-", "_")
+    await connect(jetstream=True, stream={"name": name, "subjects": [f"{name}.>"]})
+    caplog.set_level(logging.WARNING, logger="broker.jetstream")
+    await connect(
+        jetstream=True, stream={"name": name, "subjects": [f"{name}.>"], "duplicate_window": 30}
+    )
+    [line] = [r.getMessage() for r in caplog.records if "deduplicates" in r.getMessage()]
+    assert "for 120s, not the configured broker.nats.stream.duplicate_window 30s" in line
+
+
+async def test_nats_core_carries_the_message_id_as_the_subscribers_message_id(
+    connect: Any,
+) -> None:
+    broker = await connect()
+    topic = unique("ids")
+    seen: list[MessageContext] = []
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        seen.append(ctx)
+
+    await broker.subscribe(topic, handler)
+    await broker.publish(topic, b"x", headers={MESSAGE_ID_HEADER: "event-42"})
+    await eventually(lambda: len(seen) == 1)
+    assert seen[0].message_id == "event-42"
+    assert MESSAGE_ID_HEADER not in seen[0].headers  # carried once, as Nats-Msg-Id
 
 
 async def test_durable_group_resumes_where_it_left_off(connect: Any) -> None:

@@ -39,6 +39,7 @@ ENVIRONMENT: dict[str, str] = {
     "NATS_TOKEN": "broker.nats.token",
     "NATS_TLS_CA_FILE": "broker.nats.tls.ca_file",
     "NATS_STREAM_REPLICAS": "broker.nats.stream.replicas",
+    "NATS_STREAM_DUPLICATE_WINDOW": "broker.nats.stream.duplicate_window",
     "PULSAR_JWT_TOKEN": "broker.pulsar.jwt_token",
     "PULSAR_TLS_TRUST_CERTS_FILE": "broker.pulsar.tls.ca_file",
     "DATABASE_URL": "database.url",

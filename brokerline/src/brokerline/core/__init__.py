@@ -5,6 +5,7 @@ No client library is imported here; each broker's lives in its own subpackage.
 """
 
 from brokerline.core.base import (
+    MESSAGE_ID_HEADER,
     Backoff,
     Broker,
     Delivery,
@@ -35,6 +36,7 @@ __all__ = [
     "DLQ_DELIVERIES",
     "DLQ_ORIGINAL_TOPIC",
     "DLQ_REASON",
+    "MESSAGE_ID_HEADER",
     "Backoff",
     "Broker",
     "BrokerError",

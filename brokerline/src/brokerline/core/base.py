@@ -17,6 +17,15 @@ from typing import Any, ClassVar
 
 from brokerline.core.errors import BrokerError
 
+#: The publish header that names a message for the broker's deduplication: publish the same
+#: logical message (a retry, a resend) with the same value and a broker that deduplicates
+#: stores it once. Each plugin maps it to its native mechanism: JetStream's `Nats-Msg-Id`
+#: (dropped within the stream's `duplicate_window`), NATS core's `Nats-Msg-Id` (the
+#: subscriber's `ctx.message_id`, no dedupe: the server keeps nothing), Pulsar and memory a
+#: plain header / property of this name (no broker dedupe: make the consumer idempotent on
+#: it, and see Pulsar's producer dedupe for resends of one producer).
+MESSAGE_ID_HEADER = "message-id"
+
 
 class SubscriptionType(enum.StrEnum):
     """How the consumers of one group share a topic (Pulsar's subscription types)."""

@@ -5,11 +5,13 @@
   stream is left alone when it is compatible (captures the configured subjects, same storage
   and replicas); otherwise connect fails with a sentence saying what differs.
 - Every publish waits for the server's acknowledgement and carries a `Nats-Msg-Id` header
-  (a new id, or the one the caller put in the headers): the server drops a second message
-  with the same id within the stream's duplicate window. A message the stream did not take
-  for now (no leader during a cluster election, no acknowledgement) is resent with the same
-  id for up to `publish_retry_for` seconds, so a node lost mid-publish costs a delay, not a
-  refusal and not a duplicate. `publish_batch` pipelines: up to
+  (a new id, or the caller's `MESSAGE_ID_HEADER` / `Nats-Msg-Id` header): the server drops a
+  second message with the same id within the stream's duplicate window
+  (`stream.duplicate_window`, NATS_STREAM_DUPLICATE_WINDOW) and acknowledges it as a
+  duplicate, so a retried publish of one logical message is stored once. A message the
+  stream did not take for now (no leader during a cluster election, no acknowledgement) is
+  resent with the same id for up to `publish_retry_for` seconds, so a node lost mid-publish
+  costs a delay, not a refusal and not a duplicate. `publish_batch` pipelines: up to
   `BATCH_WINDOW` messages are in flight while their acknowledgements come back (see
   `_jetstream_publisher`).
 - Delayed publish uses JetStream message schedules (nats-server 2.12+): the message is stored
@@ -105,6 +107,14 @@ async def provision_stream(js: JetStreamContext, settings: StreamSettings) -> St
             raise BrokerError(
                 f"JetStream stream {settings.name} exists but {'; '.join(problems)}; update or "
                 "delete the stream, or change broker.nats.stream to match it"
+            )
+        window = info.config.duplicate_window
+        if settings.duplicate_window and window is not None and window != settings.duplicate_window:
+            # usable, but duplicates are dropped for the stream's window, not the configured one
+            log.warning(
+                "JetStream stream %s deduplicates message ids for %gs, not the configured "
+                "broker.nats.stream.duplicate_window %gs; update the stream to change it",
+                settings.name, window, settings.duplicate_window,
             )
         return info
     try:

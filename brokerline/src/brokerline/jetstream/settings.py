@@ -20,4 +20,6 @@ class StreamSettings(PluginSettings):
     replicas: int = Field(1, ge=1, le=5)  # NATS_STREAM_REPLICAS; JetStream allows 1 to 5
     storage: Annotated[Literal["file", "memory"], LOWERCASE] = "file"
     max_age: float = Field(0.0, ge=0)  # seconds; 0 keeps messages until acked / limits
-    duplicate_window: float = Field(120.0, ge=0)  # seconds of Nats-Msg-Id deduplication
+    # NATS_STREAM_DUPLICATE_WINDOW: seconds within which a second message with the same
+    # Nats-Msg-Id (a publish's MESSAGE_ID_HEADER) is dropped; 0 takes the server's (2 min)
+    duplicate_window: float = Field(120.0, ge=0)

@@ -27,6 +27,7 @@ from nats.aio.client import Client as NatsClient
 from nats.nuid import NUID
 from pydantic import SecretStr
 
+from brokerline.core.base import MESSAGE_ID_HEADER
 from brokerline.core.errors import BrokerError, BrokerUnavailable
 from brokerline.core.repeats import RepeatedLog
 from brokerline.core.urls import check_scheme, credentials, redact, without_credentials
@@ -263,7 +264,7 @@ def core_headers(headers: dict[str, str], key: str | None) -> dict[str, str] | N
     """
     if key is None and (not headers or (len(headers) == 1 and CONTENT_TYPE in headers)):
         return None
-    out = dict(headers)
+    out = native_message_id(headers)
     if key is not None:
         out[KEY_HEADER] = key
     return out
@@ -271,8 +272,20 @@ def core_headers(headers: dict[str, str], key: str | None) -> dict[str, str] | N
 
 def wire_headers(headers: dict[str, str], key: str | None, msg_id: str) -> dict[str, str]:
     """Headers to send: the envelope's, plus the key and a message id (kept if given)."""
-    out = dict(headers)
+    out = native_message_id(headers)
     if key is not None:
         out[KEY_HEADER] = key
     out.setdefault(MSG_ID_HEADER, msg_id)
+    return out
+
+
+def native_message_id(headers: dict[str, str]) -> dict[str, str]:
+    """A copy of `headers` with the generic message id (MESSAGE_ID_HEADER) as `Nats-Msg-Id`.
+
+    A `Nats-Msg-Id` the caller set itself wins: it is the more specific of the two.
+    """
+    out = dict(headers)
+    message_id = out.pop(MESSAGE_ID_HEADER, None)
+    if message_id is not None:
+        out.setdefault(MSG_ID_HEADER, message_id)
     return out
