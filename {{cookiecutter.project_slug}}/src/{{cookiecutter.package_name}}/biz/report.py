@@ -4,6 +4,11 @@ What they need from outside is declared here as protocols, which `data/` impleme
 broker publisher, the database repositories) and the unit tests fake: `ReportEvents`
 publishes, `ReportStore` persists. A report answered OK is always one the store can hold:
 both use cases apply the same rules (`report_rules`).
+
+Idempotent ingest: a report posted with a client request id gets the event id
+`event_id_for(user_id, request_id)`, the same on every retry, so the broker's dedupe (where it
+has one) and the store's unique event id keep one copy of it. Without one, each call is a new
+report with a fresh id.
 """
 
 from __future__ import annotations
@@ -15,6 +20,24 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .report_rules import post_report_problems, report_event_problems, status_event_problems
+
+
+#: the UUIDv5 namespace of this service's event ids: another service deriving ids from the
+#: same request ids gets other ones
+EVENT_ID_NAMESPACE = uuid.uuid5(
+    uuid.NAMESPACE_URL, "urn:{{ cookiecutter.project_slug }}:report-event"
+)
+
+
+def event_id_for(user_id: str, request_id: str) -> str:
+    """The event id of a report: derived from its request id (scoped to its user), else new.
+
+    UUIDv5 (SHA-1) over EVENT_ID_NAMESPACE and `<user_id>\\n<request_id>`, as 32 hex digits;
+    a request id holds no newline (report_rules), so two pairs never join to the same text.
+    """
+    if not request_id:
+        return uuid.uuid4().hex
+    return uuid.uuid5(EVENT_ID_NAMESPACE, f"{user_id}\n{request_id}").hex
 
 
 class InvalidReport(ValueError):
@@ -68,13 +91,20 @@ class ReportUseCase:
         self.events = events
         self.clock = clock
 
-    async def post(self, user_id: str, event_name: str, content: str) -> Report:
-        """The accepted report; InvalidReport or PublishUnavailable if it is not accepted."""
-        problems = post_report_problems(user_id=user_id, event_name=event_name, content=content)
+    async def post(
+        self, user_id: str, event_name: str, content: str, request_id: str = ""
+    ) -> Report:
+        """The accepted report; InvalidReport or PublishUnavailable if it is not accepted.
+
+        The same `request_id` (and user) answers the same event id: a retry, not a new report.
+        """
+        problems = post_report_problems(
+            user_id=user_id, event_name=event_name, content=content, request_id=request_id
+        )
         if problems:
             raise InvalidReport("; ".join(problems))
         now_ms = int(self.clock() * 1000)
-        report = Report(uuid.uuid4().hex, user_id, event_name, content, now_ms)
+        report = Report(event_id_for(user_id, request_id), user_id, event_name, content, now_ms)
         status = ReportStatus(report.event_id, user_id, "accepted", now_ms)
         await self.events.publish(report, status)
         return report

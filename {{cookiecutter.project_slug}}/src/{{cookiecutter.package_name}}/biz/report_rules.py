@@ -16,11 +16,16 @@ EVENT_ID_MAX_CHARS = 64
 USER_ID_MAX_CHARS = 128
 EVENT_NAME_MAX_CHARS = 128
 STATUS_MAX_CHARS = 32
+#: a client's request id (idempotency key): a UUID fits with room for the client's own schemes
+REQUEST_ID_MAX_CHARS = 128
 #: a report body, as the report API accepts it (UTF-8 bytes)
 CONTENT_MAX_BYTES = 64 * 1024
 #: the latest creation time a row can hold: 9999-12-31 23:59:59.999 UTC (where datetime ends)
 MAX_CREATE_TIME_MS = 253_402_300_799_999
 
+# printable ASCII without spaces: what an HTTP header carries unchanged, and no newline, so
+# the event id derivation (biz.report.event_id_for) can join it to the user id unambiguously
+_REQUEST_ID = re.compile(r"[\x21-\x7e]+")
 # UTF-16 halves without their partner: no UTF-8 encoding, so no database can store them
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -40,6 +45,19 @@ def text_problem(
     return None
 
 
+def request_id_problem(request_id: str) -> str | None:
+    """Why `request_id` cannot identify a report (None when it can, or when it is empty)."""
+    if not request_id:
+        return None
+    if len(request_id) > REQUEST_ID_MAX_CHARS:
+        return (f"request_id is longer than {REQUEST_ID_MAX_CHARS} characters "
+                f"({len(request_id)}); send a shorter one, such as a UUID")
+    if not _REQUEST_ID.fullmatch(request_id):
+        return ("request_id may hold only printable ASCII characters without spaces; send a "
+                "UUID or another token of letters, digits and punctuation")
+    return None
+
+
 def create_time_problem(create_time_ms: int) -> str | None:
     if create_time_ms == 0:
         return "create_time_ms is missing"
@@ -52,12 +70,15 @@ def _found(*problems: str | None) -> list[str]:
     return [p for p in problems if p is not None]
 
 
-def post_report_problems(*, user_id: str, event_name: str, content: str) -> list[str]:
+def post_report_problems(
+    *, user_id: str, event_name: str, content: str, request_id: str = ""
+) -> list[str]:
     """Why the report service must refuse this report (empty when it can accept it)."""
     problems = _found(
         text_problem("user_id", user_id, required=True, max_chars=USER_ID_MAX_CHARS),
         text_problem("event_name", event_name, required=True, max_chars=EVENT_NAME_MAX_CHARS),
         text_problem("content", content),
+        request_id_problem(request_id),
     )
     size = len(content.encode("utf-8", "surrogatepass"))
     if size > CONTENT_MAX_BYTES:
