@@ -21,7 +21,6 @@ from typing import Protocol
 
 from .report_rules import post_report_problems, report_event_problems, status_event_problems
 
-
 #: the UUIDv5 namespace of this service's event ids: another service deriving ids from the
 #: same request ids gets other ones
 EVENT_ID_NAMESPACE = uuid.uuid5(
