@@ -33,12 +33,14 @@ TRACE_ID, PARENT_ID = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 
 
 
-def readme_curl() -> str:
-    """The curl line of the README's HTTP section (the test runs exactly what users read)."""
+def readme_curl(idempotent: bool = False) -> str:
+    """The README's curl line of the HTTP section, or of the idempotent ingest section (the
+    one with an Idempotency-Key): the test runs exactly what users read."""
     text = (PROJECT / "README.md").read_text()
     lines = [line.strip() for line in text.splitlines() if line.strip().startswith("curl ")]
-    posting = [line for line in lines if "/v1/report" in line]
-    assert posting, "the README has no `curl ... /v1/report` line"
+    posting = [line for line in lines
+               if "/v1/report" in line and ("Idempotency-Key" in line) == idempotent]
+    assert posting, "the README has no such `curl ... /v1/report` line"
     return posting[0]
 
 
@@ -87,9 +89,11 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
         server.cleanup()
 
 
-def post(address: str, body: str, content_type: str = "application/json") -> tuple[int, Any]:
+def post(
+    address: str, body: str, content_type: str = "application/json", **headers: str
+) -> tuple[int, Any]:
     conn = http.client.HTTPConnection(address, timeout=30)
-    conn.request("POST", "/v1/report", body.encode(), {"Content-Type": content_type})
+    conn.request("POST", "/v1/report", body.encode(), {"Content-Type": content_type, **headers})
     response = conn.getresponse()
     return response.status, json.loads(response.read())
 
@@ -113,6 +117,13 @@ async def test_the_readme_curl_posts_a_report_that_the_saver_stores(
     assert answer["code"] == 0 and answer["msg"] == "success", answer
     over_http = answer["eventId"]
     over_grpc = (await post_reports(pair.grpc_address, 1, concurrency=1)).accepted
+    # the README's idempotent line, retried: the same event id, one row
+    keyed_line = readme_curl(idempotent=True)
+    keyed = [await asyncio.to_thread(run_curl, keyed_line, pair.http_address) for _ in "123"]
+    assert len({a["eventId"] for a in keyed}) == 1, keyed
+    key = re.search(r"Idempotency-Key: ([^'\"]+)", keyed_line)
+    assert key, keyed_line
+    differing = json.dumps({"userId": "u", "eventName": "e", "requestId": key[1] + "-other"})
 
     # the servicer's INVALID_ARGUMENT and the transport's refusals: 4xx with a Status body
     refusals = [
@@ -124,9 +135,16 @@ async def test_the_readme_curl_posts_a_report_that_the_saver_stores(
     for send, args, status in refusals:
         got, body = await asyncio.to_thread(send, *args)
         assert got == status and set(body) == {"code", "message", "details"}, body
+    got, body = await asyncio.to_thread(
+        post, pair.http_address, differing, **{"Idempotency-Key": key[1]})
+    assert got == 400 and "Idempotency-Key header and the request_id field differ" in body[
+        "message"], body
 
-    stored = await wait_for_rows(pair.db_url, 2, timeout=60)
-    assert sorted(stored) == sorted([over_http, *over_grpc])  # one servicer, two transports
+    stored = await wait_for_rows(pair.db_url, 3, timeout=60)
+    await asyncio.sleep(1)  # time for a second row of the retried report, if one were coming
+    stored = await wait_for_rows(pair.db_url, 3, timeout=60)
+    # one servicer, two transports; the retried report once
+    assert sorted(stored) == sorted([over_http, *over_grpc, keyed[0]["eventId"]])
 
     def traced() -> bool:
         return any(s["context"]["trace_id"] == f"0x{TRACE_ID}" for s in read_spans(
@@ -170,6 +188,6 @@ def test_the_openapi_command_prints_a_valid_document(tmp_path: Path) -> None:
     body = post["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/report.v1.PostReportRequest"}
     request = document["components"]["schemas"]["report.v1.PostReportRequest"]
-    assert set(request["properties"]) == {"userId", "eventName", "content"}
+    assert set(request["properties"]) == {"userId", "eventName", "content", "requestId"}
     assert post["responses"]["503"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/google.rpc.Status"}

@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from brokerline.core import DLQ_REASON, MessageContext, known_types
 from brokerline.testing.brokers import APACHE_PULSAR, eventually, unique
 
 from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import RealTimeWarehousingData
+from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2_grpc
+from {{ cookiecutter.package_name }}.biz.report import event_id_for
 
 from .processes import (
     ENV_PREFIX,
@@ -148,6 +152,69 @@ async def test_broker_restart_mid_stream_every_accepted_report_is_one_row(
     # a report answered UNAVAILABLE may still have reached the broker, never more than those
     assert len(stored) - len(result.accepted) <= sum(result.refused.values())
     assert saver.alive() and report.alive(), "a service died instead of reconnecting"
+
+
+async def test_retried_requests_across_a_broker_restart_are_one_row_each(
+    pair_with_own_broker: Pair,
+) -> None:
+    """Idempotent ingest: each of 10 request ids posted 100 times, the client retrying every
+    refusal until OK, some calls in flight while the broker is stopped: one event id per
+    request id in every answer, one row per request id in the table."""
+    pair = pair_with_own_broker
+    pair.start("saver", **saver_env(ack_wait="5"))
+    pair.start("report")
+    run = uuid.uuid4().hex[:8]
+    users = {f"req-{run}-{n}": f"user-{n % 3}" for n in range(10)}  # a user posts several
+    answers: dict[str, Counter[str]] = {request_id: Counter() for request_id in users}
+    refused: Counter[str] = Counter()
+    async with grpc.aio.insecure_channel(pair.grpc_address) as channel:
+        await asyncio.wait_for(channel.channel_ready(), 30)
+        stub = report_pb2_grpc.ReportServiceStub(channel)
+
+        async def post(request_id: str, times: int) -> None:
+            request = report_pb2.PostReportRequest(
+                user_id=users[request_id], event_name="test", content=request_id,
+                request_id=request_id,
+            )
+            for _ in range(times):
+                answers[request_id][await _post_until_ok(stub, request, refused)] += 1
+
+        async def every_request(times: int) -> None:
+            await asyncio.gather(*(post(request_id, times) for request_id in users))
+
+        await every_request(40)
+        await asyncio.to_thread(pair.broker.stop)
+        during = asyncio.create_task(every_request(20))  # they retry through the outage
+        await asyncio.sleep(3)
+        assert not during.done(), "the posts did not wait for the stopped broker"
+        await asyncio.to_thread(pair.broker.start)
+        await during
+        await every_request(40)
+
+    for request_id, event_ids in answers.items():
+        assert event_ids == {event_id_for(users[request_id], request_id): 100}, dict(event_ids)
+    expected = sorted(event_id_for(user, request_id) for request_id, user in users.items())
+    await wait_for_rows(pair.db_url, len(expected), timeout=120)
+    await asyncio.sleep(2)  # time for a row with another id to arrive, if one were coming
+    assert sorted(await stored_event_ids(pair.db_url)) == expected
+    assert set(refused) <= {"UNAVAILABLE", "DEADLINE_EXCEEDED"}, dict(refused)
+
+
+async def _post_until_ok(
+    stub: report_pb2_grpc.ReportServiceStub, request: report_pb2.PostReportRequest,
+    refused: Counter[str], give_up_after: float = 120,
+) -> str:
+    """What a client does: retry a refused or timed-out call until it is answered OK."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + give_up_after
+    while True:
+        try:
+            reply = await stub.PostReport(request, timeout=30)
+            return str(reply.event_id)
+        except grpc.aio.AioRpcError as exc:
+            refused[exc.code().name] += 1
+            assert loop.time() < deadline, f"no OK within {give_up_after}s: {dict(refused)}"
+            await asyncio.sleep(0.2)
 
 
 async def test_sigterm_drains_and_a_restart_redelivers_nothing(pair: Pair) -> None:
