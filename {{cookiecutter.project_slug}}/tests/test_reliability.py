@@ -198,6 +198,22 @@ async def test_retried_requests_across_a_broker_restart_are_one_row_each(
     await asyncio.sleep(2)  # time for a row with another id to arrive, if one were coming
     assert sorted(await stored_event_ids(pair.db_url)) == expected
     assert set(refused) <= {"UNAVAILABLE", "DEADLINE_EXCEEDED"}, dict(refused)
+    if pair.broker_type == "jetstream":  # the message id is the event id: the stream dedupes
+        assert await _stream_messages(pair, REPORT_TOPIC) == len(users)
+
+
+async def _stream_messages(pair: Pair, subject: str) -> int:
+    """How many messages the services' JetStream stream (the default one) holds on `subject`."""
+    from brokerline.jetstream.broker import JetStreamBroker
+    from brokerline.nats.settings import NatsSettings
+
+    client = JetStreamBroker(NatsSettings(servers=[pair.broker.url]))
+    await client.connect()
+    try:
+        info = await client.js.stream_info(client.settings.stream.name, subjects_filter=subject)
+        return int((info.state.subjects or {}).get(subject, 0))
+    finally:
+        await client.close(timeout=5)
 
 
 async def _post_until_ok(
