@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -24,8 +25,10 @@ RETRIES = 5
 
 
 async def _post_one(stub: report_pb2_grpc.ReportServiceStub, n: int) -> bool:
+    # one request id per report, the same on every retry: a retry is stored once
     request = report_pb2.PostReportRequest(
-        user_id=f"user-{n % 50}", event_name="page_view", content=json.dumps({"page": f"/item/{n}"})
+        user_id=f"user-{n % 50}", event_name="page_view",
+        content=json.dumps({"page": f"/item/{n}"}), request_id=uuid.uuid4().hex,
     )
     for attempt in range(RETRIES):
         try:
