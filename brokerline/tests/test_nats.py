@@ -237,6 +237,17 @@ async def test_one_message_id_within_the_duplicate_window_is_one_stream_message(
     assert (await broker.js.stream_info(name)).state.messages == 3
 
 
+def test_resends_end_inside_the_duplicate_window() -> None:
+    from brokerline.nats.settings import NatsSettings
+
+    def retry_for(window: float) -> float:
+        settings = NatsSettings.model_validate({"stream": {"duplicate_window": window}})
+        return JetStreamBroker(settings)._retry_for
+
+    assert retry_for(10) == 5  # half the window: a late resend is still a duplicate
+    assert retry_for(0) == 15  # 0 is the server's 2 minutes, not "never resend"
+
+
 async def test_a_stream_with_another_duplicate_window_is_used_with_a_warning(
     connect: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -61,6 +61,10 @@ class _NotYet(Exception):
     """The stream did not take a message for now (no leader, no answer): resend it."""
 
 
+#: seconds of the window nats-server applies to a stream created with duplicate_window 0
+SERVER_DUPLICATE_WINDOW = 120.0
+
+
 def schedule_subjects(stream: str) -> str:
     return f"{SCHEDULE_PREFIX}.{stream}.>"
 
@@ -141,7 +145,8 @@ class JetStreamBroker(NatsBroker):
         super().__init__(settings)
         self.publish_timeout = publish_timeout
         # resends must end inside the duplicate window, or a late copy is stored twice
-        self._retry_for = min(settings.publish_retry_for, settings.stream.duplicate_window / 2)
+        window = settings.stream.duplicate_window or SERVER_DUPLICATE_WINDOW
+        self._retry_for = min(settings.publish_retry_for, window / 2)
         self._resends = 0  # resends since publishes were last acknowledged at once
         self._js: JetStreamContext | None = None
         self.stream: StreamInfo | None = None
