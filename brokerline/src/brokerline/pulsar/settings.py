@@ -37,6 +37,9 @@ class PulsarSettings(PluginSettings):
     negative_ack_redelivery_delay: float = Field(0.1, ge=0)  # seconds (the client's is 60)
     # prefetch per consumer; None: 2 x concurrency, at least 10
     receiver_queue_size: int | None = Field(None, ge=1)
+    # ack a run of handled messages with one cumulative ack (exclusive and failover
+    # subscriptions only); never past a message that is still being handled or was retried
+    cumulative_ack: bool = False
     retry_letter_topic: bool = False  # retries via <topic>-<sub>-RETRY with deliver_after
     dead_letter_backstop: bool = True  # client DLQ for messages that crash/hang the consumer
     # auto: probe the broker at connect
