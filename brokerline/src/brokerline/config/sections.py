@@ -25,7 +25,7 @@ from brokerline.core.base import InitialPosition, SubscriptionType
 from brokerline.core.settings import LOWERCASE
 from brokerline.core.urls import check_scheme
 from brokerline.nats.settings import NatsSettings
-from brokerline.pulsar.settings import PulsarSettings
+from brokerline.pulsar.settings import CUMULATIVE_ACK_TYPES, PulsarSettings
 
 DEFAULT_CONFIG = Path("configs/config.yaml")
 
@@ -68,10 +68,6 @@ class SubscriptionOverride(_Section):
         return {name: value for name, value in self if value is not None}
 
 
-#: the subscription types that let one consumer acknowledge cumulatively
-CUMULATIVE_TYPES = frozenset({SubscriptionType.EXCLUSIVE, SubscriptionType.FAILOVER})
-
-
 class BrokerConfig(_Section):
     type: str = "memory"  # a service sets its own default
     # One address or a comma-separated list for the chosen type. `serve` refuses to start
@@ -112,7 +108,7 @@ class BrokerConfig(_Section):
                     "always shared by their consumers); set it to shared or use pulsar"
                 )
             if self.type == "pulsar" and self.pulsar.cumulative_ack and (
-                kind not in CUMULATIVE_TYPES
+                kind not in CUMULATIVE_ACK_TYPES
             ):
                 raise ValueError(
                     f"broker.pulsar.cumulative_ack needs exclusive or failover subscriptions, "

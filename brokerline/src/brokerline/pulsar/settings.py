@@ -6,8 +6,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from brokerline.core.base import SubscriptionType
 from brokerline.core.settings import LOWERCASE, Name, PluginSettings, Seconds, TLSSettings
 from brokerline.core.urls import check_scheme
+
+#: where one consumer sees every message of a topic in order, so a cumulative ack fits
+CUMULATIVE_ACK_TYPES = frozenset({SubscriptionType.EXCLUSIVE, SubscriptionType.FAILOVER})
 
 
 class PulsarSettings(PluginSettings):
