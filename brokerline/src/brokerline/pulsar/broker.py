@@ -21,6 +21,8 @@ Mapping of the API:
   the Dispatcher never negatively acks at that count, so the policy only catches a message
   whose handler never returned (it crashed or hung the process) and moves it to the same DLQ
   instead of crash-looping the service.
+* `cumulative_ack` (settings or `PulsarSubscribeOptions`): one cumulative ack per run of
+  handled messages instead of one ack each; exclusive and failover subscriptions only.
 * `SubscribeOptions.ack_wait` -> the ack timeout (the client refuses less than 10 s, so
   shorter values are raised to 10 s; 0 disables it).
 """
@@ -64,7 +66,7 @@ from brokerline.pulsar.client import (
 from brokerline.pulsar.consumer import PulsarSubscribeOptions, PulsarSubscription
 from brokerline.pulsar.probe import probe_delayed_delivery
 from brokerline.pulsar.producer import ProducerPool, PulsarEnvelope
-from brokerline.pulsar.settings import PulsarSettings
+from brokerline.pulsar.settings import CUMULATIVE_ACK_TYPES, PulsarSettings
 
 log = logging.getLogger("broker.pulsar")
 
@@ -316,6 +318,7 @@ class PulsarBroker(Broker):
             TopicNames.persistent(f"{first_topic}-{subscription}-DLQ") if single_topic else None
         )
         ack_timeout = self._ack_timeout(options.ack_wait)
+        cumulative_ack = self._cumulative_ack(extras, options.subscription_type)
         kwargs: dict[str, Any] = {
             "consumer_type": CONSUMER_TYPES[options.subscription_type],
             "initial_position": INITIAL_POSITIONS[options.initial_position],
@@ -356,7 +359,8 @@ class PulsarBroker(Broker):
             consumer, label=label, group=group, anonymous=group is None,
             dispatcher_for=dispatcher_for, flow=flow, producers=producers, retry_topic=retry_topic,
             nack_delay=self.settings.negative_ack_redelivery_delay, ack_timeout=ack_timeout,
-            concurrency=options.concurrency, on_closed=self._subscriptions.discard,
+            concurrency=options.concurrency, cumulative_ack=cumulative_ack,
+            on_closed=self._subscriptions.discard,
         )
         self._subscriptions.add(live)
         live.start()
@@ -410,6 +414,18 @@ class PulsarBroker(Broker):
         if isinstance(wanted, str):
             return self.names.full(wanted)
         return TopicNames.persistent(f"{first_topic}-{subscription}-RETRY")
+
+    def _cumulative_ack(self, extras: PulsarSubscribeOptions, kind: SubscriptionType) -> bool:
+        wanted = extras.cumulative_ack
+        if wanted is None:
+            wanted = self.settings.cumulative_ack
+        if wanted and kind not in CUMULATIVE_ACK_TYPES:
+            raise BrokerError(
+                f"cumulative_ack needs an exclusive or failover subscription, not {kind.value} "
+                "(several consumers ack independently there); turn cumulative_ack off or "
+                "change the subscription_type"
+            )
+        return wanted
 
     def _receiver_queue_size(self, extras: PulsarSubscribeOptions, concurrency: int) -> int:
         size = extras.receiver_queue_size or self.settings.receiver_queue_size

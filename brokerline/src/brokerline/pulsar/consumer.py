@@ -20,6 +20,9 @@ A retry waits the delay the Dispatcher asked for, in one of two ways:
   property (Pulsar's retry-letter convention), then acknowledged; the consumer subscribes to
   the retry topic too. Long backoffs then cost no client memory and survive restarts. When the
   broker cannot delay delivery (pulsar-lite), the plugin falls back to hold-then-nack.
+
+With `cumulative_ack` (exclusive and failover subscriptions) a handled message is not acked
+by itself: `CumulativeAcks` acks the longest run of handled messages at once (see there).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from brokerline.core.base import Delivery, Envelope, Subscription
 from brokerline.core.dispatch import Dispatcher
 from brokerline.core.errors import BrokerError
 from brokerline.core.flow import FlowControl
+from brokerline.pulsar.cumulative import CumulativeAcks, Tracked
 from brokerline.pulsar.producer import ProducerPool
 from brokerline.pulsar.receiver import Receiver
 
@@ -71,6 +75,7 @@ class PulsarSubscribeOptions:
     consumer_name: str | None = None
     dead_letter_backstop: bool | None = None
     regex_subscription_mode: str | None = None  # persistent | non_persistent | all
+    cumulative_ack: bool | None = None  # exclusive and failover subscriptions only
 
 
 def base_topic(topic: str) -> str:
@@ -107,6 +112,7 @@ class PulsarSubscription(Subscription):
         nack_delay: float,
         ack_timeout: float | None,
         concurrency: int,
+        cumulative_ack: bool,
         on_closed: Callable[[PulsarSubscription], None],
     ) -> None:
         self.topic = label
@@ -125,6 +131,9 @@ class PulsarSubscription(Subscription):
         self._acks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._client_consumer: _pulsar.Consumer = consumer._consumer  # the binding's object
+        self._cumulative = (
+            CumulativeAcks(self._client_consumer, _acknowledged) if cumulative_ack else None
+        )
         self._clock = asyncio.get_running_loop().time
         self._flow = flow
         self._receiver = Receiver(
@@ -169,19 +178,39 @@ class PulsarSubscription(Subscription):
 
     async def _handle(self, message: _pulsar.Message) -> None:
         received_at = self._clock()
+        tracked = self._cumulative.received(message) if self._cumulative else None
         delivery = self._delivery(message)
-        outcome = await self._dispatcher(delivery.topic).process(delivery)
+        try:
+            outcome = await self._dispatcher(delivery.topic).process(delivery)
+        except BaseException:  # cancelled at close: not handled, the broker redelivers it
+            if tracked is not None:
+                self._cumulative_failed(tracked)
+            raise
         if outcome.acked:
-            self._client_consumer.acknowledge_async(message, _acknowledged)
+            self._ack(message, tracked)
             return
-        await self._retry(message, delivery, outcome.delay, received_at)
+        await self._retry(message, tracked, delivery, outcome.delay, received_at)
+
+    def _ack(self, message: _pulsar.Message, tracked: Tracked | None) -> None:
+        if tracked is not None and self._cumulative is not None:
+            self._cumulative.handled(tracked, message.topic_name())
+        else:
+            self._client_consumer.acknowledge_async(message, _acknowledged)
+
+    def _cumulative_failed(self, tracked: Tracked) -> None:
+        if self._cumulative is not None:
+            self._cumulative.failed(tracked)
 
     async def _retry(
-        self, message: _pulsar.Message, delivery: Delivery, delay: float, received_at: float
+        self, message: _pulsar.Message, tracked: Tracked | None, delivery: Delivery,
+        delay: float, received_at: float,
     ) -> None:
         if self._retry_topic is not None and delay > 0:
             if await self._republish_for_retry(message, delivery, delay):
+                self._ack(message, tracked)
                 return
+        if tracked is not None:  # before the nack, whose redelivery may overtake the hold
+            self._cumulative_failed(tracked)
         self._hold_then_nack(message, delay, received_at)
 
     # -- retrying -----------------------------------------------------------------------------
@@ -200,7 +229,6 @@ class PulsarSubscription(Subscription):
         except BrokerError as exc:
             log.warning("pulsar: retry-letter publish failed (%s); negative-acking instead", exc)
             return False
-        self._client_consumer.acknowledge_async(message, _acknowledged)
         return True
 
     def _hold_then_nack(self, message: _pulsar.Message, delay: float, received_at: float) -> None:

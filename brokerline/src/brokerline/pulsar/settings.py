@@ -6,8 +6,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from brokerline.core.base import SubscriptionType
 from brokerline.core.settings import LOWERCASE, Name, PluginSettings, Seconds, TLSSettings
 from brokerline.core.urls import check_scheme
+
+#: where one consumer sees every message of a topic in order, so a cumulative ack fits
+CUMULATIVE_ACK_TYPES = frozenset({SubscriptionType.EXCLUSIVE, SubscriptionType.FAILOVER})
 
 
 class PulsarSettings(PluginSettings):
@@ -37,6 +41,9 @@ class PulsarSettings(PluginSettings):
     negative_ack_redelivery_delay: float = Field(0.1, ge=0)  # seconds (the client's is 60)
     # prefetch per consumer; None: 2 x concurrency, at least 10
     receiver_queue_size: int | None = Field(None, ge=1)
+    # ack a run of handled messages with one cumulative ack (exclusive and failover
+    # subscriptions only); never past a message that is still being handled or was retried
+    cumulative_ack: bool = False
     retry_letter_topic: bool = False  # retries via <topic>-<sub>-RETRY with deliver_after
     dead_letter_backstop: bool = True  # client DLQ for messages that crash/hang the consumer
     # auto: probe the broker at connect
