@@ -7,15 +7,14 @@ also reads the messages back, so a codec that shrank the bytes but broke them wo
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 
 from brokerline.core import MessageContext
 from brokerline.pulsar.broker import PulsarBroker
 from brokerline.testing.apache_pulsar import ApachePulsarServer
+from brokerline.testing.apache_pulsar.admin import admin
 from brokerline.testing.brokers import APACHE_PULSAR, eventually, unique
 
 Factory = Callable[..., Awaitable[PulsarBroker]]
@@ -28,11 +27,8 @@ PAYLOAD = json.dumps(
 
 
 def stored_bytes(server: ApachePulsarServer, topic: str) -> int:
-    """The topic's storage size per the broker's stats (one tiny admin call, not a helper:
-    tests/test_apache_pulsar.py has the general one)."""
-    url = f"{server.admin_url}/admin/v2/persistent/public/default/{topic}/stats"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        stats: dict[str, Any] = json.loads(response.read())
+    """The topic's storage size per the broker's stats."""
+    stats = admin(server, "GET", f"persistent/public/default/{topic}/stats")
     return int(stats["storageSize"])
 
 
