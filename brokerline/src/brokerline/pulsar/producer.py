@@ -36,7 +36,8 @@ from pulsar.asyncio import Client, Producer, PulsarException
 
 from brokerline.core.base import Envelope
 from brokerline.core.errors import BrokerError
-from brokerline.pulsar.client import BATCHING, COMPRESSION, TopicNames, choice, explain
+from brokerline.pulsar.client import BATCHING, COMPRESSION, TopicNames, choice, explain, result_name
+from brokerline.pulsar.routing import ROUTING_MODES, key_router
 from brokerline.pulsar.settings import PulsarSettings
 
 log = logging.getLogger("broker.pulsar")
@@ -50,12 +51,14 @@ class PulsarEnvelope(Envelope):
     """An envelope with the Pulsar-only message fields.
 
     `key` (from `Envelope`) is the partition / sharding key; `ordering_key` overrides it for
-    Key_Shared dispatch; `deliver_at` is an absolute delayed-delivery time.
+    Key_Shared dispatch; `deliver_at` is an absolute delayed-delivery time; `sequence_id` the
+    producer's sequence id of the message (broker-side deduplication, with `producer_name`).
     """
 
     ordering_key: str | None = None
     event_time: datetime | None = None
     deliver_at: datetime | None = None
+    sequence_id: int | None = None
 
 
 def _millis(moment: datetime) -> int:
@@ -78,6 +81,8 @@ def build_message(envelope: Envelope) -> _pulsar.Message:
             builder.event_timestamp(_millis(envelope.event_time))
         if envelope.deliver_at is not None:
             builder.deliver_at(_millis(envelope.deliver_at))
+        if envelope.sequence_id is not None:
+            builder.sequence_id(envelope.sequence_id)
     return builder.build()
 
 
@@ -209,6 +214,7 @@ class ProducerPool:
         self._in_flight: set[asyncio.Future[str]] = set()  # groups of sends not yet settled
         self._compression = choice(COMPRESSION, settings.compression, "compression")
         self._batching_type = choice(BATCHING, settings.batching_type, "batching_type")
+        self._routing_mode = choice(ROUTING_MODES, settings.partition_routing, "partition_routing")
 
     @property
     def topics(self) -> list[str]:
@@ -227,6 +233,7 @@ class ProducerPool:
             try:
                 producer = await self._client.create_producer(
                     topic,
+                    producer_name=s.producer_name,
                     send_timeout_millis=int(s.send_timeout * 1000),
                     compression_type=self._compression,
                     max_pending_messages=s.max_pending_messages,
@@ -236,8 +243,16 @@ class ProducerPool:
                     batching_max_allowed_size_in_bytes=s.batching_max_bytes,
                     batching_max_publish_delay_ms=s.batching_max_delay_ms,
                     batching_type=self._batching_type,
+                    message_routing_mode=self._routing_mode,
+                    message_router=key_router(s.partition_key_hashing, s.partition_routing),
                 )
             except Exception as exc:
+                if result_name(exc) == "ProducerBusy":
+                    raise BrokerError(
+                        f"Pulsar refused a producer named {s.producer_name!r} on {topic}: "
+                        "another one of that name is connected; give every running process "
+                        "its own broker.pulsar.producer_name"
+                    ) from None
                 raise explain(exc, f"creating a producer for {topic}", self.url) from None
             window = _Window(self.loop, s.max_pending_messages)
             cached = self._producers[topic] = _TopicProducer(topic, producer, window)
