@@ -78,8 +78,9 @@ HASHES: dict[str, Callable[[str], int]] = {
 def key_router(hashing: str, routing: str) -> Router | None:
     """A custom router for `hashing`, or None to keep the client's own (`client`).
 
-    Messages without a key follow `routing` as the client's routers do: the next partition in
-    turn, or one partition picked at random for the producer's life.
+    Messages without a key follow `routing`: the next partition for each message (the
+    client's own router switches per batch), or one partition picked at random for the
+    producer's life.
     """
     if hashing == "client":
         return None
