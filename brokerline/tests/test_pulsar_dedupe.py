@@ -161,3 +161,19 @@ async def test_a_sequence_id_needs_a_producer_name() -> None:
     broker = PulsarBroker(PulsarSettings(service_urls=["pulsar://127.0.0.1:6650"]))
     with pytest.raises(BrokerError, match=r"needs broker\.pulsar\.producer_name"):
         await broker.publish("reports", {"n": 1}, sequence_id=1)
+
+
+async def test_a_named_producer_refuses_to_mix_caller_and_client_sequence_ids(
+    server: ApachePulsarServer, factory: Factory, deduplicated_namespace: str
+) -> None:
+    """The client would number the message without an id after its own counter, not after
+    the caller's 100: the broker would drop it as a duplicate, so the plugin refuses it."""
+    topic = with_backlog(server, f"persistent://{deduplicated_namespace}/{unique('mixed')}")
+    publisher = await factory(producer_name=unique("report-service-0"))
+    await publisher.publish(topic, {"n": 1}, sequence_id=100)
+    with pytest.raises(BrokerError, match="mixes messages with and without sequence_id"):
+        await publisher.publish(topic, {"n": 2})
+    with pytest.raises(BrokerError, match="mixes messages with and without sequence_id"):
+        await publisher.publish_batch(topic, [{"n": 3}])
+    await publisher.publish(topic, {"n": 4}, sequence_id=101)
+    await eventually(lambda: stored(server, topic) == 2)

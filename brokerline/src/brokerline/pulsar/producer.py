@@ -86,6 +86,10 @@ def build_message(envelope: Envelope) -> _pulsar.Message:
     return builder.build()
 
 
+def _numbered(envelope: Envelope) -> bool:
+    return isinstance(envelope, PulsarEnvelope) and envelope.sequence_id is not None
+
+
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -196,6 +200,23 @@ class _TopicProducer:
         # the binding's producer under `pulsar.asyncio`: its callbacks run on the I/O thread
         self.send_async = producer._producer.send_async
         self.window = window
+        self.numbered_by_caller: bool | None = None  # set by the first send of a named producer
+
+    def check_numbering(self, by_caller: bool) -> None:
+        """A named producer's sequence ids come from the caller always, or never.
+
+        The client numbers its messages from the broker's last id at creation and does not
+        follow the caller's ids, so with broker-side dedupe on, a message it numbers after
+        caller-numbered ones could be dropped as a duplicate.
+        """
+        if self.numbered_by_caller is None:
+            self.numbered_by_caller = by_caller
+        elif self.numbered_by_caller != by_caller:
+            raise BrokerError(
+                f"publishing to {self.topic} under producer_name mixes messages with and "
+                "without sequence_id, and the broker's dedupe could drop the ones without; "
+                "pass sequence_id on every publish to this topic, or on none"
+            )
 
 
 class ProducerPool:
@@ -269,6 +290,8 @@ class ProducerPool:
         """
         entry = await self._producer_for(self._names.full(envelope.topic))
         message = build_message(envelope)
+        if self._settings.producer_name is not None:
+            entry.check_numbering(_numbered(envelope))
         await entry.window.take(1)
         return self._hand_over(entry, [message]).future
 
@@ -297,6 +320,9 @@ class ProducerPool:
         """Hand the messages of one topic over in groups, as window slots allow."""
         entry = await self._producer_for(self._names.full(topic))
         messages = [build_message(e) for e in envelopes]  # a bad envelope fails before sending
+        if self._settings.producer_name is not None:
+            for envelope in envelopes:
+                entry.check_numbering(_numbered(envelope))
         groups = []
         start = 0
         while start < len(messages):
