@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from pydantic import ValidationError
 
 from brokerline.core import (
     DLQ_ORIGINAL_TOPIC,
@@ -26,7 +27,7 @@ from brokerline.core import (
 )
 from brokerline.pulsar.broker import PulsarBroker
 from brokerline.pulsar.consumer import PulsarSubscribeOptions
-from brokerline.pulsar.routing import HASHES
+from brokerline.pulsar.routing import HASHES, java_string_hash, murmur3_32, murmur3_32_hash
 from brokerline.pulsar.settings import PulsarSettings
 from brokerline.testing.apache_pulsar import ApachePulsarServer, admin, topic_path
 from brokerline.testing.brokers import APACHE_PULSAR, connected_brokers, eventually, unique
@@ -218,3 +219,22 @@ async def test_retries_and_dead_letters_are_named_after_the_partitioned_topic(
     assert (f"{topic}-{group}-RETRY" in created) == retry_letter_topic
     partitions_used = {partition_of(attempts[m][0]) for m in ids}
     assert len(partitions_used) > 1, "the test should read several partitions"
+
+
+def test_the_java_client_hashes_give_the_java_values() -> None:
+    """Known values: MurmurHash3 x86_32's published test vectors, Java's String.hashCode()."""
+    assert murmur3_32(b"") == 0
+    assert murmur3_32(b"", seed=1) == 0x514E28B7
+    assert murmur3_32(b"hello") == 0x248BFA47
+    assert murmur3_32(b"The quick brown fox jumps over the lazy dog") == 0x2E4FF723
+    assert java_string_hash("hello") == 99162322  # "hello".hashCode()
+    assert java_string_hash("polygenelubricants") == 0  # hashCode() is Integer.MIN_VALUE
+    assert java_string_hash("\N{GRINNING FACE}") == 0xD83D * 31 + 0xDE00  # UTF-16 units
+    assert murmur3_32_hash("hello") == 0x248BFA47 & 0x7FFFFFFF
+
+
+def test_an_unknown_routing_mode_is_refused_naming_the_accepted_ones() -> None:
+    with pytest.raises(ValidationError, match="round_robin"):
+        PulsarSettings(partition_routing="sticky")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="murmur3_32"):
+        PulsarSettings(partition_key_hashing="crc32")  # type: ignore[arg-type]
