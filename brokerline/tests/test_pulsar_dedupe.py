@@ -177,3 +177,11 @@ async def test_a_named_producer_refuses_to_mix_caller_and_client_sequence_ids(
         await publisher.publish_batch(topic, [{"n": 3}])
     await publisher.publish(topic, {"n": 4}, sequence_id=101)
     await eventually(lambda: stored(server, topic) == 2)
+
+
+async def test_a_sequence_id_must_fit_the_message_field() -> None:
+    settings = PulsarSettings(service_urls=["pulsar://127.0.0.1:6650"], producer_name="a")
+    named = PulsarBroker(settings)
+    for out_of_range in (-1, 1 << 63):
+        with pytest.raises(BrokerError, match=r"between 0 and 2\*\*63 - 1"):
+            await named.publish("reports", {"n": 1}, sequence_id=out_of_range)

@@ -280,8 +280,10 @@ class PulsarBroker(Broker):
                     "publishing with a sequence_id needs broker.pulsar.producer_name: the broker "
                     "deduplicates by (producer name, sequence id); set one or drop sequence_id"
                 )
-            if sequence_id < 0:
-                raise BrokerError(f"sequence_id must be 0 or more, got {sequence_id}")
+            if not 0 <= sequence_id < 1 << 63:  # the message field is a signed 64-bit integer
+                raise BrokerError(
+                    f"sequence_id must be between 0 and 2**63 - 1, got {sequence_id}"
+                )
         envelope = self._envelope(topic, msg, key, headers, delay)
         if ordering_key is None and event_time is None and deliver_at is None and (
             sequence_id is None
