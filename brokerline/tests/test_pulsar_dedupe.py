@@ -185,3 +185,24 @@ async def test_a_sequence_id_must_fit_the_message_field() -> None:
     for out_of_range in (-1, 1 << 63):
         with pytest.raises(BrokerError, match=r"between 0 and 2\*\*63 - 1"):
             await named.publish("reports", {"n": 1}, sequence_id=out_of_range)
+
+
+async def test_a_keyed_resend_on_a_partitioned_topic_is_stored_once(
+    server: ApachePulsarServer, factory: Factory, deduplicated_namespace: str
+) -> None:
+    """Each partition deduplicates by itself; a key sends the resend to the same partition."""
+    topic = f"persistent://{deduplicated_namespace}/{unique('partitioned')}"
+    admin(server, "PUT", f"{topic_path(topic)}/partitions", 4)
+    name = unique("report-service-0")
+    first = await factory(producer_name=name)
+    for sequence_id in range(1, 9):
+        await first.publish(topic, {"n": sequence_id}, key=f"k{sequence_id}",
+                            sequence_id=sequence_id)
+    await first.close(timeout=5)
+    again = await factory(producer_name=name)
+    for sequence_id in range(1, 9):  # all resent after a restart, each to its key's partition
+        await again.publish(topic, {"n": sequence_id}, key=f"k{sequence_id}",
+                            sequence_id=sequence_id)
+    seen = await read_all(factory, topic, at_least=8)
+    assert sorted(msg["n"] for msg, _ctx in seen) == list(range(1, 9))
+    assert len({ctx.message_id.split(",")[2] for _msg, ctx in seen}) > 1  # several partitions
