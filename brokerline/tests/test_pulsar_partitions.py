@@ -1,17 +1,19 @@
-"""Partitioned topics on Apache Pulsar: routing by key, reading every partition, per-key order
-across consumers, retries and dead letters.
+"""Partitioned topics: routing by key, reading every partition, per-key order across
+consumers, retries and dead letters.
 
-Apache Pulsar only: pulsar-lite 0.2.0 has no admin API to create a partitioned topic, so these
-tests are parametrized over `apache-pulsar` alone (not collected for pulsar-lite). Each test
-makes its own 4-partition topic through the admin API on the session's standalone.
+On Apache Pulsar each test makes its own 4-partition topic through the admin API (and reads
+the per-partition counts back from its stats). pulsar-lite 0.2.0 has no admin API; it can only
+partition every topic it creates (`default_partitions`), so its tests run on a pulsar-lite of
+this module's own started that way, where the dead-letter topic is partitioned too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,12 +27,20 @@ from brokerline.core import (
     SubscribeOptions,
     SubscriptionType,
 )
+from brokerline.core.embedded import EmbeddedBroker
 from brokerline.pulsar.broker import PulsarBroker
 from brokerline.pulsar.consumer import PulsarSubscribeOptions
+from brokerline.pulsar.embedded import pulsar_lite
 from brokerline.pulsar.routing import HASHES, java_string_hash, murmur3_32, murmur3_32_hash
 from brokerline.pulsar.settings import PulsarSettings
 from brokerline.testing.apache_pulsar import ApachePulsarServer, admin, topic_path
-from brokerline.testing.brokers import APACHE_PULSAR, connected_brokers, eventually, unique
+from brokerline.testing.brokers import (
+    APACHE_PULSAR,
+    connected_brokers,
+    eventually,
+    pulsar_lite_lacks,
+    unique,
+)
 
 PARTITIONS = 4
 FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.5)
@@ -41,16 +51,30 @@ FAILOVER_SETTLES = 1.5
 Factory = Callable[..., Awaitable[PulsarBroker]]
 
 
-@pytest.fixture(params=[APACHE_PULSAR])
-def server(request: pytest.FixtureRequest) -> ApachePulsarServer:
-    """The session's Apache Pulsar (the test id says `apache-pulsar`)."""
-    return request.getfixturevalue("apache_pulsar_server")  # type: ignore[no-any-return]
+@pytest.fixture(scope="module")
+def partitioned_pulsar_lite() -> Iterator[EmbeddedBroker]:
+    """A pulsar-lite whose every topic has PARTITIONS partitions (starts in well under 1 s)."""
+    server = pulsar_lite(default_partitions=PARTITIONS).start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(params=["pulsar", APACHE_PULSAR])
+def server(request: pytest.FixtureRequest) -> EmbeddedBroker:
+    """That pulsar-lite, then the session's Apache Pulsar (ids pulsar-lite, apache-pulsar)."""
+    if request.param == APACHE_PULSAR:
+        return request.getfixturevalue("apache_pulsar_server")  # type: ignore[no-any-return]
+    return request.getfixturevalue("partitioned_pulsar_lite")  # type: ignore[no-any-return]
 
 
 @pytest_asyncio.fixture
-async def factory(server: ApachePulsarServer) -> AsyncIterator[Factory]:
+async def factory(server: EmbeddedBroker) -> AsyncIterator[Factory]:
     def make(**overrides: Any) -> PulsarBroker:
         fields: dict[str, Any] = {"service_urls": [server.url], "operation_timeout": 10}
+        if not isinstance(server, ApachePulsarServer):
+            # pulsar-lite cannot delay, and its probe would run on a partitioned topic, where
+            # unsubscribing after the (undelayed) receive crashed pulsar-client 3.13 (SIGSEGV)
+            fields["delayed_delivery"] = "off"
         fields.update(overrides)
         return PulsarBroker(PulsarSettings.model_validate(fields))
 
@@ -58,9 +82,10 @@ async def factory(server: ApachePulsarServer) -> AsyncIterator[Factory]:
         yield connect
 
 
-def partitioned_topic(server: ApachePulsarServer, name: str) -> str:
+def partitioned_topic(server: EmbeddedBroker, name: str) -> str:
     topic = f"persistent://public/default/{unique(name)}"
-    admin(server, "PUT", f"{topic_path(topic)}/partitions", PARTITIONS)
+    if isinstance(server, ApachePulsarServer):  # pulsar-lite partitions every topic it makes
+        admin(server, "PUT", f"{topic_path(topic)}/partitions", PARTITIONS)
     return topic
 
 
@@ -69,12 +94,36 @@ def partition_of(ctx: MessageContext) -> int:
     return int(ctx.message_id.strip("()").split(",")[2])
 
 
-def stored_per_partition(server: ApachePulsarServer, topic: str) -> list[int]:
+def per_partition(seen: list[MessageContext]) -> list[int]:
+    """How many of the messages seen came from each partition."""
+    counts = [0] * PARTITIONS
+    for ctx in seen:
+        counts[partition_of(ctx)] += 1
+    return counts
+
+
+def check_stored_per_partition(server: EmbeddedBroker, topic: str, expected: list[int]) -> None:
+    """On Apache Pulsar, the broker's own per-partition counts agree with the message ids."""
+    if not isinstance(server, ApachePulsarServer):
+        return  # pulsar-lite has no admin API
     stats = admin(server, "GET", f"{topic_path(topic)}/partitioned-stats?perPartition=true")
-    return [
+    assert [
         stats["partitions"][f"{topic}-partition-{index}"]["msgInCounter"]
         for index in range(PARTITIONS)
-    ]
+    ] == expected
+
+
+async def read(factory: Factory, topic: str, count: int) -> list[MessageContext]:
+    """The first `count` messages of `topic` (every partition), by a new subscription."""
+    seen: list[MessageContext] = []
+
+    async def handler(msg: dict[str, int], ctx: MessageContext) -> None:
+        seen.append(ctx)
+
+    consumer = await factory()
+    await consumer.subscribe(topic, handler, group=unique("g"))  # the base name: all partitions
+    await eventually(lambda: len(seen) >= count, timeout=20)
+    return seen
 
 
 def topics_named_after(server: ApachePulsarServer, topic: str) -> list[str]:
@@ -86,7 +135,7 @@ def topics_named_after(server: ApachePulsarServer, topic: str) -> list[str]:
 
 @pytest.mark.parametrize("hashing", ["client", "java_string", "murmur3_32"])
 async def test_a_key_stays_on_one_partition_and_many_keys_reach_every_partition(
-    server: ApachePulsarServer, factory: Factory, hashing: str
+    server: EmbeddedBroker, factory: Factory, hashing: str
 ) -> None:
     topic = partitioned_topic(server, "by-key")
     keys = [f"customer-{n}" for n in range(40)]
@@ -94,14 +143,8 @@ async def test_a_key_stays_on_one_partition_and_many_keys_reach_every_partition(
     for round_ in range(3):
         for key in keys:
             await publisher.publish(topic, {"round": round_}, key=key)
-    seen: list[MessageContext] = []
-
-    async def handler(msg: dict[str, int], ctx: MessageContext) -> None:
-        seen.append(ctx)
-
-    consumer = await factory()
-    await consumer.subscribe(topic, handler, group=unique("g"))  # the base name: all partitions
-    await eventually(lambda: len(seen) == 3 * len(keys), timeout=20)
+    seen = await read(factory, topic, 3 * len(keys))
+    assert len(seen) == 3 * len(keys)
     assert {ctx.topic for ctx in seen} == {topic}  # the base topic, not a partition name
     partitions_of_key: dict[str | None, set[int]] = defaultdict(set)
     for ctx in seen:
@@ -112,14 +155,14 @@ async def test_a_key_stays_on_one_partition_and_many_keys_reach_every_partition(
         assert {key: found.pop() for key, found in partitions_of_key.items()} == {
             key: make_hash(key) % PARTITIONS for key in keys
         }
-    stored = stored_per_partition(server, topic)
-    assert sum(stored) == 3 * len(keys)
+    stored = per_partition(seen)
     assert all(count > 0 for count in stored), f"a partition got no key: {stored}"
+    check_stored_per_partition(server, topic, stored)
 
 
 @pytest.mark.parametrize("hashing", ["client", "murmur3_32"])
 async def test_messages_without_a_key_follow_the_routing_mode(
-    server: ApachePulsarServer, factory: Factory, hashing: str
+    server: EmbeddedBroker, factory: Factory, hashing: str
 ) -> None:
     spread, single = partitioned_topic(server, "round-robin"), partitioned_topic(server, "single")
     round_robin = await factory(partition_key_hashing=hashing)
@@ -129,16 +172,19 @@ async def test_messages_without_a_key_follow_the_routing_mode(
     for n in range(40):
         await round_robin.publish(spread, {"n": n})
         await one_partition.publish(single, {"n": n})
-    spread_counts = stored_per_partition(server, spread)
+    spread_counts = per_partition(await read(factory, spread, 40))
     assert all(count > 0 for count in spread_counts), spread_counts
-    assert sorted(stored_per_partition(server, single)) == [0, 0, 0, 40]
+    single_counts = per_partition(await read(factory, single, 40))
+    assert sorted(single_counts) == [0, 0, 0, 40]
+    check_stored_per_partition(server, spread, spread_counts)
+    check_stored_per_partition(server, single, single_counts)
 
 
 @pytest.mark.parametrize(
     "subscription_type", [SubscriptionType.FAILOVER, SubscriptionType.KEY_SHARED]
 )
 async def test_per_key_order_is_kept_across_two_consumers(
-    server: ApachePulsarServer, factory: Factory, subscription_type: SubscriptionType
+    server: EmbeddedBroker, factory: Factory, subscription_type: SubscriptionType
 ) -> None:
     topic, group = partitioned_topic(server, "ordered"), unique("g")
     options = SubscribeOptions(subscription_type=subscription_type, concurrency=4)
@@ -162,8 +208,15 @@ async def test_per_key_order_is_kept_across_two_consumers(
     keys = [f"k{n}" for n in range(20)]
     for n in range(10):
         await asyncio.gather(*(publisher.publish(topic, {"n": n}, key=key) for key in keys))
-    await eventually(lambda: len(got[0]) + len(got[1]) == 10 * len(keys), timeout=20)
-    assert got[0] and got[1], "one consumer got every message"
+    expected = 10 * len(keys)
+    with contextlib.suppress(AssertionError):
+        await eventually(lambda: len(got[0]) + len(got[1]) >= expected, timeout=20)
+    await asyncio.sleep(0.5)  # time for a message delivered twice to show
+    received = len(got[0]) + len(got[1])
+    if received != expected:  # seen on pulsar-lite only, both ways, about one run in four
+        pulsar_lite_lacks(server, f"pulsar-lite 0.2.0 delivered {received} of {expected} "
+                          f"messages to a {subscription_type} subscription of a partitioned "
+                          "topic, with no failure to redeliver for")
     keys_of = [{key for key, _n in into} for into in got]
     assert not keys_of[0] & keys_of[1], f"keys reached both consumers: {keys_of[0] & keys_of[1]}"
     for into in got:
@@ -171,11 +224,15 @@ async def test_per_key_order_is_kept_across_two_consumers(
         for key, n in into:
             order[key].append(n)
         assert all(ns == list(range(10)) for ns in order.values()), order
+    if not (got[0] and got[1]) and subscription_type is SubscriptionType.FAILOVER:
+        pulsar_lite_lacks(server, "pulsar-lite 0.2.0 makes one Failover consumer active for "
+                          "every partition, where Apache Pulsar spreads the partitions")
+    assert got[0] and got[1], "one consumer got every message"
 
 
 @pytest.mark.parametrize("retry_letter_topic", [False, True], ids=["nack", "retry-letter"])
 async def test_retries_and_dead_letters_are_named_after_the_partitioned_topic(
-    server: ApachePulsarServer, factory: Factory, retry_letter_topic: bool
+    server: EmbeddedBroker, factory: Factory, retry_letter_topic: bool
 ) -> None:
     topic, group = partitioned_topic(server, "failing"), unique("g")
     attempts: dict[str, list[MessageContext]] = defaultdict(list)
@@ -200,6 +257,12 @@ async def test_retries_and_dead_letters_are_named_after_the_partitioned_topic(
     ids = [f"ok-{n}" for n in range(8)] + [f"poison-{n}" for n in range(4)]
     for n, message_id in enumerate(ids):
         await publisher.publish(topic, {"id": message_id}, key=f"key-{n}")  # all partitions
+    if not isinstance(server, ApachePulsarServer):
+        with contextlib.suppress(AssertionError):
+            await eventually(lambda: len(attempts["ok-0"]) > 1, timeout=5)
+        if len(attempts["ok-0"]) < 2:
+            pulsar_lite_lacks(server, "pulsar-lite 0.2.0 never redelivers a negatively "
+                              "acknowledged message of a partitioned topic")
     await eventually(lambda: len(dead) == 4 and all(
         len(attempts[m]) == 2 for m in ids if m.startswith("ok")
     ), timeout=30)
@@ -211,14 +274,16 @@ async def test_retries_and_dead_letters_are_named_after_the_partitioned_topic(
         assert first.topic == topic and first.redelivery_count == 0
         assert [ctx.redelivery_count for ctx in later] == list(range(1, len(later) + 1))
         assert all(ctx.topic == topic for ctx in later)
+    partitions_used = {partition_of(attempts[m][0]) for m in ids}
+    assert len(partitions_used) > 1, "the test should read several partitions"
+    if not isinstance(server, ApachePulsarServer):
+        return  # pulsar-lite cannot list topics; its retries are held and negative-acked
     # retry and dead-letter topics are the base topic's, never a partition's
     partition_named = re.compile(r"-partition-\d+-")
     created = topics_named_after(server, topic)
     assert not [name for name in created if partition_named.search(name)], created
     assert f"{topic}-{group}-DLQ" in created
     assert (f"{topic}-{group}-RETRY" in created) == retry_letter_topic
-    partitions_used = {partition_of(attempts[m][0]) for m in ids}
-    assert len(partitions_used) > 1, "the test should read several partitions"
 
 
 def test_the_java_client_hashes_give_the_java_values() -> None:
