@@ -9,9 +9,13 @@ Mapping of the API:
 * `group` -> the subscription name (Shared by default; Exclusive, Failover, Key_Shared by
   `SubscribeOptions.subscription_type`); no group -> an anonymous subscription that is
   deleted on close. `initial_position` defaults to Earliest (the client's default is Latest).
-* `key` -> the message's partition key; `headers` -> message
-  properties; `delay` -> `deliver_after`. `publish(..., ordering_key=, event_time=,
-  deliver_at=)` sets the other Pulsar message fields.
+* `key` -> the message's partition key (on a partitioned topic it picks the partition: see
+  `brokerline.pulsar.routing`); `headers` -> message properties; `delay` -> `deliver_after`.
+  `publish(..., ordering_key=, event_time=, deliver_at=, sequence_id=)` sets the other Pulsar
+  message fields; `sequence_id` with `PulsarSettings.producer_name` is broker-side dedupe.
+* partitioned topics: subscribe to the topic's name to read every partition; the handler's
+  `ctx.topic` is that name (the partition's index is the third field of `ctx.message_id`),
+  and the retry-letter and dead-letter topics are named after it, not after a partition.
 * `topic`: a name (`orders`, `tenant/ns/orders`, `persistent://...`, `non-persistent://...`),
   a list of names, or a compiled regex (`re.compile("orders-.*")`).
 * acknowledgement: see `pulsar_consumer` (ack, hold-then-nack for per-message backoff, or a
@@ -66,6 +70,7 @@ from brokerline.pulsar.client import (
 from brokerline.pulsar.consumer import PulsarSubscribeOptions, PulsarSubscription
 from brokerline.pulsar.probe import probe_delayed_delivery
 from brokerline.pulsar.producer import ProducerPool, PulsarEnvelope
+from brokerline.pulsar.routing import ROUTING_MODES
 from brokerline.pulsar.settings import CUMULATIVE_ACK_TYPES, PulsarSettings
 
 log = logging.getLogger("broker.pulsar")
@@ -107,6 +112,7 @@ class PulsarBroker(Broker):
         # enumerated settings fail here, at construction, not at the first publish
         choice(COMPRESSION, self.settings.compression, "compression")
         choice(BATCHING, self.settings.batching_type, "batching_type")
+        choice(ROUTING_MODES, self.settings.partition_routing, "partition_routing")
         self._regex_mode = choice(
             REGEX_MODES, self.settings.regex_subscription_mode, "regex_subscription_mode"
         )
@@ -210,14 +216,18 @@ class PulsarBroker(Broker):
         ordering_key: str | None = None,
         event_time: datetime | None = None,
         deliver_at: datetime | None = None,
+        sequence_id: int | None = None,
     ) -> None:
         """Publish and wait for the broker's acceptance (a synchronous send, awaited).
 
         `key` is the partition (sharding) key, `ordering_key` the Key_Shared ordering key,
-        `event_time` the application's event timestamp, `deliver_at` an absolute delivery time.
+        `event_time` the application's event timestamp, `deliver_at` an absolute delivery time,
+        `sequence_id` the message's sequence id for broker-side deduplication (needs
+        `producer_name`; the broker drops a message whose id is not above the highest it has
+        stored from that producer name on that topic).
         """
         envelope = self._pulsar_envelope(
-            topic, msg, key, headers, delay, ordering_key, event_time, deliver_at
+            topic, msg, key, headers, delay, ordering_key, event_time, deliver_at, sequence_id
         )
         await self._publish_chain(envelope)
 
@@ -232,6 +242,7 @@ class PulsarBroker(Broker):
         ordering_key: str | None = None,
         event_time: datetime | None = None,
         deliver_at: datetime | None = None,
+        sequence_id: int | None = None,
     ) -> asyncio.Future[str]:
         """An asynchronous send: returns once the message is queued in the client.
 
@@ -240,7 +251,7 @@ class PulsarBroker(Broker):
         """
         _client, producers = self._connected()
         envelope = self._pulsar_envelope(
-            topic, msg, key, headers, delay, ordering_key, event_time, deliver_at
+            topic, msg, key, headers, delay, ordering_key, event_time, deliver_at, sequence_id
         )
         for middleware in self.middleware:
             envelope = middleware.on_publish(envelope)
@@ -258,18 +269,32 @@ class PulsarBroker(Broker):
         ordering_key: str | None,
         event_time: datetime | None,
         deliver_at: datetime | None,
+        sequence_id: int | None = None,
     ) -> Envelope:
         if deliver_at is not None and not self.supports_delay:
             raise BrokerError(
                 f"the Pulsar broker at {self.url} delivers delayed messages at once; "
                 "publish without deliver_at or use an Apache Pulsar cluster"
             )
+        if sequence_id is not None:
+            if self.settings.producer_name is None:
+                raise BrokerError(
+                    "publishing with a sequence_id needs broker.pulsar.producer_name: the broker "
+                    "deduplicates by (producer name, sequence id); set one or drop sequence_id"
+                )
+            if not 0 <= sequence_id < 1 << 63:  # the message field is a signed 64-bit integer
+                raise BrokerError(
+                    f"sequence_id must be between 0 and 2**63 - 1, got {sequence_id}"
+                )
         envelope = self._envelope(topic, msg, key, headers, delay)
-        if ordering_key is None and event_time is None and deliver_at is None:
+        if ordering_key is None and event_time is None and deliver_at is None and (
+            sequence_id is None
+        ):
             return envelope
         return PulsarEnvelope(
             envelope.topic, envelope.payload, envelope.key, envelope.headers, envelope.delay,
             ordering_key=ordering_key, event_time=event_time, deliver_at=deliver_at,
+            sequence_id=sequence_id,
         )
 
     async def _send(self, envelope: Envelope) -> None:

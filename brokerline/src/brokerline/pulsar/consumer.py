@@ -147,10 +147,12 @@ class PulsarSubscription(Subscription):
     # -- receiving ----------------------------------------------------------------------------
     def _delivery(self, message: _pulsar.Message) -> Delivery:
         headers = message.properties()  # a new dict on every call: ours to change
-        topic = message.topic_name()
+        # a partition's message is the partitioned topic's: handlers, dead letters and retries
+        # see the name that was subscribed to (the partition index is in the message id)
+        topic = base_topic(message.topic_name())
         message_id = str(message.message_id())
         earlier_retries = 0
-        if self._retry_topic is not None and base_topic(topic) == self._retry_topic:
+        if self._retry_topic is not None and topic == self._retry_topic:
             topic = headers.get(REAL_TOPIC, topic)
             earlier_retries = int(headers.get(RECONSUME_TIMES, "0") or 0)
             message_id = headers.get(ORIGIN_MESSAGE_ID, message_id)

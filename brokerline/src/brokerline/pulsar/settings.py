@@ -35,6 +35,18 @@ class PulsarSettings(PluginSettings):
     compression: Annotated[Literal["none", "lz4", "zlib", "zstd", "snappy"], LOWERCASE] = "none"
     # use key_based with Key_Shared subscriptions
     batching_type: Annotated[Literal["default", "key_based"], LOWERCASE] = "default"
+    # partitioned topics: a message with a key goes to hash(key) % partitions in both modes;
+    # the mode places messages without a key (the next partition in turn, or one for the
+    # producer's life); the hashing: the client's own (boost::hash), or one of the Java client's
+    partition_routing: Annotated[Literal["round_robin", "single_partition"], LOWERCASE] = (
+        "round_robin"
+    )
+    partition_key_hashing: Annotated[
+        Literal["client", "java_string", "murmur3_32"], LOWERCASE
+    ] = "client"
+    # the producers' name, for broker-side deduplication: (producer_name, sequence id) is the
+    # dedupe key, so keep it stable across restarts and unique among running processes
+    producer_name: Annotated[str, Field(min_length=1, pattern=r"^[^\s]+$")] | None = None
     max_pending_messages: int = Field(1000, ge=1)  # in-flight sends per producer; more wait
     send_timeout: Seconds = 30.0  # seconds a send may wait for the broker's acceptance
     # the consumer's floor for a redelivery; longer backoffs are held by the plugin first
