@@ -60,6 +60,7 @@ from brokerline.pulsar.client import (
     client_kwargs,
     explain,
     service_url,
+    unreachable_hint,
 )
 from brokerline.pulsar.consumer import PulsarSubscribeOptions, PulsarSubscription
 from brokerline.pulsar.probe import probe_delayed_delivery
@@ -139,8 +140,7 @@ class PulsarBroker(Broker):
                 )
                 raise BrokerUnavailable(
                     f"Pulsar at {self.url} did not answer within {bound:g}s "
-                    "(broker.pulsar.connect_timeout); check MQ_NAME_SERVER and that the "
-                    f"broker is running{token_hint}"
+                    f"(broker.pulsar.connect_timeout); {unreachable_hint(self.url)}{token_hint}"
                 ) from None
             raise explain(exc, "connecting", self.url) from None
         self._client, self._client_key = client, key
