@@ -71,7 +71,9 @@ def signed_certificate(
     return cert, key
 
 
-def make_test_certificates(directory: Path, client_role: str = "report-pipeline") -> TestCertificates:
+def make_test_certificates(
+    directory: Path, client_role: str = "report-pipeline"
+) -> TestCertificates:
     """A new CA in `directory`, a server certificate for localhost/127.0.0.1, and a client
     certificate whose common name is `client_role` (the role Pulsar's TLS authentication
     would take from it)."""
