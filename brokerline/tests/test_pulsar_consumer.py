@@ -382,6 +382,36 @@ async def test_regex_subscription(
     await eventually(lambda: len(seen) == 2)
 
 
+async def test_regex_subscription_picks_up_a_topic_created_after_subscribing(
+    pulsar_factory: Factory, pulsar_server: EmbeddedBroker
+) -> None:
+    # the client lists the namespace's topics every pattern_auto_discovery_period seconds
+    # (60 by default, which this test would not wait for)
+    broker = await pulsar_factory(operation_timeout=2, pattern_auto_discovery_period=1)
+    prefix = unique("rxlate")
+    await broker.publish(f"{prefix}-early", b"early")
+    seen: Seen = []
+    # a topic found later is subscribed from its start: its first message predates that
+    options = SubscribeOptions(initial_position=InitialPosition.EARLIEST)
+    try:
+        await broker.subscribe(
+            re.compile(f"{prefix}-.*"), recorder(seen), group=unique("g"), options=options
+        )
+    except BrokerError as exc:
+        if "cannot list the topics of a namespace" not in str(exc):
+            raise
+        pulsar_lite_lacks(
+            pulsar_server,
+            "pulsar-lite does not implement GetTopicsOfNamespace, which regex subscriptions "
+            "need (Apache Pulsar does)",
+        )
+    await eventually(lambda: len(seen) == 1)
+    await broker.publish(f"{prefix}-late", b"late")  # creates the topic after subscribing
+    await eventually(lambda: len(seen) == 2, timeout=8)
+    assert [msg for msg, _ in seen] == [b"early", b"late"]
+    assert seen[1][1].topic.endswith(f"{prefix}-late")
+
+
 async def test_non_persistent_topic(pulsar_factory: Factory) -> None:
     broker = await pulsar_factory()
     topic = f"non-persistent://public/default/{unique('np')}"

@@ -63,6 +63,7 @@ from brokerline.pulsar.client import (
     unreachable_hint,
 )
 from brokerline.pulsar.consumer import PulsarSubscribeOptions, PulsarSubscription
+from brokerline.pulsar.pattern import subscribe_pattern
 from brokerline.pulsar.probe import probe_delayed_delivery
 from brokerline.pulsar.producer import ProducerPool, PulsarEnvelope
 from brokerline.pulsar.settings import PulsarSettings
@@ -372,6 +373,9 @@ class PulsarBroker(Broker):
             # queue and thread hop per message of its multi-topic consumer
             target = target[0]
         try:
+            if kwargs.get("is_pattern_topic") and isinstance(target, str):
+                period = max(1, round(self.settings.pattern_auto_discovery_period))
+                return await subscribe_pattern(client, target, subscription, period, **kwargs)
             return await client.subscribe(target, subscription, **kwargs)
         except Exception as exc:
             error = explain(exc, doing, self.url)
