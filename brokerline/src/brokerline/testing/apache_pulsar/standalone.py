@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from brokerline.core.embedded import EmbeddedBroker, free_port, store_dir
 from brokerline.core.errors import BrokerError
@@ -135,6 +136,28 @@ class ApachePulsarServer(EmbeddedBroker):
 
     def rss_mb(self) -> float | None:
         return None if self.process is None else rss_mb(self.process.pid)
+
+    def admin(self, method: str, path: str, body: object = None) -> Any:
+        """One admin REST call (`path` under /admin/v2/), as the superuser when auth is on."""
+        headers = {"Content-Type": "application/json"}
+        if self.admin_token:
+            headers["Authorization"] = f"Bearer {self.admin_token}"
+        request = urllib.request.Request(
+            f"{self.admin_url}/admin/v2/{path}", method=method, headers=headers,
+            data=None if body is None else json.dumps(body).encode(),
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    def namespace_without_delayed_delivery(self, name: str) -> str:
+        """Creates `public/<name>` with the delayed-delivery namespace policy off (its topics
+        deliver `deliver_after` messages at once, as a broker with `delayedDeliveryEnabled`
+        off would) and returns `name`, for the paths a broker without delays takes."""
+        self.admin("PUT", f"namespaces/public/{name}")
+        self.admin("POST", f"namespaces/public/{name}/delayedDelivery",
+                   {"active": False, "tickTime": 100})
+        return name
 
     def start(self, timeout: float = START_TIMEOUT) -> ApachePulsarServer:
         launched = time.monotonic()
