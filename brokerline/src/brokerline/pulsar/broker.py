@@ -90,8 +90,9 @@ class PulsarBroker(Broker):
     type_name = "pulsar"
     supports_delay = True  # refined at connect when `delayed_delivery` is `auto`
 
-    #: delayed-delivery probe results per service URL (probing costs up to half a second)
-    _delay_probes: ClassVar[dict[str, bool]] = {}
+    #: delayed-delivery probe results per service URL and probe topic (probing costs up to
+    #: half a second); the topic names the namespace, whose policy can turn delays off
+    _delay_probes: ClassVar[dict[tuple[str, str], bool]] = {}
     #: clients shared by the brokers of this process (one per service URL and credentials)
     _clients: ClassVar[SharedClients] = SharedClients()
 
@@ -191,11 +192,11 @@ class PulsarBroker(Broker):
             raise BrokerError(
                 f"pulsar setting delayed_delivery={mode!r} is not valid; use auto, on or off"
             )
-        if self.url not in self._delay_probes:
+        key = (self.url, self._probe_topic())
+        if key not in self._delay_probes:
             client, _ = self._connected()
-            probe = probe_delayed_delivery(client, self._probe_topic(), self.url)
-            self._delay_probes[self.url] = await probe
-        return self._delay_probes[self.url]
+            self._delay_probes[key] = await probe_delayed_delivery(client, key[1], self.url)
+        return self._delay_probes[key]
 
     # -- publishing ---------------------------------------------------------------------------
     async def publish(
