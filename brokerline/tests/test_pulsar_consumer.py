@@ -7,14 +7,11 @@ to its Apache Pulsar standalone (test ids `pulsar-lite`, `apache-pulsar`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pulsar
-import pulsar.asyncio
 import pytest
 
 from brokerline.core import (
@@ -230,32 +227,16 @@ async def test_configured_dead_letter_topic(pulsar_factory: Factory) -> None:
     assert "ValueError: boom" in dead[0][1].headers[DLQ_REASON]
 
 
-@contextlib.asynccontextmanager
-async def idle_consumer(server: EmbeddedBroker, topic: str, group: str) -> AsyncIterator[None]:
-    """A consumer that holds a Shared subscription open and takes nothing (a zero receiver
-    queue asks for no message until it receives, and it never does): another replica.
-
-    Apache Pulsar forgets a Shared subscription's redelivery counts when its last consumer
-    leaves; with one staying, they last from one crashed consumer to the next.
-    """
-    client = pulsar.asyncio.Client(server.url, operation_timeout_seconds=5)
-    try:
-        consumer = await client.subscribe(
-            f"persistent://public/default/{topic}", group,
-            consumer_type=pulsar.ConsumerType.Shared, receiver_queue_size=0,
-            initial_position=pulsar.InitialPosition.Earliest,
-        )
-        yield
-        await consumer.close()
-    finally:
-        await client.close()
-
-
 async def test_a_message_that_kills_its_consumer_ends_in_the_dead_letter_topic(
     pulsar_factory: Factory, pulsar_server: EmbeddedBroker
 ) -> None:
     """The client's dead-letter policy catches what the Dispatcher never saw fail: a message
-    whose handler hangs until its consumer is closed, again and again."""
+    whose handler hangs until its consumer is stopped, replica after replica.
+
+    Each round is a rolling restart: a new consumer joins the Shared subscription, then the
+    one holding the message stops. (Apache Pulsar forgets a subscription's redelivery counts
+    when its last consumer leaves, so a successor must be there.)
+    """
     topic, group = unique("crashloop"), unique("g")
     reader = await pulsar_factory()
     dead: Seen = []
@@ -263,26 +244,30 @@ async def test_a_message_that_kills_its_consumer_ends_in_the_dead_letter_topic(
     await reader.publish(topic, b"kills the process")  # the topic exists once published
     options = SubscribeOptions(max_deliveries=2, initial_position=InitialPosition.EARLIEST)
     attempts: list[int] = []
-    async with idle_consumer(pulsar_server, topic, group):
-        for _ in range(3):  # each round: a consumer takes the message and "crashes" unacked
-            consumer = await pulsar_factory()
-            started = asyncio.Event()
+    started = asyncio.Event()
 
-            async def hang(
-                msg: bytes, ctx: MessageContext, started: asyncio.Event = started
-            ) -> None:
-                attempts.append(ctx.redelivery_count)
-                started.set()
-                await asyncio.Event().wait()
+    async def hang(msg: bytes, ctx: MessageContext) -> None:
+        attempts.append(ctx.redelivery_count)
+        started.set()
+        await asyncio.Event().wait()
 
-            await consumer.subscribe(topic, hang, group=group, options=options)
-            try:
-                await asyncio.wait_for(started.wait(), 3)
-            except TimeoutError:
-                await consumer.close(timeout=0.2)
-                break  # the client dead-lettered it before the handler could see it
-            await consumer.close(timeout=0.2)  # cancels the hung handler: a counted attempt
-        await eventually(lambda: len(dead) == 1)
+    async def replica() -> PulsarBroker:
+        consumer = await pulsar_factory()
+        await consumer.subscribe(topic, hang, group=group, options=options)
+        return consumer
+
+    holder = await replica()
+    await asyncio.wait_for(started.wait(), 5)
+    for _ in range(2):
+        started.clear()
+        successor = await replica()
+        await holder.close(timeout=0.2)  # cancels the hung handler: a counted attempt
+        holder = successor
+        try:
+            await asyncio.wait_for(started.wait(), 3)
+        except TimeoutError:
+            break  # the client dead-lettered it before a handler could see it
+    await eventually(lambda: len(dead) == 1)
     # max_deliveries handler runs, then the client moved it; pulsar-lite counts the close as
     # a redelivery too, after the negative ack of the abandoned message, so one run early
     assert attempts == [0, 1] or (pulsar_server.kind != APACHE_PULSAR and attempts == [0])
