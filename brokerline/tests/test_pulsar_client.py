@@ -25,6 +25,7 @@ from brokerline.core.embedded import EmbeddedBroker, free_port
 from brokerline.core.settings import TLSSettings
 from brokerline.pulsar.broker import PulsarBroker
 from brokerline.pulsar.client import client_logger
+from brokerline.pulsar.pattern import pattern_configuration
 from brokerline.pulsar.settings import PulsarSettings
 from brokerline.testing.apache_pulsar import ApachePulsarServer
 from brokerline.testing.brokers import cannot_run, eventually, pulsar_lite_lacks, unique
@@ -224,3 +225,21 @@ def test_client_logs_go_through_python_logging_only_when_debugging() -> None:
         assert client_logger() is python_logger
     finally:
         python_logger.setLevel(before)
+
+
+def test_a_pattern_consumer_is_configured_with_subscribes_keywords() -> None:
+    # regex consumers bypass pulsar.asyncio's subscribe (it cannot set the discovery period),
+    # so every keyword the plugin passes must land in the configuration, or fail loudly
+    conf = pattern_configuration(
+        7, consumer_type=pulsar.ConsumerType.Shared, receiver_queue_size=12,
+        initial_position=pulsar.InitialPosition.Earliest, is_pattern_topic=True,
+        dead_letter_policy=pulsar.ConsumerDeadLetterPolicy(max_redeliver_count=3),
+        unacked_messages_timeout_ms=None,
+    )
+    assert conf.pattern_auto_discovery_period() == 7
+    assert conf.receiver_queue_size() == 12
+    assert conf.consumer_type() == pulsar.ConsumerType.Shared
+    assert conf.subscription_initial_position() == pulsar.InitialPosition.Earliest
+    assert conf.dead_letter_policy().getMaxRedeliverCount() == 3
+    with pytest.raises(AttributeError):
+        pattern_configuration(1, no_such_option=True)
