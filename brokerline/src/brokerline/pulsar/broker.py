@@ -66,8 +66,10 @@ from brokerline.pulsar.client import (
     client_kwargs,
     explain,
     service_url,
+    unreachable_hint,
 )
 from brokerline.pulsar.consumer import PulsarSubscribeOptions, PulsarSubscription
+from brokerline.pulsar.pattern import subscribe_pattern
 from brokerline.pulsar.probe import probe_delayed_delivery
 from brokerline.pulsar.producer import ProducerPool, PulsarEnvelope
 from brokerline.pulsar.routing import ROUTING_MODES
@@ -95,8 +97,9 @@ class PulsarBroker(Broker):
     type_name = "pulsar"
     supports_delay = True  # refined at connect when `delayed_delivery` is `auto`
 
-    #: delayed-delivery probe results per service URL (probing costs up to half a second)
-    _delay_probes: ClassVar[dict[str, bool]] = {}
+    #: delayed-delivery probe results per service URL and probe topic (probing costs up to
+    #: half a second); the topic names the namespace, whose policy can turn delays off
+    _delay_probes: ClassVar[dict[tuple[str, str], bool]] = {}
     #: clients shared by the brokers of this process (one per service URL and credentials)
     _clients: ClassVar[SharedClients] = SharedClients()
 
@@ -147,8 +150,7 @@ class PulsarBroker(Broker):
                 )
                 raise BrokerUnavailable(
                     f"Pulsar at {self.url} did not answer within {bound:g}s "
-                    "(broker.pulsar.connect_timeout); check MQ_NAME_SERVER and that the "
-                    f"broker is running{token_hint}"
+                    f"(broker.pulsar.connect_timeout); {unreachable_hint(self.url)}{token_hint}"
                 ) from None
             raise explain(exc, "connecting", self.url) from None
         self._client, self._client_key = client, key
@@ -198,11 +200,11 @@ class PulsarBroker(Broker):
             raise BrokerError(
                 f"pulsar setting delayed_delivery={mode!r} is not valid; use auto, on or off"
             )
-        if self.url not in self._delay_probes:
+        key = (self.url, self._probe_topic())
+        if key not in self._delay_probes:
             client, _ = self._connected()
-            probe = probe_delayed_delivery(client, self._probe_topic(), self.url)
-            self._delay_probes[self.url] = await probe
-        return self._delay_probes[self.url]
+            self._delay_probes[key] = await probe_delayed_delivery(client, key[1], self.url)
+        return self._delay_probes[key]
 
     # -- publishing ---------------------------------------------------------------------------
     async def publish(
@@ -401,6 +403,9 @@ class PulsarBroker(Broker):
             # queue and thread hop per message of its multi-topic consumer
             target = target[0]
         try:
+            if kwargs.get("is_pattern_topic") and isinstance(target, str):
+                period = max(1, round(self.settings.pattern_auto_discovery_period))
+                return await subscribe_pattern(client, target, subscription, period, **kwargs)
             return await client.subscribe(target, subscription, **kwargs)
         except Exception as exc:
             error = explain(exc, doing, self.url)

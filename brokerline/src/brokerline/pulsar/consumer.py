@@ -57,6 +57,9 @@ DELAY_TIME = "DELAY_TIME"
 RETRY_PROPERTIES = (RECONSUME_TIMES, REAL_TOPIC, ORIGIN_MESSAGE_ID, DELAY_TIME)
 
 ACK_SETTLE_SECONDS = 0.3
+#: the longest a close waits for the negative acks of abandoned messages to leave (a longer
+#: negative-ack delay leaves them to the broker's redelivery at close, uncounted)
+ABANDONED_NACK_WAIT = 2.0
 
 _PARTITION_SUFFIX = re.compile(r"-partition-\d+$")
 
@@ -130,6 +133,7 @@ class PulsarSubscription(Subscription):
         self._held: set[asyncio.TimerHandle] = set()
         self._acks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._abandoned = 0  # messages whose handler the close cancelled
         self._client_consumer: _pulsar.Consumer = consumer._consumer  # the binding's object
         self._cumulative = (
             CumulativeAcks(self._client_consumer, _acknowledged) if cumulative_ack else None
@@ -184,9 +188,11 @@ class PulsarSubscription(Subscription):
         delivery = self._delivery(message)
         try:
             outcome = await self._dispatcher(delivery.topic).process(delivery)
-        except BaseException:  # cancelled at close: not handled, the broker redelivers it
+        except BaseException as exc:  # cancelled at close: not handled, the broker redelivers it
             if tracked is not None:
                 self._cumulative_failed(tracked)
+            if isinstance(exc, asyncio.CancelledError):
+                self._abandon(message)
             raise
         if outcome.acked:
             self._ack(message, tracked)
@@ -214,6 +220,21 @@ class PulsarSubscription(Subscription):
         if tracked is not None:  # before the nack, whose redelivery may overtake the hold
             self._cumulative_failed(tracked)
         self._hold_then_nack(message, delay, received_at)
+
+    def _abandon(self, message: _pulsar.Message) -> None:
+        """The subscription closed while a handler ran: that was a delivery attempt too.
+
+        Apache Pulsar counts a redelivery only when a consumer asks for one (negative ack, ack
+        timeout), not when the consumer goes away; so ask, or a message that hangs every
+        handler until the stop timeout would never reach max_deliveries and the dead-letter
+        topic. Limits on Apache Pulsar: a process that dies asks nothing, so its messages come
+        back uncounted; and a Shared subscription's counts are forgotten when its last
+        consumer leaves.
+        """
+        self._abandoned += 1
+        self._client_consumer.negative_acknowledge(message)
+        log.debug("pulsar: %s: a handler was cancelled at close; negative-acked so that the "
+                  "broker counts the attempt", self.topic)
 
     # -- retrying -----------------------------------------------------------------------------
     async def _republish_for_retry(
@@ -269,7 +290,10 @@ class PulsarSubscription(Subscription):
         # Acks are grouped by the client (every 100 ms); pulsar-lite was seen to redeliver
         # messages acked just before a close to the next consumer. A short pause lets the
         # group flush and the broker settle; it narrows that window, it does not close it.
-        await asyncio.sleep(ACK_SETTLE_SECONDS)
+        settle = ACK_SETTLE_SECONDS
+        if self._abandoned:  # the client sends negative acks once their delay has passed
+            settle = max(settle, min(self._nack_delay * 1.4 + 0.1, ABANDONED_NACK_WAIT))
+        await asyncio.sleep(settle)
         try:
             if self._anonymous:  # nobody can come back to an anonymous subscription: drop it
                 await asyncio.wait_for(self._consumer.unsubscribe(), timeout)

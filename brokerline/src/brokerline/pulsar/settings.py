@@ -63,6 +63,9 @@ class PulsarSettings(PluginSettings):
     regex_subscription_mode: Annotated[
         Literal["persistent", "non_persistent", "all"], LOWERCASE
     ] = "persistent"
+    # how often a regex subscription lists the namespace's topics, so a topic created after
+    # subscribing is consumed within this many seconds (whole seconds; the client's default)
+    pattern_auto_discovery_period: Seconds = 60.0
 
     @field_validator("service_urls")
     @classmethod

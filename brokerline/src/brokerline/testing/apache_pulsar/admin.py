@@ -45,3 +45,13 @@ def topic_path(topic: str) -> str:
     """The admin path of a full topic name: `persistent://t/ns/x` -> `persistent/t/ns/x`."""
     domain, _, rest = topic.partition("://")
     return f"{domain}/{rest}"
+
+
+def namespace_without_delayed_delivery(server: ApachePulsarServer, name: str) -> str:
+    """Creates `public/<name>` with the delayed-delivery namespace policy off (its topics
+    deliver `deliver_after` messages at once, as a broker with `delayedDeliveryEnabled` off
+    would) and returns `name`, for the paths a broker without delays takes."""
+    admin(server, "PUT", f"namespaces/public/{name}")
+    admin(server, "POST", f"namespaces/public/{name}/delayedDelivery",
+          {"active": False, "tickTime": 100})
+    return name
