@@ -574,3 +574,28 @@ async def test_a_burst_is_spread_over_all_the_workers(pulsar_factory: Factory) -
     release.set()
     await eventually(lambda: running == 0)
     assert most == 8
+
+
+# Apache Pulsar only: pulsar-lite never redelivers a negative ack on these types (a retry
+# waits for the next connection), so neither path can be shown there
+@pytest.mark.parametrize("pulsar_server", [APACHE_PULSAR], indirect=True)
+@pytest.mark.parametrize("kind", [SubscriptionType.EXCLUSIVE, SubscriptionType.FAILOVER])
+async def test_retry_backoff_holds_on_single_consumer_subscriptions_with_a_retry_topic(
+    pulsar_factory: Factory, kind: SubscriptionType
+) -> None:
+    # Apache Pulsar dispatches delayed messages at once on these types: the plugin holds the
+    # retry itself instead of going through the retry-letter topic
+    broker = await pulsar_factory(delayed_delivery="auto", retry_letter_topic=True)
+    topic = unique("singleretry")
+    times: list[float] = []
+
+    async def handler(msg: bytes, ctx: MessageContext) -> None:
+        times.append(asyncio.get_running_loop().time())
+        if len(times) == 1:
+            raise Retry("later", delay=1.5)
+
+    await broker.subscribe(topic, handler, group=unique("g"),
+                           options=SubscribeOptions(subscription_type=kind))
+    await broker.publish(topic, b"x")
+    await eventually(lambda: len(times) == 2, timeout=20)
+    assert times[1] - times[0] >= 1.4

@@ -73,7 +73,7 @@ from brokerline.pulsar.pattern import subscribe_pattern
 from brokerline.pulsar.probe import probe_delayed_delivery
 from brokerline.pulsar.producer import ProducerPool, PulsarEnvelope
 from brokerline.pulsar.routing import ROUTING_MODES
-from brokerline.pulsar.settings import CUMULATIVE_ACK_TYPES, PulsarSettings
+from brokerline.pulsar.settings import CUMULATIVE_ACK_TYPES, SINGLE_CONSUMER_TYPES, PulsarSettings
 
 log = logging.getLogger("broker.pulsar")
 
@@ -333,7 +333,9 @@ class PulsarBroker(Broker):
             target = [self.names.full(t) for t in topics]
             label = ",".join(topics)
             first_topic = target[0]
-        retry_topic = self._retry_topic(extras, first_topic, subscription)
+        retry_topic = self._retry_topic(
+            extras, first_topic, subscription, options.subscription_type
+        )
         if retry_topic is not None and isinstance(target, list):
             target = [*target, retry_topic]
         # a configured DLQ is shared by all source topics; else each gets <topic>-<sub>-DLQ
@@ -426,7 +428,8 @@ class PulsarBroker(Broker):
             raise error from None
 
     def _retry_topic(
-        self, extras: PulsarSubscribeOptions, first_topic: str | None, subscription: str
+        self, extras: PulsarSubscribeOptions, first_topic: str | None, subscription: str,
+        kind: SubscriptionType,
     ) -> str | None:
         wanted = extras.retry_letter_topic
         if wanted is None:
@@ -440,6 +443,13 @@ class PulsarBroker(Broker):
         if not self.supports_delay:
             log.warning("pulsar: the broker at %s cannot delay delivery, so the retry-letter "
                         "topic would retry at once; retries are held and negative-acked", self.url)
+            return None
+        if kind in SINGLE_CONSUMER_TYPES:
+            # Apache Pulsar dispatches delayed messages at once on these (delays are tracked
+            # per Shared/Key_Shared dispatcher only): the retry topic would not wait
+            log.warning("pulsar: a %s subscription gets delayed messages at once, so the "
+                        "retry-letter topic would retry %s without backoff; retries are held "
+                        "and negative-acked", kind.value, subscription)
             return None
         if isinstance(wanted, str):
             return self.names.full(wanted)

@@ -10,8 +10,10 @@ from brokerline.core.base import SubscriptionType
 from brokerline.core.settings import LOWERCASE, Name, PluginSettings, Seconds, TLSSettings
 from brokerline.core.urls import check_scheme
 
-#: where one consumer sees every message of a topic in order, so a cumulative ack fits
-CUMULATIVE_ACK_TYPES = frozenset({SubscriptionType.EXCLUSIVE, SubscriptionType.FAILOVER})
+#: where one consumer sees every message of a topic in order: a cumulative ack fits, and
+#: Apache Pulsar dispatches delayed messages at once
+SINGLE_CONSUMER_TYPES = frozenset({SubscriptionType.EXCLUSIVE, SubscriptionType.FAILOVER})
+CUMULATIVE_ACK_TYPES = SINGLE_CONSUMER_TYPES
 
 
 class PulsarSettings(PluginSettings):
