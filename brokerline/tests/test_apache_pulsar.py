@@ -3,30 +3,16 @@ machine without Java or Maven gets (a skip naming the fix; an error when CI=true
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from brokerline.core import MessageContext
 from brokerline.pulsar.broker import PulsarBroker
 from brokerline.pulsar.settings import PulsarSettings
-from brokerline.testing.apache_pulsar import ApachePulsarServer
+from brokerline.testing.apache_pulsar import ApachePulsarServer, admin
 from brokerline.testing.brokers import connected_brokers, eventually, unique
-
-
-def admin(server: ApachePulsarServer, method: str, path: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"{server.admin_url}/admin/v2/{path}", data=data, method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        raw = response.read()
-    return json.loads(raw) if raw else None
 
 
 def test_the_admin_api_answers(apache_pulsar_server: ApachePulsarServer) -> None:

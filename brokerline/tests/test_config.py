@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+from brokerline.cli.serve import serve_workers
 from brokerline.config import ENVIRONMENT, ConfigError, ServiceConfig, load_config
+from brokerline.core import InitialPosition, MessageContext, SubscribeOptions, SubscriptionType
+from brokerline.factory import subscribe_options, subscription_overrides
+from brokerline.memory.broker import MemoryBroker
+from brokerline.server.broker import BrokerServer
 
 PREFIX = "EXAMPLE__"
 SECRET = "s3cr3t-Kq7-never-shown"
@@ -307,3 +312,113 @@ def test_a_file_that_is_not_utf8_names_the_byte(tmp_path: Path) -> None:
     message = str(caught.value)
     assert message.startswith(f"{path} is not UTF-8 text (byte {len(padding) + 9}: ")
     assert message.endswith("; save it as UTF-8")
+
+
+# -- subscription type and initial position -------------------------------------------------
+
+
+def test_subscriptions_are_shared_from_the_earliest_message_by_default(tmp_path: Path) -> None:
+    options = subscribe_options(load(tmp_path).broker)
+    assert options.subscription_type is SubscriptionType.SHARED  # what --workers N needs
+    assert options.initial_position is InitialPosition.EARLIEST
+
+
+def test_subscription_type_and_initial_position_from_the_file_and_environment(
+    tmp_path: Path,
+) -> None:
+    yaml_text = "broker:\n  subscriber:\n    subscription_type: Exclusive\n"
+    environ = {"EXAMPLE__BROKER__SUBSCRIBER__INITIAL_POSITION": "LATEST"}
+    options = subscribe_options(load(tmp_path, yaml_text, environ).broker)
+    assert options.subscription_type is SubscriptionType.EXCLUSIVE
+    assert options.initial_position is InitialPosition.LATEST
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("subscription_type", "round_robin", "'shared', 'exclusive', 'failover' or 'key_shared'"),
+        ("initial_position", "beginning", "'earliest' or 'latest'"),
+    ],
+)
+def test_a_bad_subscription_setting_names_it_and_the_choices(
+    tmp_path: Path, key: str, value: str, allowed: str
+) -> None:
+    message = error_of(tmp_path, **{f"EXAMPLE__BROKER__SUBSCRIBER__{key.upper()}": value})
+    assert f"'broker.subscriber.{key}'" in message
+    assert repr(value) in message and allowed in message
+
+
+def test_a_topic_overrides_the_subscriber_defaults(tmp_path: Path) -> None:
+    yaml_text = (
+        "broker:\n  subscriptions:\n"
+        "    events.orders:\n      subscription_type: failover\n"
+        "    events.audit:\n      initial_position: latest\n"
+    )
+    broker = load(tmp_path, yaml_text).broker
+    server = BrokerServer(MemoryBroker(), subscribe_options(broker), subscription_overrides(broker))
+    code_level = SubscribeOptions(concurrency=4)  # what a registration passes is kept
+    server.register("events.orders", _handler, group="g", options=code_level)
+    server.register("events.audit", _handler, group="g")
+    server.register("events.other", _handler, group="g")
+    orders, audit, other = (reg.options for reg in server.registrations)
+    assert (orders.subscription_type, orders.initial_position, orders.concurrency) == (
+        SubscriptionType.FAILOVER, InitialPosition.EARLIEST, 4
+    )
+    assert (audit.subscription_type, audit.initial_position) == (
+        SubscriptionType.SHARED, InitialPosition.LATEST
+    )
+    assert other == server.default_options
+
+
+async def test_an_override_of_a_topic_nobody_subscribes_is_named(tmp_path: Path) -> None:
+    yaml_text = "broker:\n  subscriptions:\n    events.ordres:\n      subscription_type: failover\n"
+    broker = load(tmp_path, yaml_text).broker
+    server = BrokerServer(MemoryBroker(), subscribe_options(broker), subscription_overrides(broker))
+    server.register("events.orders", _handler, group="g")
+    with pytest.raises(ConfigError, match=r"'events.ordres'.*events.orders"):
+        await server.start()
+
+
+def test_an_override_takes_only_the_subscription_settings(tmp_path: Path) -> None:
+    yaml_text = "broker:\n  subscriptions:\n    events.orders:\n      concurrency: 3\n"
+    assert "unknown setting 'broker.subscriptions.events.orders.concurrency'" in error_of(
+        tmp_path, yaml_text
+    )
+
+
+@pytest.mark.parametrize("broker_type", ["nats", "jetstream"])
+def test_nats_refuses_a_subscription_type_it_does_not_have(
+    tmp_path: Path, broker_type: str
+) -> None:
+    yaml_text = f"broker:\n  type: {broker_type}\n  subscriber:\n    subscription_type: failover\n"
+    message = error_of(tmp_path, yaml_text)
+    assert "broker.subscriber.subscription_type is failover" in message
+    assert f"which {broker_type} does not have" in message and "set it to shared" in message
+
+
+def test_cumulative_ack_is_refused_on_a_shared_subscription(tmp_path: Path) -> None:
+    yaml_text = (
+        "broker:\n  type: pulsar\n  pulsar:\n    cumulative_ack: true\n"
+        "  subscriber:\n    subscription_type: exclusive\n"
+        "  subscriptions:\n    events.orders:\n      subscription_type: key_shared\n"
+    )
+    message = error_of(tmp_path, yaml_text)
+    assert "cumulative_ack needs exclusive or failover subscriptions" in message
+    assert "broker.subscriptions.events.orders.subscription_type is key_shared" in message
+    allowed = yaml_text.replace("key_shared", "failover")
+    assert load(tmp_path, allowed).broker.pulsar.cumulative_ack
+
+
+def test_workers_refuse_an_exclusive_subscription(tmp_path: Path) -> None:
+    yaml_text = (
+        "broker:\n  type: pulsar\n  address: pulsar://127.0.0.1:6650\n"
+        "  subscriptions:\n    events.orders:\n      subscription_type: exclusive\n"
+    )
+    broker = load(tmp_path, yaml_text).broker
+    with pytest.raises(ConfigError, match=r"--workers 2 .*events\.orders\.subscription_type is "
+                       r"exclusive"):
+        serve_workers("example", None, "saver", 2, broker)
+
+
+async def _handler(msg: bytes, ctx: MessageContext) -> None:
+    del msg, ctx

@@ -1,14 +1,13 @@
 """Pulsar client features (addresses, timeouts, JWT, TLS, shutdown) against real brokers:
-pulsar-lite and Apache Pulsar (JWT with authentication on: test_apache_pulsar_auth.py)."""
+pulsar-lite and Apache Pulsar (JWT with authentication on: test_apache_pulsar_auth.py; mutual
+TLS: test_apache_pulsar_tls.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import shutil
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -26,8 +25,11 @@ from brokerline.core.embedded import EmbeddedBroker, free_port
 from brokerline.core.settings import TLSSettings
 from brokerline.pulsar.broker import PulsarBroker
 from brokerline.pulsar.client import client_logger
+from brokerline.pulsar.pattern import pattern_configuration
 from brokerline.pulsar.settings import PulsarSettings
-from brokerline.testing.brokers import eventually, unique
+from brokerline.testing.apache_pulsar import ApachePulsarServer
+from brokerline.testing.brokers import cannot_run, eventually, pulsar_lite_lacks, unique
+from brokerline.testing.tls import make_test_certificates, missing_openssl
 
 Factory = Callable[..., Awaitable[PulsarBroker]]
 
@@ -105,19 +107,6 @@ async def test_jwt_token_is_used_and_only_its_length_is_logged(
     assert TOKEN not in repr(broker.settings)
 
 
-async def test_a_wrong_jwt_token_is_refused(pulsar_factory: Factory) -> None:
-    try:
-        broker = await pulsar_factory(jwt_token="not-a-valid-token", operation_timeout=3)
-    except BrokerError as exc:
-        assert "check PULSAR_JWT_TOKEN" in str(exc)
-        return
-    await broker.close(timeout=5)
-    pytest.skip(
-        "this broker accepts any token: pulsar-lite has no authentication provider and the "
-        "session's Apache Pulsar runs without one (test_apache_pulsar_auth.py runs one with it)"
-    )
-
-
 async def test_tls_trust_file_must_exist(tmp_path: Path) -> None:
     settings = PulsarSettings(
         service_urls=["pulsar+ssl://127.0.0.1:6651"],
@@ -145,20 +134,6 @@ async def test_tls_to_a_plaintext_listener_is_unavailable_in_bounded_time(
     assert time.monotonic() - started < 10
 
 
-def self_signed_certificate(directory: Path, name: str) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )
-    return cert, key
-
-
 @contextlib.asynccontextmanager
 async def tls_terminator(cert: Path, key: str | Path, upstream_port: int) -> AsyncIterator[int]:
     """A TLS listener in front of pulsar-lite (the way a TLS Pulsar proxy fronts brokers)."""
@@ -184,27 +159,43 @@ async def tls_terminator(cert: Path, key: str | Path, upstream_port: int) -> Asy
         server.close()
 
 
+@contextlib.asynccontextmanager
+async def tls_endpoint(server: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    """A pulsar+ssl:// URL of `server` and the CA that signed its certificate: Apache Pulsar's
+    own TLS port, or a TLS terminator in front of pulsar-lite (which has no TLS listener)."""
+    missing = missing_openssl()
+    if missing is not None:
+        cannot_run(missing, "CI must run the TLS tests")
+    if isinstance(server, ApachePulsarServer):
+        assert server.certificates is not None, "the session's Apache Pulsar has no TLS"
+        yield server.tls_url, server.certificates.ca
+        return
+    files = make_test_certificates(tmp_path / "broker")
+    async with tls_terminator(files.server_cert, files.server_key, server.port) as port:
+        yield f"pulsar+ssl://127.0.0.1:{port}", files.ca
+
+
 async def test_tls_with_a_trust_file(pulsar_server: EmbeddedBroker, tmp_path: Path) -> None:
-    cert, key = self_signed_certificate(tmp_path, "broker")
-    stranger, _ = self_signed_certificate(tmp_path, "stranger")
-    async with tls_terminator(cert, key, pulsar_server.port) as port:
+    async with tls_endpoint(pulsar_server, tmp_path) as (url, ca):
         def settings(ca_file: Path) -> PulsarSettings:
             return PulsarSettings(
-                service_urls=[f"pulsar+ssl://127.0.0.1:{port}"],
-                tls=TLSSettings(ca_file=str(ca_file)), operation_timeout=2, connection_timeout=1,
+                service_urls=[url], tls=TLSSettings(ca_file=str(ca_file), verify_hostname=True),
+                operation_timeout=2, connection_timeout=1, connect_timeout=3,
             )
 
+        stranger = make_test_certificates(tmp_path / "stranger").ca  # a CA nobody used
         with pytest.raises(BrokerUnavailable, match=r"certificate that tls\.ca_file trusts"):
-            await PulsarBroker(settings(stranger)).connect()  # an untrusted certificate
-        broker = PulsarBroker(settings(cert))
+            await PulsarBroker(settings(stranger)).connect()
+        broker = PulsarBroker(settings(ca))
         await broker.connect()  # the handshake verified the broker against the trust file
         try:
             await round_trip(broker)
         except BrokerUnavailable:
-            pytest.skip(
+            pulsar_lite_lacks(
+                pulsar_server,
                 "pulsar-lite's topic lookups advertise no TLS broker URL "
                 "(brokerServiceUrlTls), so topics cannot be served over TLS; Apache Pulsar "
-                "with brokerServicePortTls can"
+                "with brokerServicePortTls can",
             )
         finally:
             await broker.close(timeout=5)
@@ -234,3 +225,21 @@ def test_client_logs_go_through_python_logging_only_when_debugging() -> None:
         assert client_logger() is python_logger
     finally:
         python_logger.setLevel(before)
+
+
+def test_a_pattern_consumer_is_configured_with_subscribes_keywords() -> None:
+    # regex consumers bypass pulsar.asyncio's subscribe (it cannot set the discovery period),
+    # so every keyword the plugin passes must land in the configuration, or fail loudly
+    conf = pattern_configuration(
+        7, consumer_type=pulsar.ConsumerType.Shared, receiver_queue_size=12,
+        initial_position=pulsar.InitialPosition.Earliest, is_pattern_topic=True,
+        dead_letter_policy=pulsar.ConsumerDeadLetterPolicy(max_redeliver_count=3),
+        unacked_messages_timeout_ms=None,
+    )
+    assert conf.pattern_auto_discovery_period() == 7
+    assert conf.receiver_queue_size() == 12
+    assert conf.consumer_type() == pulsar.ConsumerType.Shared
+    assert conf.subscription_initial_position() == pulsar.InitialPosition.Earliest
+    assert conf.dead_letter_policy().getMaxRedeliverCount() == 3
+    with pytest.raises(AttributeError):
+        pattern_configuration(1, no_such_option=True)

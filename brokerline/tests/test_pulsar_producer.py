@@ -21,6 +21,8 @@ from brokerline.core import BrokerError, MessageContext
 from brokerline.core.embedded import EmbeddedBroker
 from brokerline.pulsar.broker import PulsarBroker
 from brokerline.pulsar.settings import PulsarSettings
+from brokerline.testing.apache_pulsar import ApachePulsarServer
+from brokerline.testing.apache_pulsar.admin import namespace_without_delayed_delivery
 from brokerline.testing.brokers import eventually, pulsar_lite_lacks, unique
 
 Factory = Callable[..., Awaitable[PulsarBroker]]
@@ -140,11 +142,13 @@ async def test_key_ordering_key_properties_and_event_time_reach_the_broker(
 
 
 async def test_delay_is_refused_when_the_broker_would_deliver_at_once(
-    pulsar_factory: Factory
+    pulsar_factory: Factory, pulsar_server: EmbeddedBroker
 ) -> None:
-    broker = await pulsar_factory(delayed_delivery="auto")
-    if broker.supports_delay:
-        pytest.skip("this broker honours delayed delivery; the refusal path does not apply")
+    overrides: dict[str, str] = {}  # pulsar-lite delivers delayed messages at once anywhere
+    if isinstance(pulsar_server, ApachePulsarServer):  # Apache Pulsar: where a policy says so
+        overrides["namespace"] = namespace_without_delayed_delivery(pulsar_server, unique("ns"))
+    broker = await pulsar_factory(delayed_delivery="auto", **overrides)
+    assert not broker.supports_delay
     # the connect-time probe found that delays are ignored: refusing beats silent early delivery
     with pytest.raises(BrokerError, match="cannot delay delivery"):
         await broker.publish(unique("delay"), b"x", delay=1.0)

@@ -110,7 +110,14 @@ def subscribe_options(cfg: BrokerConfig) -> SubscribeOptions:
         backoff=Backoff(initial=sub.backoff_initial, maximum=sub.backoff_max),
         ack_wait=sub.ack_wait,
         max_message_bytes=sub.max_message_bytes,
+        subscription_type=sub.subscription_type,
+        initial_position=sub.initial_position,
     )
+
+
+def subscription_overrides(cfg: BrokerConfig) -> dict[str, dict[str, Any]]:
+    """Per topic, the `SubscribeOptions` fields `broker.subscriptions` sets for it."""
+    return {topic: override.changes() for topic, override in cfg.subscriptions.items()}
 
 
 async def connect_with_retries(broker: Broker, attempts: int, where: str) -> None:

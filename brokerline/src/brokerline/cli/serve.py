@@ -20,6 +20,7 @@ from typing import Any
 from brokerline.app import App
 from brokerline.cli.startup import shutdown_interrupted, start_interruptibly
 from brokerline.config import BrokerConfig, ConfigError, ServiceConfig
+from brokerline.core import SubscriptionType
 from brokerline.telemetry import service_name, setup_telemetry
 
 log = logging.getLogger("brokerline.serve")
@@ -75,6 +76,14 @@ def serve_workers(
         raise ConfigError(
             "--workers needs a shared broker: set broker.address (BROKER_ADDRESS) to a running "
             "nats, jetstream or pulsar broker; an embedded or memory broker is one per process"
+        )
+    exclusive = [where for where, kind in broker.subscription_types().items()
+                 if kind is SubscriptionType.EXCLUSIVE]
+    if workers > 1 and exclusive:
+        raise ConfigError(
+            f"--workers {workers} needs subscriptions several consumers can join, but "
+            f"{exclusive[0]} is exclusive (the broker refuses a second consumer); set it to "
+            "shared, key_shared or failover (a hot standby), or run one worker"
         )
     argv = [sys.executable, "-m", package]
     if config_path:

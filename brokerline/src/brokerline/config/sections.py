@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -20,10 +21,11 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from brokerline.core.base import InitialPosition, SubscriptionType
 from brokerline.core.settings import LOWERCASE
 from brokerline.core.urls import check_scheme
 from brokerline.nats.settings import NatsSettings
-from brokerline.pulsar.settings import PulsarSettings
+from brokerline.pulsar.settings import CUMULATIVE_ACK_TYPES, PulsarSettings
 
 DEFAULT_CONFIG = Path("configs/config.yaml")
 
@@ -47,6 +49,23 @@ class SubscriberConfig(_Section):
     backoff_max: float = Field(30.0, gt=0)
     ack_wait: float = Field(30.0, gt=0)
     max_message_bytes: int = Field(1024 * 1024, ge=1)  # larger ones are dead-lettered
+    # Shared by default: `serve saver --workers N` runs N consumers in one group, and only a
+    # shared type spreads the messages over them (exclusive refuses the second worker,
+    # failover keeps all but one idle). Pulsar only; NATS and JetStream groups are shared.
+    subscription_type: Annotated[SubscriptionType, LOWERCASE] = SubscriptionType.SHARED
+    # where a new group starts on a topic that already holds messages (Pulsar, JetStream)
+    initial_position: Annotated[InitialPosition, LOWERCASE] = InitialPosition.EARLIEST
+
+
+class SubscriptionOverride(_Section):
+    """One subscription's own type and start, over `broker.subscriber` (None: that value)."""
+
+    subscription_type: Annotated[SubscriptionType | None, LOWERCASE] = None
+    initial_position: Annotated[InitialPosition | None, LOWERCASE] = None
+
+    def changes(self) -> dict[str, SubscriptionType | InitialPosition]:
+        """The `SubscribeOptions` fields this override sets."""
+        return {name: value for name, value in self if value is not None}
 
 
 class BrokerConfig(_Section):
@@ -61,6 +80,8 @@ class BrokerConfig(_Section):
     group: str = Field("saver", min_length=1)  # the saver's consumer group (subscription)
     connect_attempts: int = Field(5, ge=1, le=100)  # bounded retries at start, then give up
     subscriber: SubscriberConfig = Field(default_factory=SubscriberConfig)
+    # per topic (as the service registers it): its own subscription_type / initial_position
+    subscriptions: dict[str, SubscriptionOverride] = Field(default_factory=dict)
     nats: NatsSettings = Field(default_factory=NatsSettings)
     pulsar: PulsarSettings = Field(default_factory=PulsarSettings)
 
@@ -77,6 +98,34 @@ class BrokerConfig(_Section):
             for url in address.split(","):
                 check_scheme(url.strip(), kind)
         return address
+
+    @model_validator(mode="after")
+    def _subscription_types_fit_the_broker(self) -> BrokerConfig:
+        for where, kind in self.subscription_types().items():
+            if self.type in ("nats", "jetstream") and kind is not SubscriptionType.SHARED:
+                raise ValueError(
+                    f"{where} is {kind.value}, which {self.type} does not have (its groups are "
+                    "always shared by their consumers); set it to shared or use pulsar"
+                )
+            if self.type == "pulsar" and self.pulsar.cumulative_ack and (
+                kind not in CUMULATIVE_ACK_TYPES
+            ):
+                raise ValueError(
+                    f"broker.pulsar.cumulative_ack needs exclusive or failover subscriptions, "
+                    f"but {where} is {kind.value} (its consumers ack independently); set "
+                    "cumulative_ack to false or that subscription_type to exclusive or failover"
+                )
+        return self
+
+    def subscription_types(self) -> dict[str, SubscriptionType]:
+        """Each configured subscription type, by the setting that chose it."""
+        kinds = {"broker.subscriber.subscription_type": self.subscriber.subscription_type}
+        for topic, override in self.subscriptions.items():
+            if override.subscription_type is not None:
+                kinds[f"broker.subscriptions.{topic}.subscription_type"] = (
+                    override.subscription_type
+                )
+        return kinds
 
     def addresses(self) -> list[str]:
         return [a.strip() for a in self.address.split(",") if a.strip()]

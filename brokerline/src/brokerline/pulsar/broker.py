@@ -9,9 +9,13 @@ Mapping of the API:
 * `group` -> the subscription name (Shared by default; Exclusive, Failover, Key_Shared by
   `SubscribeOptions.subscription_type`); no group -> an anonymous subscription that is
   deleted on close. `initial_position` defaults to Earliest (the client's default is Latest).
-* `key` -> the message's partition key; `headers` -> message
-  properties; `delay` -> `deliver_after`. `publish(..., ordering_key=, event_time=,
-  deliver_at=)` sets the other Pulsar message fields.
+* `key` -> the message's partition key (on a partitioned topic it picks the partition: see
+  `brokerline.pulsar.routing`); `headers` -> message properties; `delay` -> `deliver_after`.
+  `publish(..., ordering_key=, event_time=, deliver_at=, sequence_id=)` sets the other Pulsar
+  message fields; `sequence_id` with `PulsarSettings.producer_name` is broker-side dedupe.
+* partitioned topics: subscribe to the topic's name to read every partition; the handler's
+  `ctx.topic` is that name (the partition's index is the third field of `ctx.message_id`),
+  and the retry-letter and dead-letter topics are named after it, not after a partition.
 * `topic`: a name (`orders`, `tenant/ns/orders`, `persistent://...`, `non-persistent://...`),
   a list of names, or a compiled regex (`re.compile("orders-.*")`).
 * acknowledgement: see `pulsar_consumer` (ack, hold-then-nack for per-message backoff, or a
@@ -21,6 +25,8 @@ Mapping of the API:
   the Dispatcher never negatively acks at that count, so the policy only catches a message
   whose handler never returned (it crashed or hung the process) and moves it to the same DLQ
   instead of crash-looping the service.
+* `cumulative_ack` (settings or `PulsarSubscribeOptions`): one cumulative ack per run of
+  handled messages instead of one ack each; exclusive and failover subscriptions only.
 * `SubscribeOptions.ack_wait` -> the ack timeout (the client refuses less than 10 s, so
   shorter values are raised to 10 s; 0 disables it).
 """
@@ -60,11 +66,14 @@ from brokerline.pulsar.client import (
     client_kwargs,
     explain,
     service_url,
+    unreachable_hint,
 )
 from brokerline.pulsar.consumer import PulsarSubscribeOptions, PulsarSubscription
+from brokerline.pulsar.pattern import subscribe_pattern
 from brokerline.pulsar.probe import probe_delayed_delivery
 from brokerline.pulsar.producer import ProducerPool, PulsarEnvelope
-from brokerline.pulsar.settings import PulsarSettings
+from brokerline.pulsar.routing import ROUTING_MODES
+from brokerline.pulsar.settings import CUMULATIVE_ACK_TYPES, SINGLE_CONSUMER_TYPES, PulsarSettings
 
 log = logging.getLogger("broker.pulsar")
 
@@ -88,8 +97,9 @@ class PulsarBroker(Broker):
     type_name = "pulsar"
     supports_delay = True  # refined at connect when `delayed_delivery` is `auto`
 
-    #: delayed-delivery probe results per service URL (probing costs up to half a second)
-    _delay_probes: ClassVar[dict[str, bool]] = {}
+    #: delayed-delivery probe results per service URL and probe topic (probing costs up to
+    #: half a second); the topic names the namespace, whose policy can turn delays off
+    _delay_probes: ClassVar[dict[tuple[str, str], bool]] = {}
     #: clients shared by the brokers of this process (one per service URL and credentials)
     _clients: ClassVar[SharedClients] = SharedClients()
 
@@ -105,6 +115,7 @@ class PulsarBroker(Broker):
         # enumerated settings fail here, at construction, not at the first publish
         choice(COMPRESSION, self.settings.compression, "compression")
         choice(BATCHING, self.settings.batching_type, "batching_type")
+        choice(ROUTING_MODES, self.settings.partition_routing, "partition_routing")
         self._regex_mode = choice(
             REGEX_MODES, self.settings.regex_subscription_mode, "regex_subscription_mode"
         )
@@ -139,8 +150,7 @@ class PulsarBroker(Broker):
                 )
                 raise BrokerUnavailable(
                     f"Pulsar at {self.url} did not answer within {bound:g}s "
-                    "(broker.pulsar.connect_timeout); check MQ_NAME_SERVER and that the "
-                    f"broker is running{token_hint}"
+                    f"(broker.pulsar.connect_timeout); {unreachable_hint(self.url)}{token_hint}"
                 ) from None
             raise explain(exc, "connecting", self.url) from None
         self._client, self._client_key = client, key
@@ -190,11 +200,11 @@ class PulsarBroker(Broker):
             raise BrokerError(
                 f"pulsar setting delayed_delivery={mode!r} is not valid; use auto, on or off"
             )
-        if self.url not in self._delay_probes:
+        key = (self.url, self._probe_topic())
+        if key not in self._delay_probes:
             client, _ = self._connected()
-            probe = probe_delayed_delivery(client, self._probe_topic(), self.url)
-            self._delay_probes[self.url] = await probe
-        return self._delay_probes[self.url]
+            self._delay_probes[key] = await probe_delayed_delivery(client, key[1], self.url)
+        return self._delay_probes[key]
 
     # -- publishing ---------------------------------------------------------------------------
     async def publish(
@@ -208,14 +218,18 @@ class PulsarBroker(Broker):
         ordering_key: str | None = None,
         event_time: datetime | None = None,
         deliver_at: datetime | None = None,
+        sequence_id: int | None = None,
     ) -> None:
         """Publish and wait for the broker's acceptance (a synchronous send, awaited).
 
         `key` is the partition (sharding) key, `ordering_key` the Key_Shared ordering key,
-        `event_time` the application's event timestamp, `deliver_at` an absolute delivery time.
+        `event_time` the application's event timestamp, `deliver_at` an absolute delivery time,
+        `sequence_id` the message's sequence id for broker-side deduplication (needs
+        `producer_name`; the broker drops a message whose id is not above the highest it has
+        stored from that producer name on that topic).
         """
         envelope = self._pulsar_envelope(
-            topic, msg, key, headers, delay, ordering_key, event_time, deliver_at
+            topic, msg, key, headers, delay, ordering_key, event_time, deliver_at, sequence_id
         )
         await self._publish_chain(envelope)
 
@@ -230,6 +244,7 @@ class PulsarBroker(Broker):
         ordering_key: str | None = None,
         event_time: datetime | None = None,
         deliver_at: datetime | None = None,
+        sequence_id: int | None = None,
     ) -> asyncio.Future[str]:
         """An asynchronous send: returns once the message is queued in the client.
 
@@ -238,7 +253,7 @@ class PulsarBroker(Broker):
         """
         _client, producers = self._connected()
         envelope = self._pulsar_envelope(
-            topic, msg, key, headers, delay, ordering_key, event_time, deliver_at
+            topic, msg, key, headers, delay, ordering_key, event_time, deliver_at, sequence_id
         )
         for middleware in self.middleware:
             envelope = middleware.on_publish(envelope)
@@ -256,18 +271,32 @@ class PulsarBroker(Broker):
         ordering_key: str | None,
         event_time: datetime | None,
         deliver_at: datetime | None,
+        sequence_id: int | None = None,
     ) -> Envelope:
         if deliver_at is not None and not self.supports_delay:
             raise BrokerError(
                 f"the Pulsar broker at {self.url} delivers delayed messages at once; "
                 "publish without deliver_at or use an Apache Pulsar cluster"
             )
+        if sequence_id is not None:
+            if self.settings.producer_name is None:
+                raise BrokerError(
+                    "publishing with a sequence_id needs broker.pulsar.producer_name: the broker "
+                    "deduplicates by (producer name, sequence id); set one or drop sequence_id"
+                )
+            if not 0 <= sequence_id < 1 << 63:  # the message field is a signed 64-bit integer
+                raise BrokerError(
+                    f"sequence_id must be between 0 and 2**63 - 1, got {sequence_id}"
+                )
         envelope = self._envelope(topic, msg, key, headers, delay)
-        if ordering_key is None and event_time is None and deliver_at is None:
+        if ordering_key is None and event_time is None and deliver_at is None and (
+            sequence_id is None
+        ):
             return envelope
         return PulsarEnvelope(
             envelope.topic, envelope.payload, envelope.key, envelope.headers, envelope.delay,
             ordering_key=ordering_key, event_time=event_time, deliver_at=deliver_at,
+            sequence_id=sequence_id,
         )
 
     async def _send(self, envelope: Envelope) -> None:
@@ -304,7 +333,9 @@ class PulsarBroker(Broker):
             target = [self.names.full(t) for t in topics]
             label = ",".join(topics)
             first_topic = target[0]
-        retry_topic = self._retry_topic(extras, first_topic, subscription)
+        retry_topic = self._retry_topic(
+            extras, first_topic, subscription, options.subscription_type
+        )
         if retry_topic is not None and isinstance(target, list):
             target = [*target, retry_topic]
         # a configured DLQ is shared by all source topics; else each gets <topic>-<sub>-DLQ
@@ -316,6 +347,7 @@ class PulsarBroker(Broker):
             TopicNames.persistent(f"{first_topic}-{subscription}-DLQ") if single_topic else None
         )
         ack_timeout = self._ack_timeout(options.ack_wait)
+        cumulative_ack = self._cumulative_ack(extras, options.subscription_type)
         kwargs: dict[str, Any] = {
             "consumer_type": CONSUMER_TYPES[options.subscription_type],
             "initial_position": INITIAL_POSITIONS[options.initial_position],
@@ -356,7 +388,8 @@ class PulsarBroker(Broker):
             consumer, label=label, group=group, anonymous=group is None,
             dispatcher_for=dispatcher_for, flow=flow, producers=producers, retry_topic=retry_topic,
             nack_delay=self.settings.negative_ack_redelivery_delay, ack_timeout=ack_timeout,
-            concurrency=options.concurrency, on_closed=self._subscriptions.discard,
+            concurrency=options.concurrency, cumulative_ack=cumulative_ack,
+            on_closed=self._subscriptions.discard,
         )
         self._subscriptions.add(live)
         live.start()
@@ -372,6 +405,9 @@ class PulsarBroker(Broker):
             # queue and thread hop per message of its multi-topic consumer
             target = target[0]
         try:
+            if kwargs.get("is_pattern_topic") and isinstance(target, str):
+                period = max(1, round(self.settings.pattern_auto_discovery_period))
+                return await subscribe_pattern(client, target, subscription, period, **kwargs)
             return await client.subscribe(target, subscription, **kwargs)
         except Exception as exc:
             error = explain(exc, doing, self.url)
@@ -392,7 +428,8 @@ class PulsarBroker(Broker):
             raise error from None
 
     def _retry_topic(
-        self, extras: PulsarSubscribeOptions, first_topic: str | None, subscription: str
+        self, extras: PulsarSubscribeOptions, first_topic: str | None, subscription: str,
+        kind: SubscriptionType,
     ) -> str | None:
         wanted = extras.retry_letter_topic
         if wanted is None:
@@ -407,9 +444,28 @@ class PulsarBroker(Broker):
             log.warning("pulsar: the broker at %s cannot delay delivery, so the retry-letter "
                         "topic would retry at once; retries are held and negative-acked", self.url)
             return None
+        if kind in SINGLE_CONSUMER_TYPES:
+            # Apache Pulsar dispatches delayed messages at once on these (delays are tracked
+            # per Shared/Key_Shared dispatcher only): the retry topic would not wait
+            log.warning("pulsar: a %s subscription gets delayed messages at once, so the "
+                        "retry-letter topic would retry %s without backoff; retries are held "
+                        "and negative-acked", kind.value, subscription)
+            return None
         if isinstance(wanted, str):
             return self.names.full(wanted)
         return TopicNames.persistent(f"{first_topic}-{subscription}-RETRY")
+
+    def _cumulative_ack(self, extras: PulsarSubscribeOptions, kind: SubscriptionType) -> bool:
+        wanted = extras.cumulative_ack
+        if wanted is None:
+            wanted = self.settings.cumulative_ack
+        if wanted and kind not in CUMULATIVE_ACK_TYPES:
+            raise BrokerError(
+                f"cumulative_ack needs an exclusive or failover subscription, not {kind.value} "
+                "(several consumers ack independently there); turn cumulative_ack off or "
+                "change the subscription_type"
+            )
+        return wanted
 
     def _receiver_queue_size(self, extras: PulsarSubscribeOptions, concurrency: int) -> int:
         size = extras.receiver_queue_size or self.settings.receiver_queue_size

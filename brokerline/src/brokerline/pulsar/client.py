@@ -183,6 +183,19 @@ def result_name(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def unreachable_hint(url: str) -> str:
+    """What to check when the client cannot reach the broker (a failed TLS handshake looks
+    the same to it: the client only logs why, so the TLS suspects are named)."""
+    hint = "check MQ_NAME_SERVER and that the broker is running"
+    if url.startswith("pulsar+ssl://"):
+        hint += (
+            ", listens with TLS and has a certificate that tls.ca_file trusts; if it requires "
+            "client certificates (mutual TLS), set tls.cert_file and tls.key_file to a "
+            "certificate its CA signed"
+        )
+    return hint
+
+
 def explain(exc: BaseException, doing: str, url: str) -> BrokerError:
     """One sentence for a failed client call: what failed and what to do about it."""
     name = result_name(exc)
@@ -201,10 +214,9 @@ def explain(exc: BaseException, doing: str, url: str) -> BrokerError:
         )
     if name in ("Timeout", "ConnectError", "Disconnected", "Retryable", "ServiceUnitNotReady",
                 "AlreadyClosed", "TimeOut"):
-        hint = "check MQ_NAME_SERVER and that the broker is running"
-        if url.startswith("pulsar+ssl://"):
-            hint += ", listens with TLS and has a certificate that tls.ca_file trusts"
-        return BrokerUnavailable(f"could not reach Pulsar at {url} while {doing} ({name}); {hint}")
+        return BrokerUnavailable(
+            f"could not reach Pulsar at {url} while {doing} ({name}); {unreachable_hint(url)}"
+        )
     return BrokerError(f"Pulsar failed while {doing}: {exc}")
 
 

@@ -20,6 +20,9 @@ A retry waits the delay the Dispatcher asked for, in one of two ways:
   property (Pulsar's retry-letter convention), then acknowledged; the consumer subscribes to
   the retry topic too. Long backoffs then cost no client memory and survive restarts. When the
   broker cannot delay delivery (pulsar-lite), the plugin falls back to hold-then-nack.
+
+With `cumulative_ack` (exclusive and failover subscriptions) a handled message is not acked
+by itself: `CumulativeAcks` acks the longest run of handled messages at once (see there).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from brokerline.core.base import Delivery, Envelope, Subscription
 from brokerline.core.dispatch import Dispatcher
 from brokerline.core.errors import BrokerError
 from brokerline.core.flow import FlowControl
+from brokerline.pulsar.cumulative import CumulativeAcks, Tracked
 from brokerline.pulsar.producer import ProducerPool
 from brokerline.pulsar.receiver import Receiver
 
@@ -53,6 +57,9 @@ DELAY_TIME = "DELAY_TIME"
 RETRY_PROPERTIES = (RECONSUME_TIMES, REAL_TOPIC, ORIGIN_MESSAGE_ID, DELAY_TIME)
 
 ACK_SETTLE_SECONDS = 0.3
+#: the longest a close waits for the negative acks of abandoned messages to leave (a longer
+#: negative-ack delay leaves them to the broker's redelivery at close, uncounted)
+ABANDONED_NACK_WAIT = 2.0
 
 _PARTITION_SUFFIX = re.compile(r"-partition-\d+$")
 
@@ -71,6 +78,7 @@ class PulsarSubscribeOptions:
     consumer_name: str | None = None
     dead_letter_backstop: bool | None = None
     regex_subscription_mode: str | None = None  # persistent | non_persistent | all
+    cumulative_ack: bool | None = None  # exclusive and failover subscriptions only
 
 
 def base_topic(topic: str) -> str:
@@ -107,6 +115,7 @@ class PulsarSubscription(Subscription):
         nack_delay: float,
         ack_timeout: float | None,
         concurrency: int,
+        cumulative_ack: bool,
         on_closed: Callable[[PulsarSubscription], None],
     ) -> None:
         self.topic = label
@@ -124,7 +133,11 @@ class PulsarSubscription(Subscription):
         self._held: set[asyncio.TimerHandle] = set()
         self._acks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._abandoned = 0  # messages whose handler the close cancelled
         self._client_consumer: _pulsar.Consumer = consumer._consumer  # the binding's object
+        self._cumulative = (
+            CumulativeAcks(self._client_consumer, _acknowledged) if cumulative_ack else None
+        )
         self._clock = asyncio.get_running_loop().time
         self._flow = flow
         self._receiver = Receiver(
@@ -138,10 +151,12 @@ class PulsarSubscription(Subscription):
     # -- receiving ----------------------------------------------------------------------------
     def _delivery(self, message: _pulsar.Message) -> Delivery:
         headers = message.properties()  # a new dict on every call: ours to change
-        topic = message.topic_name()
+        # a partition's message is the partitioned topic's: handlers, dead letters and retries
+        # see the name that was subscribed to (the partition index is in the message id)
+        topic = base_topic(message.topic_name())
         message_id = str(message.message_id())
         earlier_retries = 0
-        if self._retry_topic is not None and base_topic(topic) == self._retry_topic:
+        if self._retry_topic is not None and topic == self._retry_topic:
             topic = headers.get(REAL_TOPIC, topic)
             earlier_retries = int(headers.get(RECONSUME_TIMES, "0") or 0)
             message_id = headers.get(ORIGIN_MESSAGE_ID, message_id)
@@ -169,20 +184,57 @@ class PulsarSubscription(Subscription):
 
     async def _handle(self, message: _pulsar.Message) -> None:
         received_at = self._clock()
+        tracked = self._cumulative.received(message) if self._cumulative else None
         delivery = self._delivery(message)
-        outcome = await self._dispatcher(delivery.topic).process(delivery)
+        try:
+            outcome = await self._dispatcher(delivery.topic).process(delivery)
+        except BaseException as exc:  # cancelled at close: not handled, the broker redelivers it
+            if tracked is not None:
+                self._cumulative_failed(tracked)
+            if isinstance(exc, asyncio.CancelledError):
+                self._abandon(message)
+            raise
         if outcome.acked:
-            self._client_consumer.acknowledge_async(message, _acknowledged)
+            self._ack(message, tracked)
             return
-        await self._retry(message, delivery, outcome.delay, received_at)
+        await self._retry(message, tracked, delivery, outcome.delay, received_at)
+
+    def _ack(self, message: _pulsar.Message, tracked: Tracked | None) -> None:
+        if tracked is not None and self._cumulative is not None:
+            self._cumulative.handled(tracked, message.topic_name())
+        else:
+            self._client_consumer.acknowledge_async(message, _acknowledged)
+
+    def _cumulative_failed(self, tracked: Tracked) -> None:
+        if self._cumulative is not None:
+            self._cumulative.failed(tracked)
 
     async def _retry(
-        self, message: _pulsar.Message, delivery: Delivery, delay: float, received_at: float
+        self, message: _pulsar.Message, tracked: Tracked | None, delivery: Delivery,
+        delay: float, received_at: float,
     ) -> None:
         if self._retry_topic is not None and delay > 0:
             if await self._republish_for_retry(message, delivery, delay):
+                self._ack(message, tracked)
                 return
+        if tracked is not None:  # before the nack, whose redelivery may overtake the hold
+            self._cumulative_failed(tracked)
         self._hold_then_nack(message, delay, received_at)
+
+    def _abandon(self, message: _pulsar.Message) -> None:
+        """The subscription closed while a handler ran: that was a delivery attempt too.
+
+        Apache Pulsar counts a redelivery only when a consumer asks for one (negative ack, ack
+        timeout), not when the consumer goes away; so ask, or a message that hangs every
+        handler until the stop timeout would never reach max_deliveries and the dead-letter
+        topic. Limits on Apache Pulsar: a process that dies asks nothing, so its messages come
+        back uncounted; and a Shared subscription's counts are forgotten when its last
+        consumer leaves.
+        """
+        self._abandoned += 1
+        self._client_consumer.negative_acknowledge(message)
+        log.debug("pulsar: %s: a handler was cancelled at close; negative-acked so that the "
+                  "broker counts the attempt", self.topic)
 
     # -- retrying -----------------------------------------------------------------------------
     async def _republish_for_retry(
@@ -200,7 +252,6 @@ class PulsarSubscription(Subscription):
         except BrokerError as exc:
             log.warning("pulsar: retry-letter publish failed (%s); negative-acking instead", exc)
             return False
-        self._client_consumer.acknowledge_async(message, _acknowledged)
         return True
 
     def _hold_then_nack(self, message: _pulsar.Message, delay: float, received_at: float) -> None:
@@ -239,7 +290,10 @@ class PulsarSubscription(Subscription):
         # Acks are grouped by the client (every 100 ms); pulsar-lite was seen to redeliver
         # messages acked just before a close to the next consumer. A short pause lets the
         # group flush and the broker settle; it narrows that window, it does not close it.
-        await asyncio.sleep(ACK_SETTLE_SECONDS)
+        settle = ACK_SETTLE_SECONDS
+        if self._abandoned:  # the client sends negative acks once their delay has passed
+            settle = max(settle, min(self._nack_delay * 1.4 + 0.1, ABANDONED_NACK_WAIT))
+        await asyncio.sleep(settle)
         try:
             if self._anonymous:  # nobody can come back to an anonymous subscription: drop it
                 await asyncio.wait_for(self._consumer.unsubscribe(), timeout)

@@ -20,15 +20,23 @@ def pulsar_lite_binary() -> str:
 
 
 def pulsar_lite(
-    *, port: int | None = None, store: str | os.PathLike[str] | None = None
+    *,
+    port: int | None = None,
+    store: str | os.PathLike[str] | None = None,
+    default_partitions: int | None = None,
 ) -> EmbeddedBroker:
-    """A pulsar-lite broker on loopback (not yet started: call `.start()`)."""
+    """A pulsar-lite broker on loopback (not yet started: call `.start()`).
+
+    `default_partitions`: every topic it creates has that many partitions (pulsar-lite has
+    no admin API to partition one topic).
+    """
     port = port or free_port()
     path, owned = store_dir(store, "pulsar-lite-")
     metrics_port = free_port()
     # an own config file: without --config, pulsar-lite reads ./pulsar-lite.toml if present
     config = path / "pulsar-lite.toml"
-    config.write_text(f'[metrics]\naddr = "127.0.0.1:{metrics_port}"\n')
+    partitions = f"default_partitions = {default_partitions}\n" if default_partitions else ""
+    config.write_text(f'{partitions}[metrics]\naddr = "127.0.0.1:{metrics_port}"\n')
     argv = [
         pulsar_lite_binary(), "--config", str(config), "--addr", f"127.0.0.1:{port}",
         "--db-path", str(path / "db"), "--log-level", "warn",

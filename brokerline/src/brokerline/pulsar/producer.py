@@ -36,7 +36,8 @@ from pulsar.asyncio import Client, Producer, PulsarException
 
 from brokerline.core.base import Envelope
 from brokerline.core.errors import BrokerError
-from brokerline.pulsar.client import BATCHING, COMPRESSION, TopicNames, choice, explain
+from brokerline.pulsar.client import BATCHING, COMPRESSION, TopicNames, choice, explain, result_name
+from brokerline.pulsar.routing import ROUTING_MODES, key_router
 from brokerline.pulsar.settings import PulsarSettings
 
 log = logging.getLogger("broker.pulsar")
@@ -50,12 +51,14 @@ class PulsarEnvelope(Envelope):
     """An envelope with the Pulsar-only message fields.
 
     `key` (from `Envelope`) is the partition / sharding key; `ordering_key` overrides it for
-    Key_Shared dispatch; `deliver_at` is an absolute delayed-delivery time.
+    Key_Shared dispatch; `deliver_at` is an absolute delayed-delivery time; `sequence_id` the
+    producer's sequence id of the message (broker-side deduplication, with `producer_name`).
     """
 
     ordering_key: str | None = None
     event_time: datetime | None = None
     deliver_at: datetime | None = None
+    sequence_id: int | None = None
 
 
 def _millis(moment: datetime) -> int:
@@ -78,7 +81,13 @@ def build_message(envelope: Envelope) -> _pulsar.Message:
             builder.event_timestamp(_millis(envelope.event_time))
         if envelope.deliver_at is not None:
             builder.deliver_at(_millis(envelope.deliver_at))
+        if envelope.sequence_id is not None:
+            builder.sequence_id(envelope.sequence_id)
     return builder.build()
+
+
+def _numbered(envelope: Envelope) -> bool:
+    return isinstance(envelope, PulsarEnvelope) and envelope.sequence_id is not None
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -191,6 +200,23 @@ class _TopicProducer:
         # the binding's producer under `pulsar.asyncio`: its callbacks run on the I/O thread
         self.send_async = producer._producer.send_async
         self.window = window
+        self.numbered_by_caller: bool | None = None  # set by the first send of a named producer
+
+    def check_numbering(self, by_caller: bool) -> None:
+        """A named producer's sequence ids come from the caller always, or never.
+
+        The client numbers its messages from the broker's last id at creation and does not
+        follow the caller's ids, so with broker-side dedupe on, a message it numbers after
+        caller-numbered ones could be dropped as a duplicate.
+        """
+        if self.numbered_by_caller is None:
+            self.numbered_by_caller = by_caller
+        elif self.numbered_by_caller != by_caller:
+            raise BrokerError(
+                f"publishing to {self.topic} under producer_name mixes messages with and "
+                "without sequence_id, and the broker's dedupe could drop the ones without; "
+                "pass sequence_id on every publish to this topic, or on none"
+            )
 
 
 class ProducerPool:
@@ -209,6 +235,7 @@ class ProducerPool:
         self._in_flight: set[asyncio.Future[str]] = set()  # groups of sends not yet settled
         self._compression = choice(COMPRESSION, settings.compression, "compression")
         self._batching_type = choice(BATCHING, settings.batching_type, "batching_type")
+        self._routing_mode = choice(ROUTING_MODES, settings.partition_routing, "partition_routing")
 
     @property
     def topics(self) -> list[str]:
@@ -227,6 +254,7 @@ class ProducerPool:
             try:
                 producer = await self._client.create_producer(
                     topic,
+                    producer_name=s.producer_name,
                     send_timeout_millis=int(s.send_timeout * 1000),
                     compression_type=self._compression,
                     max_pending_messages=s.max_pending_messages,
@@ -236,8 +264,16 @@ class ProducerPool:
                     batching_max_allowed_size_in_bytes=s.batching_max_bytes,
                     batching_max_publish_delay_ms=s.batching_max_delay_ms,
                     batching_type=self._batching_type,
+                    message_routing_mode=self._routing_mode,
+                    message_router=key_router(s.partition_key_hashing, s.partition_routing),
                 )
             except Exception as exc:
+                if result_name(exc) == "ProducerBusy":
+                    raise BrokerError(
+                        f"Pulsar refused a producer named {s.producer_name!r} on {topic}: "
+                        "another one of that name is connected; give every running process "
+                        "its own broker.pulsar.producer_name"
+                    ) from None
                 raise explain(exc, f"creating a producer for {topic}", self.url) from None
             window = _Window(self.loop, s.max_pending_messages)
             cached = self._producers[topic] = _TopicProducer(topic, producer, window)
@@ -254,6 +290,8 @@ class ProducerPool:
         """
         entry = await self._producer_for(self._names.full(envelope.topic))
         message = build_message(envelope)
+        if self._settings.producer_name is not None:
+            entry.check_numbering(_numbered(envelope))
         await entry.window.take(1)
         return self._hand_over(entry, [message]).future
 
@@ -282,6 +320,9 @@ class ProducerPool:
         """Hand the messages of one topic over in groups, as window slots allow."""
         entry = await self._producer_for(self._names.full(topic))
         messages = [build_message(e) for e in envelopes]  # a bad envelope fails before sending
+        if self._settings.producer_name is not None:
+            for envelope in envelopes:
+                entry.check_numbering(_numbered(envelope))
         groups = []
         start = 0
         while start < len(messages):

@@ -6,8 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from brokerline.core.base import SubscriptionType
 from brokerline.core.settings import LOWERCASE, Name, PluginSettings, Seconds, TLSSettings
 from brokerline.core.urls import check_scheme
+
+#: where one consumer sees every message of a topic in order: a cumulative ack fits, and
+#: Apache Pulsar dispatches delayed messages at once
+SINGLE_CONSUMER_TYPES = frozenset({SubscriptionType.EXCLUSIVE, SubscriptionType.FAILOVER})
+CUMULATIVE_ACK_TYPES = SINGLE_CONSUMER_TYPES
 
 
 class PulsarSettings(PluginSettings):
@@ -31,12 +37,27 @@ class PulsarSettings(PluginSettings):
     compression: Annotated[Literal["none", "lz4", "zlib", "zstd", "snappy"], LOWERCASE] = "none"
     # use key_based with Key_Shared subscriptions
     batching_type: Annotated[Literal["default", "key_based"], LOWERCASE] = "default"
+    # partitioned topics: a message with a key goes to hash(key) % partitions in both modes;
+    # the mode places messages without a key (the next partition in turn, or one for the
+    # producer's life); the hashing: the client's own (boost::hash), or one of the Java client's
+    partition_routing: Annotated[Literal["round_robin", "single_partition"], LOWERCASE] = (
+        "round_robin"
+    )
+    partition_key_hashing: Annotated[
+        Literal["client", "java_string", "murmur3_32"], LOWERCASE
+    ] = "client"
+    # the producers' name, for broker-side deduplication: (producer_name, sequence id) is the
+    # dedupe key, so keep it stable across restarts and unique among running processes
+    producer_name: Annotated[str, Field(min_length=1, pattern=r"^[^\s]+$")] | None = None
     max_pending_messages: int = Field(1000, ge=1)  # in-flight sends per producer; more wait
     send_timeout: Seconds = 30.0  # seconds a send may wait for the broker's acceptance
     # the consumer's floor for a redelivery; longer backoffs are held by the plugin first
     negative_ack_redelivery_delay: float = Field(0.1, ge=0)  # seconds (the client's is 60)
     # prefetch per consumer; None: 2 x concurrency, at least 10
     receiver_queue_size: int | None = Field(None, ge=1)
+    # ack a run of handled messages with one cumulative ack (exclusive and failover
+    # subscriptions only); never past a message that is still being handled or was retried
+    cumulative_ack: bool = False
     retry_letter_topic: bool = False  # retries via <topic>-<sub>-RETRY with deliver_after
     dead_letter_backstop: bool = True  # client DLQ for messages that crash/hang the consumer
     # auto: probe the broker at connect
@@ -44,6 +65,9 @@ class PulsarSettings(PluginSettings):
     regex_subscription_mode: Annotated[
         Literal["persistent", "non_persistent", "all"], LOWERCASE
     ] = "persistent"
+    # how often a regex subscription lists the namespace's topics, so a topic created after
+    # subscribing is consumed within this many seconds (whole seconds; the client's default)
+    pattern_auto_discovery_period: Seconds = 60.0
 
     @field_validator("service_urls")
     @classmethod

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from brokerline.config.sections import ConfigError
 from brokerline.core import Broker, Handler, SubscribeOptions, Subscription
 
 log = logging.getLogger(__name__)
@@ -20,13 +24,23 @@ class Registration:
 
 
 class BrokerServer:
-    """Subscribes every registered handler on start; drains them on stop."""
+    """Subscribes every registered handler on start; drains them on stop.
+
+    `overrides` (from `broker.subscriptions`, see `factory.subscription_overrides`): per topic,
+    `SubscribeOptions` fields set over whatever options its registration passed.
+    """
 
     name = "broker"
 
-    def __init__(self, broker: Broker, default_options: SubscribeOptions | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        default_options: SubscribeOptions | None = None,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         self.broker = broker
         self.default_options = default_options or SubscribeOptions()
+        self.overrides = dict(overrides or {})
         self.registrations: list[Registration] = []
         self._subscriptions: list[Subscription] = []
 
@@ -39,11 +53,13 @@ class BrokerServer:
         options: SubscribeOptions | None = None,
     ) -> None:
         """Add a subscriber; call before start (its type annotation picks the decoding)."""
-        self.registrations.append(
-            Registration(topic, handler, group, options or self.default_options)
+        chosen = dataclasses.replace(
+            options or self.default_options, **self.overrides.get(topic, {})
         )
+        self.registrations.append(Registration(topic, handler, group, chosen))
 
     async def start(self) -> None:
+        self._check_overrides()
         for reg in self.registrations:
             sub = await self.broker.subscribe(
                 reg.topic, reg.handler, group=reg.group, options=reg.options
@@ -54,6 +70,18 @@ class BrokerServer:
     async def stop(self, timeout: float) -> None:
         subscriptions, self._subscriptions = self._subscriptions, []
         await asyncio.gather(*(s.close(timeout) for s in subscriptions))
+
+
+    def _check_overrides(self) -> None:
+        """An override of a topic nobody subscribes to is a misspelling: say so."""
+        registered = {reg.topic for reg in self.registrations}
+        unknown = sorted(set(self.overrides) - registered)
+        if unknown:
+            raise ConfigError(
+                f"broker.subscriptions names {', '.join(map(repr, unknown))}, which no "
+                f"subscriber registers (the subscribed topics: {', '.join(sorted(registered))}"
+                "); use one of those topic names"
+            )
 
 
 def _name(handler: Handler) -> str:

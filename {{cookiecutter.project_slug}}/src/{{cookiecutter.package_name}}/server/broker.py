@@ -7,7 +7,7 @@ from dataclasses import replace
 
 {% endif -%}
 from brokerline.core import Broker
-from brokerline.factory import subscribe_options
+from brokerline.factory import subscribe_options, subscription_overrides
 from brokerline.server.broker import BrokerServer
 
 from ..conf import AppConfig
@@ -21,12 +21,17 @@ def new_broker_server(broker: Broker, config: AppConfig, saver: SaverService) ->
 {%- else -%}
 def new_broker_server(broker: Broker, config: AppConfig) -> BrokerServer:
 {%- endif %}
-    server = BrokerServer(broker, subscribe_options(config.broker))
+    # broker.subscriber is every subscription's default; broker.subscriptions.<topic> sets a
+    # topic's own subscription_type / initial_position over what its registration passes
+    server = BrokerServer(
+        broker, subscribe_options(config.broker), subscription_overrides(config.broker)
+    )
     group = config.broker.group
 {%- if cookiecutter.include_sample %}
     # The saver batches its writes: one handler in flight per batch slot fills a batch, and
     # twice that lets the next batch fill while the previous one is being written. Its
     # inserts are idempotent and order-free, so same-key messages need not wait in line.
+    # Its subscription stays shared (the default): `serve saver --workers N` needs it.
     saver_options = replace(
         server.default_options, concurrency=2 * config.saver.batch_size, ordered=False
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 from brokerline.core.embedded import EmbeddedBroker, free_port, store_dir
 from brokerline.core.errors import BrokerError
 from brokerline.testing.apache_pulsar.maven import pulsar_version, resolve_classpath
+from brokerline.testing.tls import TestCertificates, make_test_certificates, missing_openssl
 
 #: heap and direct memory (the bookie's write/read caches come out of direct memory)
 JVM_MEMORY = ["-Xms128m", "-Xmx512m", "-XX:MaxDirectMemorySize=256m"]
@@ -66,6 +67,24 @@ def standalone_conf(
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
+def tls_conf(
+    certificates: TestCertificates, broker_tls_port: int, web_tls_port: int,
+    require_client_certificate: bool,
+) -> dict[str, str | int]:
+    """standalone.conf keys for TLS listeners beside the plaintext ones (same certificates
+    for the binary and the HTTP port); with `require_client_certificate`, a client must
+    present a certificate the CA signed or its handshake fails (mutual TLS)."""
+    return {
+        "brokerServicePortTls": broker_tls_port,
+        "webServicePortTls": web_tls_port,
+        "tlsCertificateFilePath": str(certificates.server_cert),
+        "tlsKeyFilePath": str(certificates.server_key),
+        "tlsTrustCertsFilePath": str(certificates.ca),
+        "tlsAllowInsecureConnection": "false",
+        "tlsRequireTrustedClientCertOnConnect": str(require_client_certificate).lower(),
+    }
+
+
 def rss_mb(pid: int) -> float | None:
     """A process's resident memory in MiB (Linux /proc; None elsewhere)."""
     try:
@@ -79,12 +98,19 @@ def rss_mb(pid: int) -> float | None:
 
 @dataclass
 class ApachePulsarServer(EmbeddedBroker):
-    """An Apache Pulsar standalone process; `.url` is its binary port, `.admin_url` its HTTP."""
+    """An Apache Pulsar standalone process; `.url` is its binary port, `.admin_url` its HTTP.
+
+    With TLS on, `.tls_url` and `.admin_tls_url` are its TLS ports and `.certificates` the
+    CA (the trust file) and the server's and a client's certificates.
+    """
 
     web_port: int = 0
     version: str = ""
     started_in: float | None = None  # seconds from launch to the default namespace existing
     admin_token: str | None = None  # a superuser's JWT, when authentication is on
+    tls_port: int | None = None
+    web_tls_port: int | None = None
+    certificates: TestCertificates | None = None
 
     @property
     def url(self) -> str:
@@ -93,6 +119,19 @@ class ApachePulsarServer(EmbeddedBroker):
     @property
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def tls_url(self) -> str:
+        return f"pulsar+ssl://127.0.0.1:{self._tls_ports()[0]}"
+
+    @property
+    def admin_tls_url(self) -> str:
+        return f"https://127.0.0.1:{self._tls_ports()[1]}"
+
+    def _tls_ports(self) -> tuple[int, int]:
+        if self.tls_port is None or self.web_tls_port is None:
+            raise BrokerError("this Apache Pulsar standalone was started without TLS")
+        return self.tls_port, self.web_tls_port
 
     def rss_mb(self) -> float | None:
         return None if self.process is None else rss_mb(self.process.pid)
@@ -131,18 +170,31 @@ def apache_pulsar_standalone(
     store: str | os.PathLike[str] | None = None,
     settings: dict[str, str | int] | None = None,
     admin_token: str | None = None,
+    tls: bool = True,
+    require_client_certificate: bool = False,
 ) -> ApachePulsarServer:
     """An Apache Pulsar standalone on free loopback ports (not yet started: `.start()`).
 
     Resolves the jars first (Maven, or the cached classpath); the functions worker and stream
     storage are off. `settings` adds or overrides standalone.conf keys; with authentication
-    on, `admin_token` is a superuser's token (the readiness check sends it).
+    on, `admin_token` is a superuser's token (the readiness check sends it). With `tls` (and
+    the openssl command to make a CA; without it TLS stays off), TLS ports are opened too,
+    with certificates made for this server; `require_client_certificate` makes them mutual.
     """
     classpath = resolve_classpath()
     path, owned = store_dir(store, "apache-pulsar-")
     broker_port, web_port, bookie_port = free_port(), free_port(), free_port()
+    certificates, tls_port, web_tls_port = None, None, None
+    all_settings = dict(settings or {})
+    if tls and missing_openssl() is None:
+        certificates = make_test_certificates(path / "tls")
+        tls_port, web_tls_port = free_port(), free_port()
+        all_settings = {
+            **tls_conf(certificates, tls_port, web_tls_port, require_client_certificate),
+            **all_settings,
+        }
     config = path / "standalone.conf"
-    config.write_text(standalone_conf(broker_port, web_port, settings))
+    config.write_text(standalone_conf(broker_port, web_port, all_settings))
     argv = [
         "java", *JVM_MEMORY, "-XX:+ExitOnOutOfMemoryError",
         "-Dorg.apache.logging.log4j.level=WARN",
@@ -157,4 +209,5 @@ def apache_pulsar_standalone(
     return ApachePulsarServer(
         "apache-pulsar", broker_port, path, argv, path / "apache-pulsar.log",
         _owns_store=owned, web_port=web_port, version=pulsar_version(), admin_token=admin_token,
+        tls_port=tls_port, web_tls_port=web_tls_port, certificates=certificates,
     )
