@@ -69,12 +69,11 @@ def test_a_worker_killed_stops_the_group_instead_of_running_one_short(
     # the supervisor, not the broker, is under test: one broker is enough (the first listed)
     with running_pair(SHARED_GROUPS[0], request, tmp_path) as pair, \
             saver_workers(pair, tmp_path) as (workers, log_path):
-        pids = re.search(r"started 2 saver workers: (\d+), (\d+)", log_path.read_text())
-        assert pids, log_path.read_text(errors="replace")[-3000:]
-        os.kill(int(pids[1]), signal.SIGKILL)
+        pids = worker_pids(log_path)
+        os.kill(pids[0], signal.SIGKILL)
         assert workers.wait(60) == 128 + signal.SIGKILL
         text = log_path.read_text(errors="replace")
-        assert f"saver worker {pids[1]} was killed by signal 9: stopping the other workers" in text
+        assert f"saver worker {pids[0]} was killed by signal 9: stopping the other workers" in text
         assert text.count(":saver stopped") == 1, text[-3000:]  # the other one, cleanly
 
 
@@ -84,16 +83,22 @@ def test_a_supervisor_killed_with_sigkill_takes_its_workers_down_cleanly(
     # SIGKILL cannot be forwarded: the workers learn it from the kernel (parent-death signal)
     with running_pair(SHARED_GROUPS[0], request, tmp_path) as pair, \
             saver_workers(pair, tmp_path) as (workers, log_path):
-        pids = re.search(r"started 2 saver workers: (\d+), (\d+)", log_path.read_text())
-        assert pids, log_path.read_text(errors="replace")[-3000:]
+        pids = worker_pids(log_path)
         workers.kill()
         workers.wait()
         deadline = time.monotonic() + 60
-        while any(_running(int(pid)) for pid in pids.groups()):
+        while any(_running(pid) for pid in pids):
             assert time.monotonic() < deadline, "workers outlived their SIGKILLed supervisor"
             time.sleep(0.1)
         text = log_path.read_text(errors="replace")
         assert text.count(":saver stopped") == 2, text[-3000:]  # both drained, not killed
+
+
+def worker_pids(log_path: Path) -> list[int]:
+    """The workers' pids, as the supervisor logged them."""
+    found = re.search(r"started 2 saver workers: (\d+), (\d+)", log_path.read_text())
+    assert found, log_path.read_text(errors="replace")[-3000:]
+    return [int(pid) for pid in found.groups()]
 
 
 def _running(pid: int) -> bool:
