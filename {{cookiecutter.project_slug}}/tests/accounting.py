@@ -17,14 +17,15 @@ from dataclasses import dataclass
 
 from brokerline.config import DatabaseConfig
 from brokerline.core import Broker, MessageContext
-from brokerline.core.embedded import EmbeddedBroker
 from brokerline.core.registry import plugin_factory
 from brokerline.sql.database import create_engine
-from brokerline.testing.brokers import make_broker, nats_test_settings, unique
+from brokerline.testing.brokers import nats_test_settings, unique
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from {{ cookiecutter.package_name }}.data.models import AcceptStatus, RealtimeWarehousing
+
+from .processes import Pair
 
 
 @dataclass(frozen=True)
@@ -107,20 +108,20 @@ def dead_letter_topic(topic: str, group: str) -> str:
     return f"{topic}-{group}-DLQ"
 
 
-def _client(broker_type: str, server: EmbeddedBroker) -> Broker:
-    if broker_type != "jetstream":
-        return make_broker(broker_type, server)
+def _client(pair: Pair) -> Broker:
+    if pair.broker_type != "jetstream":
+        return pair.client()  # on Apache Pulsar, in the pair's namespace
     # the app's own stream settings: the services may have created the stream already, and
     # the test default (which also captures one-token subjects) would not match it
-    return plugin_factory("jetstream")(settings=nats_test_settings(server.url, stream={}))
+    return plugin_factory("jetstream")(settings=nats_test_settings(pair.broker.url, stream={}))
 
 
 @asynccontextmanager
 async def dead_letters(
-    broker_type: str, server: EmbeddedBroker, topics: Iterable[str], group: str = "saver"
+    pair: Pair, topics: Iterable[str], group: str = "saver"
 ) -> AsyncIterator[list[MessageContext]]:
-    """Collect whatever `group` dead-letters from `topics` while the block runs."""
-    client = _client(broker_type, server)
+    """Collect whatever the pair's `group` dead-letters from `topics` while the block runs."""
+    client = _client(pair)
     await client.connect()
     arrived: list[MessageContext] = []
 

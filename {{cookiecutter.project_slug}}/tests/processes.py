@@ -106,9 +106,14 @@ class Pair:
 
 @contextlib.contextmanager
 def running_pair(
-    broker: str, request: pytest.FixtureRequest, workdir: Path, private: bool = False
+    broker: str,
+    request: pytest.FixtureRequest,
+    workdir: Path,
+    private: bool = False,
+    db_url: str = "",
 ) -> Iterator[Pair]:
-    """A Pair on `broker`: `jetstream`, `pulsar` (pulsar-lite) or `apache-pulsar`.
+    """A Pair on `broker`: `jetstream`, `pulsar` (pulsar-lite) or `apache-pulsar`, its saver
+    on `db_url` (default: an SQLite file in `workdir`).
 
     jetstream and pulsar-lite start a broker of the test's own; Apache Pulsar is the
     session's JVM (10-30 s to start) with a fresh namespace, unless `private` (a test that
@@ -121,13 +126,14 @@ def running_pair(
             server: ApachePulsarServer = request.getfixturevalue("apache_pulsar_server")  # or skips
             if private:
                 server = own = _private_apache_pulsar(workdir / "broker")
-            pair = Pair("pulsar", server, workdir, pulsar_namespace=new_namespace(server))
+            namespace = new_namespace(server)
+            pair = Pair("pulsar", server, workdir, pulsar_namespace=namespace, db_url=db_url)
         else:
             from brokerline.nats.embedded import nats_server
             from brokerline.pulsar.embedded import pulsar_lite
 
             own = (pulsar_lite if broker == "pulsar" else nats_server)(store=workdir / "broker")
-            pair = Pair(broker, own.start(), workdir)
+            pair = Pair(broker, own.start(), workdir, db_url=db_url)
         yield pair
     finally:
         if pair is not None:

@@ -3,7 +3,8 @@
 The saver writes to a PostgreSQL server of the test's own (`tests/postgres_server.py`).
 Reports are posted over gRPC; mid-stream the server is stopped with `pg_ctl stop -m
 immediate` (every connection drops, as in a crash) for `OUTAGE` seconds, then started again
-on the same port and data. An unreachable database is not a message failure, so:
+on the same port and data. The brokers: JetStream, pulsar-lite and Apache Pulsar (the session's
+standalone, a namespace per test). An unreachable database is not a message failure, so:
 
 - every report answered OK is stored, once (rows counted per report content:
   `tests/accounting.py`, whose check `tests/test_accounting.py` shows able to fail);
@@ -29,15 +30,17 @@ from typing import Any
 import pytest
 from brokerline.core import DLQ_REASON, known_types
 from brokerline.core.embedded import free_port
-from brokerline.nats.embedded import nats_server
-from brokerline.pulsar.embedded import pulsar_lite
+from brokerline.testing.brokers import APACHE_PULSAR
 from brokerline.testing.postgres import PostgresServer
 
 from .accounting import audit_reports, dead_letters, rows_per_content, wait_for_contents
-from .processes import Pair, post_reports
+from .processes import Pair, post_reports, running_pair
 from .service_process import Service
 
-DURABLE = [t for t in ("jetstream", "pulsar") if t in known_types()]
+#: `pulsar` is pulsar-lite (test id `pulsar-lite`), `apache-pulsar` the session's standalone
+DURABLE = [t for t in ("jetstream", "pulsar") if t in known_types()] + (
+    [APACHE_PULSAR] if "pulsar" in known_types() else []
+)
 ENV_PREFIX = "{{ cookiecutter.package_name.upper() }}__"
 TOPICS = ("events.realtime-warehousing", "events.user-report")
 REPORTS = 10_000
@@ -61,12 +64,9 @@ pytestmark = [
 def pair(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_server: PostgresServer
 ) -> Iterator[Pair]:
-    broker_type = str(request.param)
-    server = (pulsar_lite if broker_type == "pulsar" else nats_server)(store=tmp_path / "b").start()
-    pair = Pair(broker_type, server, tmp_path, db_url=postgres_server.create_database("saver"))
-    yield pair
-    pair.stop_all()
-    server.cleanup()
+    db_url = postgres_server.create_database("saver")
+    with running_pair(str(request.param), request, tmp_path, db_url=db_url) as pair:
+        yield pair
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ async def test_database_outage_loses_nothing_and_dead_letters_nothing(
         **{f"{ENV_PREFIX}TELEMETRY__HEALTH_INTERVAL": str(HEALTH_INTERVAL)},
     )
     report = pair.start("report")
-    async with dead_letters(pair.broker_type, pair.broker, TOPICS) as dead:
+    async with dead_letters(pair, TOPICS) as dead:
         await wait_ready(ops_port, timeout=60)
         # throttled so that reports keep coming before, during and after the outage
         posting = asyncio.create_task(

@@ -8,6 +8,8 @@ events, text with a NUL character, an empty payload, a `PostReportRequest` and a
 and without a creation time. Unchecked, these were junk rows dated 1970 with `event_id=''`,
 after which every event without an id was acked as "already stored". A `serve report` beside
 it refuses NUL text and undecodable request bytes with INVALID_ARGUMENT, without a traceback.
+The brokers: JetStream, pulsar-lite and Apache Pulsar (the session's standalone, a namespace
+per test).
 """
 
 from __future__ import annotations
@@ -24,10 +26,8 @@ import grpc
 import pytest
 from brokerline.config import DatabaseConfig
 from brokerline.core import DLQ_REASON, MessageContext, known_types
-from brokerline.nats.embedded import nats_server
-from brokerline.pulsar.embedded import pulsar_lite
 from brokerline.sql.database import create_engine
-from brokerline.testing.brokers import eventually, make_broker, unique
+from brokerline.testing.brokers import APACHE_PULSAR, eventually, unique
 from sqlalchemy import select
 
 from {{ cookiecutter.package_name }}.api.events.v1.events_pb2 import (
@@ -38,10 +38,13 @@ from {{ cookiecutter.package_name }}.api.report.v1 import report_pb2, report_pb2
 from {{ cookiecutter.package_name }}.data.models import AcceptStatus
 
 from .databases import DATABASES, scratch_postgres_database
-from .processes import Pair, post_reports, stored_event_ids, wait_for_rows
+from .processes import Pair, post_reports, running_pair, stored_event_ids, wait_for_rows
 from .service_process import Service
 
-DURABLE = [t for t in ("jetstream", "pulsar") if t in known_types()]
+#: `pulsar` is pulsar-lite (test id `pulsar-lite`), `apache-pulsar` the session's standalone
+DURABLE = [t for t in ("jetstream", "pulsar") if t in known_types()] + (
+    [APACHE_PULSAR] if "pulsar" in known_types() else []
+)
 REPORT_TOPIC = "events.realtime-warehousing"
 STATUS_TOPIC = "events.user-report"
 ROUNDS = 40
@@ -55,21 +58,25 @@ pytestmark = [
 Send = Callable[[bytes], Awaitable[None]]
 
 
-@pytest.fixture(params=[(b, d) for b in DURABLE for d in DATABASES], ids="-".join)
-async def pair(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Pair]:
-    broker_type, database = request.param
+@pytest.fixture(params=DURABLE)
+def durable_broker(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=DATABASES)
+def database(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def pair(
+    request: pytest.FixtureRequest, tmp_path: Path, durable_broker: str, database: str
+) -> AsyncIterator[Pair]:
     async with AsyncExitStack() as stack:
         db_url = ""
         if database == "postgresql":
             db_url = await stack.enter_async_context(scratch_postgres_database())
-        start = pulsar_lite if broker_type == "pulsar" else nats_server
-        server = start(store=tmp_path / "broker").start()
-        pair = Pair(broker_type, server, tmp_path, db_url=db_url)
-        try:
-            yield pair
-        finally:
-            pair.stop_all()
-            server.cleanup()
+        yield stack.enter_context(running_pair(durable_broker, request, tmp_path, db_url=db_url))
 
 
 @asynccontextmanager
@@ -93,7 +100,7 @@ async def foreign_producer(pair: Pair, topic: str) -> AsyncIterator[Send]:
 
     pulsar_client = pulsar.Client(pair.broker.url, operation_timeout_seconds=10)
     producer = pulsar_client.create_producer(
-        f"persistent://public/default/{topic}", batching_enabled=False
+        f"persistent://public/{pair.pulsar_namespace}/{topic}", batching_enabled=False
     )
 
     async def send_to_pulsar(payload: bytes) -> None:
@@ -189,7 +196,7 @@ async def test_poison_mix_valid_stored_once_bad_dead_lettered_with_reason(pair: 
         return on_dead_letter
 
     # connected first: on JetStream it makes the stream, with the test topics the saver allows
-    client = make_broker(pair.broker_type, pair.broker)
+    client = pair.client()
     await client.connect()
     sent: dict[str, list[tuple[str, bytes]]] = {t: [] for t in MIXES}
     try:
