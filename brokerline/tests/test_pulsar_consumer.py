@@ -388,24 +388,14 @@ async def test_retry_letter_delay_is_honoured(
     pulsar_factory: Factory, pulsar_server: EmbeddedBroker
 ) -> None:
     broker = await pulsar_factory(delayed_delivery="on", retry_letter_topic=True)
-    topic = unique("retrydelay")
-    times: list[float] = []
-
-    async def handler(msg: bytes, ctx: MessageContext) -> None:
-        times.append(asyncio.get_running_loop().time())
-        if len(times) == 1:
-            raise Retry("later", delay=1.5)
-
-    await broker.subscribe(topic, handler, group=unique("g"))
-    await broker.publish(topic, b"x")
-    await eventually(lambda: len(times) == 2)
-    if times[1] - times[0] < 1.0:
+    gap = await retry_gap(broker, unique("retrydelay"), delay=1.5)
+    if gap < 1.0:
         pulsar_lite_lacks(
             pulsar_server,
             "pulsar-lite has no delayed-delivery tracker, so the retry-letter topic's "
             "deliver_after is ignored (Apache Pulsar honours it)",
         )
-    assert times[1] - times[0] >= 1.4
+    assert gap >= 1.4
 
 
 async def test_retry_letter_falls_back_to_held_nacks_without_delayed_delivery(
@@ -416,18 +406,7 @@ async def test_retry_letter_falls_back_to_held_nacks_without_delayed_delivery(
         overrides["namespace"] = namespace_without_delayed_delivery(pulsar_server, unique("ns"))
     broker = await pulsar_factory(delayed_delivery="auto", retry_letter_topic=True, **overrides)
     assert not broker.supports_delay
-    topic = unique("fallback")
-    times: list[float] = []
-
-    async def handler(msg: bytes, ctx: MessageContext) -> None:
-        times.append(asyncio.get_running_loop().time())
-        if len(times) == 1:
-            raise Retry("later", delay=0.6)
-
-    await broker.subscribe(topic, handler, group=unique("g"))
-    await broker.publish(topic, b"x")
-    await eventually(lambda: len(times) == 2)
-    assert times[1] - times[0] >= 0.55
+    assert await retry_gap(broker, unique("fallback"), delay=0.6) >= 0.55
 
 
 async def test_topic_list_subscription_and_a_dead_letter_topic_per_topic(
@@ -586,16 +565,23 @@ async def test_retry_backoff_holds_on_single_consumer_subscriptions_with_a_retry
     # Apache Pulsar dispatches delayed messages at once on these types: the plugin holds the
     # retry itself instead of going through the retry-letter topic
     broker = await pulsar_factory(delayed_delivery="auto", retry_letter_topic=True)
-    topic = unique("singleretry")
+    options = SubscribeOptions(subscription_type=kind)
+    assert await retry_gap(broker, unique("singleretry"), 1.5, options, timeout=20) >= 1.4
+
+
+async def retry_gap(
+    broker: PulsarBroker, topic: str, delay: float,
+    options: SubscribeOptions | None = None, timeout: float = 10,
+) -> float:
+    """Seconds between a message's first delivery, retried with `delay`, and its second."""
     times: list[float] = []
 
     async def handler(msg: bytes, ctx: MessageContext) -> None:
         times.append(asyncio.get_running_loop().time())
         if len(times) == 1:
-            raise Retry("later", delay=1.5)
+            raise Retry("later", delay=delay)
 
-    await broker.subscribe(topic, handler, group=unique("g"),
-                           options=SubscribeOptions(subscription_type=kind))
+    await broker.subscribe(topic, handler, group=unique("g"), options=options)
     await broker.publish(topic, b"x")
-    await eventually(lambda: len(times) == 2, timeout=20)
-    assert times[1] - times[0] >= 1.4
+    await eventually(lambda: len(times) == 2, timeout=timeout)
+    return times[1] - times[0]
