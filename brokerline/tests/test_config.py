@@ -414,10 +414,10 @@ def test_workers_refuse_an_exclusive_subscription(tmp_path: Path) -> None:
         "broker:\n  type: pulsar\n  address: pulsar://127.0.0.1:6650\n"
         "  subscriptions:\n    events.orders:\n      subscription_type: exclusive\n"
     )
-    broker = load(tmp_path, yaml_text).broker
+    config = load(tmp_path, yaml_text)
     with pytest.raises(ConfigError, match=r"--workers 2 .*events\.orders\.subscription_type is "
                        r"exclusive"):
-        serve_workers("example", None, "saver", 2, broker)
+        serve_workers("example", None, "saver", 2, config)
 
 
 async def _handler(msg: bytes, ctx: MessageContext) -> None:
