@@ -17,6 +17,8 @@ import socket
 import uuid
 from typing import Any
 
+from common import asgi_body, asgi_json  # bench/ is on the path of a script run from it
+
 
 def serve_grpc(address: str, reuse_port: bool) -> None:
     import grpc
@@ -42,17 +44,9 @@ def serve_grpc(address: str, reuse_port: bool) -> None:
 async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    json.loads(body or b"{}")
-    answer = json.dumps({"code": 0, "msg": "success", "eventId": uuid.uuid4().hex}).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})
-    await send({"type": "http.response.body", "body": answer})
+    json.loads(await asgi_body(receive) or b"{}")
+    await asgi_json(send, json.dumps(
+        {"code": 0, "msg": "success", "eventId": uuid.uuid4().hex}).encode())
 
 
 def serve_http(address: str, reuse_port: bool) -> None:
