@@ -429,3 +429,18 @@ async def test_the_openapi_document_is_served_and_valid(server: HttpServer) -> N
     assert thing["thingId"] == {"type": "string"} and thing["size"]["type"] == "string"
     assert post["responses"]["404"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/google.rpc.Status"}
+
+
+def test_headers_a_method_reads_are_header_parameters_of_its_operations() -> None:
+    from openapi_spec_validator import validate
+
+    service = HttpService(SERVICE, ThingServicer(),
+                          headers={"CreateThing": [("Idempotency-Key", "a retry key")]})
+    document = HttpServer(HttpConfig(), [service]).openapi()
+    validate(document)
+    for verb in ("post", "put"):  # the method's every binding
+        parameters = document["paths"]["/v1/things"][verb]["parameters"]
+        assert {"name": "Idempotency-Key", "in": "header", "required": False,
+                "description": "a retry key", "schema": {"type": "string"}} in parameters
+    get = document["paths"]["/v1/things/{thing_id}"]["get"]["parameters"]
+    assert all(p["in"] != "header" for p in get)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -42,6 +42,9 @@ class HttpService:
 
     descriptor: ServiceDescriptor
     servicer: object
+    #: request headers a method reads besides its message, by method name, as (name,
+    #: description): documented as header parameters in the OpenAPI document
+    headers: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -44,7 +44,10 @@ class HttpServer:
     def openapi(self) -> dict[str, Any]:
         from brokerline.openapi import build_document
 
-        return build_document(self.title, self.version, [s.descriptor for s in self.services])
+        headers = {f"{s.name}.{method}": named for s in self.services
+                   for method, named in s.headers.items()}
+        return build_document(self.title, self.version, [s.descriptor for s in self.services],
+                              headers)
 
     def openapi_json(self) -> bytes:
         return json.dumps(self.openapi(), indent=2).encode()
