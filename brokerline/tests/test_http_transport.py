@@ -355,6 +355,28 @@ async def test_garbage_instead_of_http_is_refused_without_a_traceback(
 
     assert (await asyncio.to_thread(garbage)).startswith(b"HTTP/1.1 400")
     assert_no_traceback(caplog)
+    for _ in range(30):  # a client sending garbage on and on: each refused, not each logged
+        assert (await asyncio.to_thread(garbage)).startswith(b"HTTP/1.1 400")
+    lines = [r for r in caplog.records if r.getMessage().startswith("Invalid HTTP request")]
+    assert len(lines) <= 1, [r.getMessage() for r in lines]
+
+
+def test_the_garbage_warning_is_logged_once_a_window_with_the_count_held_back() -> None:
+    import time
+
+    from brokerline.server.listener import GARBAGE, GarbageRequestFilter
+
+    limit = GarbageRequestFilter(window=0.2)
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, msg, None, None)
+
+    assert limit.filter(record(GARBAGE))
+    assert [limit.filter(record(GARBAGE)) for _ in range(4)] == [False] * 4
+    assert limit.filter(record("another warning"))  # other lines are untouched
+    time.sleep(0.25)
+    told = record(GARBAGE)
+    assert limit.filter(told) and "(4 more since the last such line" in told.getMessage()
 
 
 # -- tracing ---------------------------------------------------------------------------------

@@ -13,8 +13,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
+import time
 from typing import Any
+
+#: uvicorn's line for each request it cannot parse: a client sending garbage would write one
+#: per request, so it is logged once per window with the count of the ones held back
+GARBAGE = "Invalid HTTP request received."
+
+
+class GarbageRequestFilter(logging.Filter):
+    """Let uvicorn's "Invalid HTTP request" warning through once per `window` seconds."""
+
+    def __init__(self, window: float = 10.0) -> None:
+        super().__init__()
+        self.window = window
+        self._held = 0
+        self._until = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != GARBAGE:
+            return True
+        now = time.monotonic()
+        if now < self._until:
+            self._held += 1
+            return False
+        if self._held:
+            record.msg = (f"{GARBAGE} ({self._held} more since the last such line, not logged; "
+                          f"at most one line per {self.window:g}s)")
+        self._held, self._until = 0, now + self.window
+        return True
+
+
+def _limit_garbage_warnings() -> None:
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, GarbageRequestFilter) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(GarbageRequestFilter())
 
 
 class UvicornListener:
@@ -48,6 +83,7 @@ class UvicornListener:
             access_log=False, server_header=False, timeout_graceful_shutdown=None,
         )
         config.load()
+        _limit_garbage_warnings()
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
         await server.startup(sockets=[self._socket])
