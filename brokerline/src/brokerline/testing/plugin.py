@@ -1,11 +1,11 @@
 """brokerline's pytest plugin (loaded by the `pytest11` entry point when brokerline is installed).
 
 Fixtures that connect brokers of every installed type to real local broker processes
-(nats-server, pulsar-lite, Apache Pulsar standalone) started once per test session on free
-loopback ports:
+(nats-server, pulsar-lite, Apache Pulsar standalone, Apache Kafka) started once per test
+session on free loopback ports:
 
 - `broker_type`: parametrized over the installed broker types (test ids name the broker
-  process: `memory`, `nats`, `jetstream`, `pulsar-lite`, `apache-pulsar`);
+  process: `memory`, `nats`, `jetstream`, `pulsar-lite`, `apache-pulsar`, `kafka`);
 - `broker_factory` / `broker`: connected brokers of that type, closed after the test (a test
   class that defines its own `broker_factory`, as a `BrokerConformance` subclass for a plugin
   of your own does, gets `broker` from it);
@@ -16,6 +16,9 @@ loopback ports:
   Pulsar (ids `pulsar-lite`, `apache-pulsar`), and Pulsar brokers on it;
 - `apache_pulsar_server`: the session's Apache Pulsar standalone (`.url`, `.admin_url`); it
   needs Java 17 and Maven: without them its tests skip saying so, and fail when CI=true;
+- `apache_kafka_server`: the session's Apache Kafka KRaft node (`.url`, `.sasl_url`,
+  `.ssl_url`), behind the `kafka` broker type's tests; like Apache Pulsar it needs Java 17
+  and Maven, skips without them and fails when CI=true;
 - `postgres_server`: a private PostgreSQL server for one test (skips without the binaries).
 
 The async fixtures are `pytest_asyncio` fixtures: they work in its strict mode and auto mode.
@@ -35,6 +38,7 @@ from brokerline.core.embedded import EmbeddedBroker, start_embedded
 from brokerline.core.errors import BrokerError
 from brokerline.memory.broker import MemoryHub
 from brokerline.testing.brokers import (
+    APACHE_KAFKA,
     APACHE_PULSAR,
     BROKER_TYPES,
     SERVER_KIND,
@@ -47,6 +51,7 @@ from brokerline.testing.postgres import PostgresServer, require_server_binaries
 
 if TYPE_CHECKING:
     from brokerline.pulsar.broker import PulsarBroker
+    from brokerline.testing.apache_kafka import ApacheKafkaServer
     from brokerline.testing.apache_pulsar import ApachePulsarServer
 
 
@@ -109,6 +114,31 @@ def start_apache_pulsar(config: pytest.Config) -> ApachePulsarServer:
     return server
 
 
+def start_apache_kafka(config: pytest.Config) -> ApacheKafkaServer:
+    """An Apache Kafka KRaft node, started; skips (fails in CI) without Java and Maven."""
+    from brokerline.testing.apache_kafka import apache_kafka_kraft, missing_tools
+
+    missing = missing_tools()
+    if missing is not None:
+        cannot_run(missing, "CI must run the Apache Kafka tests")
+    try:
+        began = time.monotonic()
+        server = apache_kafka_kraft()
+        prepared_in = time.monotonic() - began
+        server.start()
+    except BrokerError as exc:
+        pytest.fail(f"Apache Kafka did not start: {exc}", pytrace=False)
+    rss = server.rss_mb()
+    report(
+        config,
+        f"brokerline: Apache Kafka {server.version} KRaft node on {server.url} (SASL "
+        f"{server.sasl_url}, TLS {server.ssl_url if server.ssl_port else 'off'}): jars "
+        f"resolved and storage formatted in {prepared_in:.1f}s, started in "
+        f"{server.started_in:.1f}s, RSS {'?' if rss is None else f'{rss:.0f} MiB'}"
+    )
+    return server
+
+
 #: lines for the end of the test log (start-up costs), whatever the capture mode
 SESSION_NOTES = pytest.StashKey[list[str]]()
 
@@ -142,6 +172,19 @@ def apache_pulsar_server(
     return server
 
 
+@pytest.fixture(scope="session")
+def apache_kafka_server(
+    pytestconfig: pytest.Config, embedded_servers: dict[str, EmbeddedBroker]
+) -> ApacheKafkaServer:
+    """The session's Apache Kafka KRaft node (started on first use; Java 17 and Maven).
+
+    `.url` is its PLAINTEXT bootstrap address, `.sasl_url` SASL/PLAIN, `.ssl_url` TLS.
+    """
+    server = start_apache_kafka(pytestconfig)
+    embedded_servers[APACHE_KAFKA] = server  # stopped with the others at the session's end
+    return server
+
+
 @pytest_asyncio.fixture
 async def broker_factory(
     request: pytest.FixtureRequest, broker_type: str, embedded_servers: dict[str, EmbeddedBroker]
@@ -150,6 +193,8 @@ async def broker_factory(
     server: EmbeddedBroker | MemoryHub
     if broker_type == APACHE_PULSAR:
         server = request.getfixturevalue("apache_pulsar_server")
+    elif broker_type == "kafka":
+        server = request.getfixturevalue("apache_kafka_server")
     else:
         server = server_for(broker_type, embedded_servers) or MemoryHub()
     async with connected_brokers(lambda: make_broker(broker_type, server)) as connect:
