@@ -115,6 +115,7 @@ class KafkaSubscription(Subscription):
             name=f"kafka:{topic}:{group or '-'}", flow=self._flow,
         )
         self._assigned = asyncio.Event()
+        self._room = asyncio.Event()  # a record in hand was settled or given up
         self._commit_due = asyncio.Event()
         self._commit_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -178,8 +179,7 @@ class KafkaSubscription(Subscription):
             room = self._prefetch - self.in_hand()
             try:
                 if room <= 0 or self._flow.reason is not None:
-                    self._pause_all()
-                    await self.consumer.getmany(timeout_ms=int(POLL_WAIT * 1000))
+                    await self._wait_for_room()
                     continue
                 self._resume_all()
                 for item in await self.receive(room, POLL_WAIT):
@@ -207,6 +207,17 @@ class KafkaSubscription(Subscription):
                 progress.received(record.offset)
                 taken.append(Fetched(record, progress))
         return taken
+
+    async def _wait_for_room(self) -> None:
+        """Wait until a record settles (or POLL_WAIT); past that, poll with the partitions
+        paused, which returns nothing but keeps this member within max_poll_interval."""
+        self._room.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(POLL_WAIT):
+                await self._room.wait()
+                return
+        self._pause_all()
+        await self.consumer.getmany(timeout_ms=0)
 
     def _pause_all(self) -> None:
         assignment = self.consumer.assignment()
@@ -238,6 +249,7 @@ class KafkaSubscription(Subscription):
                 delivery = replace(delivery, redelivery_count=delivery.redelivery_count + 1)
         finally:
             progress.abandoned(offset)  # no-op when settled
+            self._room.set()
 
     async def _wait_to_retry(self, progress: PartitionProgress, delay: float) -> bool:
         """Sleep the backoff; False when the partition was revoked or the subscription is

@@ -18,7 +18,8 @@ session on free loopback ports:
   needs Java 17 and Maven: without them its tests skip saying so, and fail when CI=true;
 - `apache_kafka_server`: the session's Apache Kafka KRaft node (`.url`, `.sasl_url`,
   `.ssl_url`), behind the `kafka` broker type's tests; like Apache Pulsar it needs Java 17
-  and Maven, skips without them and fails when CI=true;
+  and Maven, skips without them and fails when CI=true; `kafka_factory`: Kafka brokers on
+  it, with settings overrides;
 - `postgres_server`: a private PostgreSQL server for one test (skips without the binaries).
 
 The async fixtures are `pytest_asyncio` fixtures: they work in its strict mode and auto mode.
@@ -45,11 +46,13 @@ from brokerline.testing.brokers import (
     BrokerFactory,
     cannot_run,
     connected_brokers,
+    kafka_test_settings,
     make_broker,
 )
 from brokerline.testing.postgres import PostgresServer, require_server_binaries
 
 if TYPE_CHECKING:
+    from brokerline.kafka.broker import KafkaBroker
     from brokerline.pulsar.broker import PulsarBroker
     from brokerline.testing.apache_kafka import ApacheKafkaServer
     from brokerline.testing.apache_pulsar import ApachePulsarServer
@@ -235,6 +238,23 @@ async def pulsar_factory(
         }
         fields.update(overrides)
         return PulsarBroker(PulsarSettings.model_validate(fields))
+
+    async with connected_brokers(make) as connect:
+        yield connect
+
+
+@pytest_asyncio.fixture
+async def kafka_factory(
+    apache_kafka_server: ApacheKafkaServer,
+) -> AsyncIterator[Callable[..., Awaitable[KafkaBroker]]]:
+    """Connects Kafka brokers to the session's Apache Kafka, with settings overrides.
+
+    `await kafka_factory(topic_partitions=1)`; every broker is closed after the test.
+    """
+    from brokerline.kafka.broker import KafkaBroker
+
+    def make(**overrides: Any) -> KafkaBroker:
+        return KafkaBroker(kafka_test_settings(apache_kafka_server.url, **overrides))
 
     async with connected_brokers(make) as connect:
         yield connect
