@@ -28,7 +28,7 @@ from brokerline.core.base import (
 )
 from brokerline.core.dispatch import Dispatcher
 from brokerline.core.errors import BrokerError
-from brokerline.kafka.connection import TopicProvisioner, connect_error
+from brokerline.kafka.connection import TopicProvisioner, bootstrap_failures, connect_error
 from brokerline.kafka.consumer import KafkaSubscription
 from brokerline.kafka.producer import KafkaPublisher
 from brokerline.kafka.settings import KafkaSettings
@@ -58,12 +58,13 @@ class KafkaBroker(Broker):
                 "no Kafka bootstrap servers are configured; set broker.address "
                 "(MQ_NAME_SERVER) or broker.kafka.bootstrap_servers to host:port"
             )
-        try:
-            await self._publisher.start()
-            await self._topics.start()
-        except (KafkaError, OSError) as exc:
-            await self._stop_clients()
-            raise connect_error(self.settings, exc) from None
+        with bootstrap_failures() as reasons:
+            try:
+                await self._publisher.start()
+                await self._topics.start()
+            except (KafkaError, OSError) as exc:
+                await self._stop_clients()
+                raise connect_error(self.settings, exc, reasons) from None
         self._connected = True
 
     async def _stop_clients(self) -> None:

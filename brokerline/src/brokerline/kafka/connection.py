@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -56,24 +58,55 @@ def where(settings: KafkaSettings) -> str:
     return ", ".join(settings.bootstrap_servers) or "no bootstrap servers"
 
 
-def connect_error(settings: KafkaSettings, exc: BaseException) -> BrokerError:
+class _BootstrapFailures(logging.Filter):
+    """Takes aiokafka's "Unable connect to ..." lines: the only place it says why."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Unable connect to"):
+            self.reasons.append(message.split(": ", 1)[-1])
+            return False  # the connect error says it once, in a sentence
+        return True
+
+
+@contextlib.contextmanager
+def bootstrap_failures() -> Iterator[list[str]]:
+    """While connecting: why each bootstrap connection failed (aiokafka raises only
+    "Unable to bootstrap" and logs the cause, a refused SASL login or a TLS failure)."""
+    collector = _BootstrapFailures()
+    logger = logging.getLogger("aiokafka")  # the client module logs under the package name
+    logger.addFilter(collector)
+    try:
+        yield collector.reasons
+    finally:
+        logger.removeFilter(collector)
+
+
+def connect_error(
+    settings: KafkaSettings, exc: BaseException, reasons: Sequence[str] = ()
+) -> BrokerError:
     """The one sentence for a failed start: unreachable, refused credentials, or TLS."""
     servers = where(settings)
     text = f"{type(exc).__name__}: {exc}".strip()
-    if isinstance(exc, ssl.SSLError):
+    why = reasons[-1] if reasons else text
+    if isinstance(exc, ssl.SSLError) or "SSL" in why:
         return BrokerUnavailable(
-            f"the TLS handshake with Kafka at {servers} failed ({exc.reason or exc}); check "
+            f"the TLS handshake with Kafka at {servers} failed ({why}); check "
             "broker.kafka.tls.ca_file (KAFKA_TLS_CA_FILE) and the certificate's host name"
         )
-    if "sasl" in text.lower() or "authentication" in text.lower():
+    if "sasl" in why.lower() or "authentication" in why.lower():
         return BrokerError(
-            f"Kafka at {servers} refused the SASL credentials ({exc}); check "
+            f"Kafka at {servers} refused the SASL credentials ({why}); check "
             "broker.kafka.sasl_username / sasl_password (KAFKA_SASL_USERNAME, "
             "KAFKA_SASL_PASSWORD) and sasl_mechanism"
         )
     if isinstance(exc, (KafkaConnectionError, OSError, TimeoutError)):
         return BrokerUnavailable(
-            f"cannot reach Kafka at {servers} ({text}); check broker.address "
+            f"cannot reach Kafka at {servers} ({why}); check broker.address "
             "(MQ_NAME_SERVER, KAFKA_BOOTSTRAP_SERVERS), broker.kafka.security_protocol and "
             "that the brokers are running"
         )

@@ -44,7 +44,7 @@ from aiokafka.errors import KafkaError
 from brokerline.core.base import Delivery, InitialPosition, SubscribeOptions, Subscription
 from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import Dispatcher
-from brokerline.kafka.connection import client_keywords, connect_error
+from brokerline.kafka.connection import bootstrap_failures, client_keywords, connect_error
 from brokerline.kafka.offsets import PartitionProgress
 from brokerline.kafka.settings import KafkaSettings
 
@@ -142,12 +142,13 @@ class KafkaSubscription(Subscription):
             max_partition_fetch_bytes=max(1024 * 1024, self._options.max_message_bytes or 0),
         )
         consumer.subscribe([self.topic], listener=_Rebalance(self))
-        try:
-            await consumer.start()
-        except (KafkaError, OSError) as exc:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            raise connect_error(s, exc) from None
+        with bootstrap_failures() as reasons:
+            try:
+                await consumer.start()
+            except (KafkaError, OSError) as exc:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                raise connect_error(s, exc, reasons) from None
         self._consumer = consumer
         self._workers.start()
         self._tasks = [
