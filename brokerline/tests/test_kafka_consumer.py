@@ -19,18 +19,10 @@ from brokerline.core import (
     SubscribeOptions,
 )
 from brokerline.kafka.broker import KafkaBroker
+from brokerline.kafka.offsets import position
 from brokerline.testing.brokers import eventually, unique
 
 Factory = Callable[..., Awaitable[KafkaBroker]]
-FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.2)
-
-
-def partition_of(ctx: MessageContext) -> int:
-    return int(ctx.message_id.rsplit("/", 2)[1])
-
-
-def offset_of(ctx: MessageContext) -> int:
-    return int(ctx.message_id.rsplit("/", 1)[1])
 
 
 async def test_an_offset_is_committed_only_when_every_earlier_message_settled(
@@ -78,12 +70,12 @@ async def test_partitions_run_concurrently_each_in_order(kafka_factory: Factory)
 
     async def handler(msg: dict[str, int], ctx: MessageContext) -> None:
         nonlocal overlap_across_partitions
-        partition = partition_of(ctx)
+        partition = position(ctx.message_id)[1]
         assert active[partition] == 0, f"two keyless messages of partition {partition} at once"
         active[partition] += 1
         overlap_across_partitions |= sum(active.values()) > 1
         await asyncio.sleep(0.01)
-        handled[partition].append(offset_of(ctx))
+        handled[partition].append(position(ctx.message_id)[2])
         active[partition] -= 1
 
     await broker.subscribe(topic, handler, group=unique("g"),
@@ -105,12 +97,14 @@ async def test_retries_back_off_in_process_then_dead_letter_and_commit(
     attempts: dict[str, list[int]] = defaultdict(list)
     dead: list[MessageContext] = []
     others: list[int] = []
+    order: list[str] = []  # the kind of each handler call, in order
 
     async def on_dead(msg: bytes, ctx: MessageContext) -> None:
         dead.append(ctx)
 
     async def handler(msg: dict[str, object], ctx: MessageContext) -> None:
         kind = str(msg["kind"])
+        order.append(kind)
         if kind == "other":
             others.append(int(str(msg["n"])))
             return
@@ -119,15 +113,19 @@ async def test_retries_back_off_in_process_then_dead_letter_and_commit(
             raise RuntimeError(f"{kind} failed")
 
     await broker.subscribe(f"{topic}-{group}-DLQ", on_dead, group=unique("dlq"))
-    options = SubscribeOptions(max_deliveries=4, backoff=FAST, concurrency=4)
+    backoff = Backoff(initial=0.3, multiplier=1.5, maximum=0.6)  # the third try after >= 0.75 s
+    options = SubscribeOptions(max_deliveries=4, backoff=backoff, concurrency=4)
     await broker.subscribe(topic, handler, group=group, options=options)
     await broker.publish(topic, {"kind": "flaky"}, key="a")
     await broker.publish(topic, {"kind": "poison"}, key="b")
     for n in range(20):
         await broker.publish(topic, {"kind": "other", "n": n}, key=f"o{n}")
-    await eventually(lambda: len(dead) == 1 and len(attempts["flaky"]) == 3, timeout=20)
+    await eventually(lambda: len(dead) == 1 and len(attempts["flaky"]) == 3
+                     and len(others) == 20, timeout=20)
     assert attempts["flaky"] == [0, 1, 2] and attempts["poison"] == [0, 1, 2, 3]
-    assert sorted(others) == list(range(20)), "other keys waited for the retries"
+    last_flaky_try = len(order) - 1 - order[::-1].index("flaky")
+    assert order.index("other") < last_flaky_try, "other keys waited for the retries"
+    assert sorted(others) == list(range(20))
     ctx = dead[0]
     assert ctx.key == "b" and ctx.headers[DLQ_DELIVERIES] == "4"
     assert ctx.headers[DLQ_ORIGINAL_TOPIC] == topic

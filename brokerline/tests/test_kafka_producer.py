@@ -11,19 +11,11 @@ import pytest
 
 from brokerline.core import MessageContext, SubscribeOptions
 from brokerline.kafka.broker import KafkaBroker
+from brokerline.kafka.offsets import position
 from brokerline.testing.apache_kafka import ApacheKafkaServer
 from brokerline.testing.brokers import eventually, unique
 
 Factory = Callable[..., Awaitable[KafkaBroker]]
-
-
-def partition_of(ctx: MessageContext) -> int:
-    """The partition in a Kafka message id (`topic/partition/offset`)."""
-    return int(ctx.message_id.rsplit("/", 2)[1])
-
-
-def offset_of(ctx: MessageContext) -> int:
-    return int(ctx.message_id.rsplit("/", 1)[1])
 
 
 async def test_a_key_always_lands_on_one_partition_and_keeps_its_order(
@@ -34,7 +26,7 @@ async def test_a_key_always_lands_on_one_partition_and_keeps_its_order(
     seen: dict[str, list[tuple[int, int]]] = defaultdict(list)  # key -> (partition, n)
 
     async def handler(msg: dict[str, int], ctx: MessageContext) -> None:
-        seen[ctx.key or ""].append((partition_of(ctx), msg["n"]))
+        seen[ctx.key or ""].append((position(ctx.message_id)[1], msg["n"]))
 
     await broker.subscribe(topic, handler, group=unique("g"),
                            options=SubscribeOptions(concurrency=8))
@@ -78,7 +70,7 @@ async def test_publish_batch_of_many_arrives_whole_and_in_partition_order(
     got: list[tuple[int, int]] = []  # (offset, n)
 
     async def handler(msg: dict[str, int], ctx: MessageContext) -> None:
-        got.append((offset_of(ctx), msg["n"]))
+        got.append((position(ctx.message_id)[2], msg["n"]))
 
     await broker.subscribe(topic, handler, group=unique("g"))
     await broker.publish_batch(topic, [{"n": n} for n in range(2000)])

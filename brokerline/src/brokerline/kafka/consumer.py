@@ -45,7 +45,7 @@ from brokerline.core.base import Delivery, InitialPosition, SubscribeOptions, Su
 from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import Dispatcher
 from brokerline.kafka.connection import bootstrap_failures, client_keywords, connect_error
-from brokerline.kafka.offsets import PartitionProgress
+from brokerline.kafka.offsets import PartitionProgress, message_id
 from brokerline.kafka.settings import KafkaSettings
 
 log = logging.getLogger("broker.kafka")
@@ -70,7 +70,7 @@ def to_delivery(record: ConsumerRecord[bytes, bytes]) -> Delivery:
         payload=record.value if record.value is not None else b"",
         key=record.key.decode("utf-8", "replace") if record.key is not None else None,
         headers=headers,
-        message_id=f"{record.topic}/{record.partition}/{record.offset}",
+        message_id=message_id(record.topic, record.partition, record.offset),
         redelivery_count=0,
         publish_time=datetime.fromtimestamp(timestamp / 1000, UTC) if timestamp >= 0 else None,
     )

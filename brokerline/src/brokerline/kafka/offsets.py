@@ -13,6 +13,17 @@ from __future__ import annotations
 import asyncio
 
 
+def message_id(topic: str, partition: int, offset: int) -> str:
+    """A Kafka record's `MessageContext.message_id`: `topic/partition/offset`."""
+    return f"{topic}/{partition}/{offset}"
+
+
+def position(message_id: str) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a Kafka `message_id` (topic names have no '/')."""
+    topic, partition, offset = message_id.rsplit("/", 2)
+    return topic, int(partition), int(offset)
+
+
 class PartitionProgress:
     """The offsets of one partition's records in hand, for one assignment of it.
 

@@ -16,12 +16,24 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any, Protocol
 
 from brokerline.core.errors import BrokerError
 
 #: how long the first resolve may take (Pulsar: about 300 jars, 250 MB)
 RESOLVE_TIMEOUT = 900.0
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
+
+
+class JvmBroker(Protocol):
+    """What the test plugin reads of a JVM broker it starts."""
+
+    version: str
+    started_in: float | None  # seconds from launch to ready
+
+    def start(self, timeout: float = ...) -> Any: ...
+
+    def rss_mb(self) -> float | None: ...
 
 
 def missing_tools(what: str) -> str | None:

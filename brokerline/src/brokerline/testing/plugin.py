@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -49,6 +49,7 @@ from brokerline.testing.brokers import (
     kafka_test_settings,
     make_broker,
 )
+from brokerline.testing.jvm import JvmBroker
 from brokerline.testing.postgres import PostgresServer, require_server_binaries
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
     from brokerline.pulsar.broker import PulsarBroker
     from brokerline.testing.apache_kafka import ApacheKafkaServer
     from brokerline.testing.apache_pulsar import ApachePulsarServer
+
+J = TypeVar("J", bound=JvmBroker)
 
 
 @pytest.fixture(scope="session")
@@ -93,53 +96,54 @@ def server_for(type_name: str, servers: dict[str, EmbeddedBroker]) -> EmbeddedBr
     return servers[kind]
 
 
+def start_jvm_broker(
+    config: pytest.Config, title: str, missing: str | None, make: Callable[[], J],
+    where: Callable[[J], str], prepared: str = "jars resolved",
+) -> J:
+    """A JVM broker (Apache Pulsar, Apache Kafka) made by `make()` and started, its cost
+    reported at the end of the test log; skips (fails in CI) when Java or Maven is
+    `missing`."""
+    if missing is not None:
+        cannot_run(missing, f"CI must run the {title} tests")
+    try:
+        began = time.monotonic()
+        server = make()
+        prepared_in = time.monotonic() - began
+        server.start()
+    except BrokerError as exc:
+        pytest.fail(f"{title} did not start: {exc}", pytrace=False)
+    rss = server.rss_mb()
+    report(
+        config,
+        f"brokerline: {title} {server.version} {where(server)}: {prepared} in "
+        f"{prepared_in:.1f}s, started in {server.started_in or 0:.1f}s, RSS "
+        f"{'?' if rss is None else f'{rss:.0f} MiB'}"
+    )
+    return server
+
+
 def start_apache_pulsar(config: pytest.Config) -> ApachePulsarServer:
     """Apache Pulsar standalone, started; skips (fails in CI) without Java and Maven."""
     from brokerline.testing.apache_pulsar import apache_pulsar_standalone, missing_tools
 
-    missing = missing_tools()
-    if missing is not None:
-        cannot_run(missing, "CI must run the Apache Pulsar tests")
-    try:
-        began = time.monotonic()
-        server = apache_pulsar_standalone()
-        resolved_in = time.monotonic() - began
-        server.start()
-    except BrokerError as exc:
-        pytest.fail(f"Apache Pulsar standalone did not start: {exc}", pytrace=False)
-    rss = server.rss_mb()
-    report(
-        config,
-        f"brokerline: Apache Pulsar {server.version} standalone on {server.url} (admin "
-        f"{server.admin_url}): jars resolved in {resolved_in:.1f}s, started in "
-        f"{server.started_in:.1f}s, RSS {'?' if rss is None else f'{rss:.0f} MiB'}"
+    return start_jvm_broker(
+        config, "Apache Pulsar", missing_tools(), apache_pulsar_standalone,
+        lambda server: f"standalone on {server.url} (admin {server.admin_url})",
     )
-    return server
 
 
 def start_apache_kafka(config: pytest.Config) -> ApacheKafkaServer:
     """An Apache Kafka KRaft node, started; skips (fails in CI) without Java and Maven."""
     from brokerline.testing.apache_kafka import apache_kafka_kraft, missing_tools
 
-    missing = missing_tools()
-    if missing is not None:
-        cannot_run(missing, "CI must run the Apache Kafka tests")
-    try:
-        began = time.monotonic()
-        server = apache_kafka_kraft()
-        prepared_in = time.monotonic() - began
-        server.start()
-    except BrokerError as exc:
-        pytest.fail(f"Apache Kafka did not start: {exc}", pytrace=False)
-    rss = server.rss_mb()
-    report(
-        config,
-        f"brokerline: Apache Kafka {server.version} KRaft node on {server.url} (SASL "
-        f"{server.sasl_url}, TLS {server.ssl_url if server.ssl_port else 'off'}): jars "
-        f"resolved and storage formatted in {prepared_in:.1f}s, started in "
-        f"{server.started_in:.1f}s, RSS {'?' if rss is None else f'{rss:.0f} MiB'}"
+    return start_jvm_broker(
+        config, "Apache Kafka", missing_tools(), apache_kafka_kraft,
+        lambda server: (
+            f"KRaft node on {server.url} (SASL {server.sasl_url}, TLS "
+            f"{server.ssl_url if server.ssl_port else 'off'})"
+        ),
+        "jars resolved and storage formatted",
     )
-    return server
 
 
 #: lines for the end of the test log (start-up costs), whatever the capture mode
