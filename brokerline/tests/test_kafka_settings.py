@@ -6,6 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from brokerline.config import ConfigError, ServiceConfig, load_config
+from brokerline.core import BrokerError
+from brokerline.core.embedded import embedded_broker
 from brokerline.factory import build_broker, check_broker_config
 from brokerline.kafka.broker import KafkaBroker
 from brokerline.kafka.connection import client_keywords
@@ -64,12 +66,18 @@ def test_a_scheme_in_the_address_or_a_pulsar_only_type_is_refused_at_load() -> N
                 "SVC__BROKER__SUBSCRIBER__SUBSCRIPTION_TYPE": "exclusive"})
 
 
-def test_no_address_and_embedded_are_each_one_sentence() -> None:
+def test_no_address_is_one_sentence_unless_a_local_kafka_is_asked_for() -> None:
     with pytest.raises(ConfigError, match=r"no kafka broker address .*KAFKA_BOOTSTRAP_SERVERS"):
         check_broker_config(config({"COZE_MQ_TYPE": "kafka"}).broker)
-    embedded = config({"COZE_MQ_TYPE": "kafka", "BROKER_EMBEDDED": "true"})
-    with pytest.raises(ConfigError, match="there is no embedded Kafka"):
-        check_broker_config(embedded.broker)
+    check_broker_config(config({"COZE_MQ_TYPE": "kafka", "BROKER_EMBEDDED": "true"}).broker)
+
+
+def test_a_local_kafka_without_java_names_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # no java, no mvn
+    with pytest.raises(BrokerError, match=r"a local Kafka needs java and mvn .*MQ_NAME_SERVER"):
+        embedded_broker("kafka")
 
 
 def test_a_missing_ca_file_is_named_before_connecting() -> None:

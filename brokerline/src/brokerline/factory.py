@@ -97,11 +97,6 @@ def check_broker_config(cfg: BrokerConfig) -> None:
     if cfg.type == "memory":
         return
     check_files(cfg)
-    if not has_address(cfg) and cfg.embedded and cfg.type == "kafka":
-        raise ConfigError(
-            "broker.embedded cannot start a Kafka broker (there is no embedded Kafka); set "
-            "broker.address (MQ_NAME_SERVER) to the bootstrap servers, e.g. 127.0.0.1:9092"
-        )
     if not has_address(cfg) and not cfg.embedded:
         raise ConfigError(
             f"no {cfg.type} broker address is configured; set broker.address "
