@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import Sequence
 
 from aiokafka.errors import KafkaError
@@ -28,10 +28,18 @@ from brokerline.core.base import (
 )
 from brokerline.core.dispatch import Dispatcher
 from brokerline.core.errors import BrokerError
-from brokerline.kafka.connection import TopicProvisioner, bootstrap_failures, connect_error
+from brokerline.kafka.connection import (
+    TopicProvisioner,
+    bootstrap_failures,
+    connect_error,
+    stop_client,
+    where,
+)
 from brokerline.kafka.consumer import KafkaSubscription
 from brokerline.kafka.producer import KafkaPublisher
 from brokerline.kafka.settings import KafkaSettings
+
+log = logging.getLogger("broker.kafka")
 
 #: how a Kafka group shares a topic: its partitions are split among the members
 GROUP_TYPES = frozenset({SubscriptionType.SHARED, SubscriptionType.KEY_SHARED})
@@ -58,6 +66,8 @@ class KafkaBroker(Broker):
                 "no Kafka bootstrap servers are configured; set broker.address "
                 "(MQ_NAME_SERVER) or broker.kafka.bootstrap_servers to host:port"
             )
+        log.info("kafka: connecting to %s (%s)", where(self.settings),
+                 self.settings.security_protocol)
         with bootstrap_failures() as reasons:
             try:
                 await self._publisher.start()
@@ -68,10 +78,8 @@ class KafkaBroker(Broker):
         self._connected = True
 
     async def _stop_clients(self) -> None:
-        with contextlib.suppress(KafkaError, OSError):
-            await self._publisher.close()
-        with contextlib.suppress(KafkaError, OSError):
-            await self._topics.close()
+        await stop_client(self._publisher.close())
+        await stop_client(self._topics.close())
 
     async def close(self, timeout: float | None = None) -> None:
         await asyncio.gather(*(s.close(timeout) for s in list(self._subscriptions)))

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -123,8 +124,14 @@ class TopicProvisioner:
 
     async def start(self) -> None:
         if self.settings.create_topics:
-            self._admin = AIOKafkaAdminClient(**client_keywords(self.settings))
-            await self._admin.start()
+            admin = AIOKafkaAdminClient(**client_keywords(self.settings))
+            try:
+                await admin.start()
+            except BaseException:
+                with contextlib.suppress(Exception):  # a failed start leaves its client open
+                    await admin.close()
+                raise
+            self._admin = admin
 
     async def close(self) -> None:
         if self._admin is not None:
@@ -160,3 +167,17 @@ class TopicProvisioner:
 
 def is_missing_topic(exc: BaseException) -> bool:
     return isinstance(exc, UnknownTopicOrPartitionError)
+
+
+async def stop_client(stop: Awaitable[object]) -> None:
+    """Await a client's stop(), which fails only on a broker already gone. aiokafka's
+    consumer then re-raises the CancelledError of its own fetch tasks, cancelled by that
+    stop; a cancellation of this task still propagates."""
+    try:
+        await stop
+    except (KafkaError, OSError):
+        pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise

@@ -44,7 +44,12 @@ from aiokafka.errors import KafkaError
 from brokerline.core.base import Delivery, InitialPosition, SubscribeOptions, Subscription
 from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import Dispatcher
-from brokerline.kafka.connection import bootstrap_failures, client_keywords, connect_error
+from brokerline.kafka.connection import (
+    bootstrap_failures,
+    client_keywords,
+    connect_error,
+    stop_client,
+)
 from brokerline.kafka.offsets import PartitionProgress, message_id
 from brokerline.kafka.settings import KafkaSettings
 
@@ -338,6 +343,5 @@ class KafkaSubscription(Subscription):
                 await committer
         await self.commit()
         if self._consumer is not None:
-            with contextlib.suppress(KafkaError):
-                await self._consumer.stop()  # leaves the group: the others rebalance now
+            await stop_client(self._consumer.stop())  # leaves the group: others rebalance
         self._on_close(self)

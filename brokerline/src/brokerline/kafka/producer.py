@@ -10,6 +10,7 @@ per-partition batches (`linger_ms`, `batch_size`, `compression`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -45,7 +46,12 @@ class KafkaPublisher:
 
     async def start(self) -> None:
         producer = self.new_producer()
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):  # a failed start leaves its client open
+                await producer.stop()
+            raise
         self._producer = producer
 
     async def close(self) -> None:
