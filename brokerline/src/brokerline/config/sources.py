@@ -49,6 +49,7 @@ ENVIRONMENT: dict[str, str] = {
     "KAFKA_TLS_CERT_FILE": "broker.kafka.tls.cert_file",
     "KAFKA_TLS_KEY_FILE": "broker.kafka.tls.key_file",
     "KAFKA_COMPRESSION": "broker.kafka.compression",
+    "KAFKA_GROUP_INSTANCE_ID": "broker.kafka.group_instance_id",
     "KAFKA_TOPIC_PARTITIONS": "broker.kafka.topic_partitions",
     "KAFKA_TOPIC_REPLICATION_FACTOR": "broker.kafka.topic_replication_factor",
     "PULSAR_JWT_TOKEN": "broker.pulsar.jwt_token",

@@ -133,6 +133,9 @@ class KafkaSubscription(Subscription):
         consumer = AIOKafkaConsumer(
             **client_keywords(s),
             group_id=self.group_id,
+            group_instance_id=(
+                f"{s.group_instance_id}-{self.topic}" if s.group_instance_id else None
+            ),
             enable_auto_commit=False,
             auto_offset_reset=(
                 "latest" if self._options.initial_position is InitialPosition.LATEST

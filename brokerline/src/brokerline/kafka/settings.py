@@ -55,6 +55,13 @@ class KafkaSettings(PluginSettings):
     compression: Annotated[Literal["none", "gzip", "snappy", "lz4", "zstd"], LOWERCASE] = "none"
     max_request_size: int = Field(1024 * 1024, ge=1024)  # the largest produce request, bytes
     # -- consumer group ---------------------------------------------------------------------
+    # static membership (KIP-345), KAFKA_GROUP_INSTANCE_ID: a name stable across restarts
+    # and unique among running processes (a StatefulSet pod's name). A process restarted
+    # with it takes its partitions back at once, without a rebalance; one that stops for
+    # good keeps them until session_timeout. Each subscription adds its topic to it.
+    group_instance_id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")] | None = (
+        None
+    )
     session_timeout: Seconds = 10.0  # a member silent this long leaves the group
     heartbeat_interval: Seconds = 1.0  # also how soon members notice a rebalance
     max_poll_interval: Seconds = 300.0
