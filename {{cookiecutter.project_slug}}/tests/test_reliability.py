@@ -45,7 +45,9 @@ DURABLE = [t for t in ("jetstream", "pulsar") if t in known_types()] + (
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not DURABLE, reason="needs a durable broker plugin (jetstream, pulsar, kafka)"),
+    pytest.mark.skipif(
+        not DURABLE, reason="needs a durable broker plugin (jetstream, pulsar, kafka)"
+    ),
 ]
 
 
@@ -278,7 +280,8 @@ async def test_malformed_messages_are_dead_lettered_and_good_ones_stored(pair: P
         dead.append(ctx)
 
     try:
-        await client.subscribe(f"{pair.report_topic}-{pair.group}-DLQ", on_dead, group=unique("dlq"))
+        dead_letters = f"{pair.report_topic}-{pair.group}-DLQ"
+        await client.subscribe(dead_letters, on_dead, group=unique("dlq"))
         await asyncio.sleep(2)  # the saver's subscription is up before traffic starts
         good_ids = []
         for n in range(2000):
