@@ -36,8 +36,10 @@ def test_sasl_and_tls_settings_come_from_kafka_environment_names() -> None:
         "COZE_MQ_TYPE": "kafka", "KAFKA_BOOTSTRAP_SERVERS": "k:9093",
         "KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "KAFKA_SASL_USERNAME": "svc",
         "KAFKA_SASL_PASSWORD": "s3cret", "KAFKA_COMPRESSION": "LZ4",
+        "KAFKA_GROUP_INSTANCE_ID": "saver-0",
     })
     kafka = cfg.broker.kafka
+    assert kafka.group_instance_id == "saver-0"
     assert kafka.security_protocol == "SASL_SSL" and kafka.compression == "lz4"
     assert "s3cret" not in repr(kafka)  # a secret prints as stars
     keywords = client_keywords(kafka)
