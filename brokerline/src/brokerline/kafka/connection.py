@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -125,12 +125,7 @@ class TopicProvisioner:
     async def start(self) -> None:
         if self.settings.create_topics:
             admin = AIOKafkaAdminClient(**client_keywords(self.settings))
-            try:
-                await admin.start()
-            except BaseException:
-                with contextlib.suppress(Exception):  # a failed start leaves its client open
-                    await admin.close()
-                raise
+            await start_or_close(admin.start, admin.close)
             self._admin = admin
 
     async def close(self) -> None:
@@ -167,6 +162,19 @@ class TopicProvisioner:
 
 def is_missing_topic(exc: BaseException) -> bool:
     return isinstance(exc, UnknownTopicOrPartitionError)
+
+
+async def start_or_close(
+    start: Callable[[], Awaitable[object]], close: Callable[[], Awaitable[object]]
+) -> None:
+    """Start an aiokafka client; a failed start leaves its connections open, so close it
+    before the failure propagates."""
+    try:
+        await start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await close()
+        raise
 
 
 async def stop_client(stop: Awaitable[object]) -> None:

@@ -48,6 +48,7 @@ from brokerline.kafka.connection import (
     bootstrap_failures,
     client_keywords,
     connect_error,
+    start_or_close,
     stop_client,
 )
 from brokerline.kafka.offsets import PartitionProgress, message_id
@@ -152,10 +153,8 @@ class KafkaSubscription(Subscription):
         consumer.subscribe([self.topic], listener=_Rebalance(self))
         with bootstrap_failures() as reasons:
             try:
-                await consumer.start()
+                await start_or_close(consumer.start, consumer.stop)
             except (KafkaError, OSError) as exc:
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
                 raise connect_error(s, exc, reasons) from None
         self._consumer = consumer
         self._workers.start()

@@ -10,7 +10,6 @@ per-partition batches (`linger_ms`, `batch_size`, `compression`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -18,7 +17,7 @@ from aiokafka.errors import KafkaError
 
 from brokerline.core.base import Envelope
 from brokerline.core.errors import BrokerError, BrokerUnavailable
-from brokerline.kafka.connection import TopicProvisioner, client_keywords
+from brokerline.kafka.connection import TopicProvisioner, client_keywords, start_or_close
 from brokerline.kafka.settings import KafkaSettings
 
 
@@ -46,12 +45,7 @@ class KafkaPublisher:
 
     async def start(self) -> None:
         producer = self.new_producer()
-        try:
-            await producer.start()
-        except BaseException:
-            with contextlib.suppress(Exception):  # a failed start leaves its client open
-                await producer.stop()
-            raise
+        await start_or_close(producer.start, producer.stop)
         self._producer = producer
 
     async def close(self) -> None:
