@@ -27,6 +27,7 @@ async def round_trip(broker: KafkaBroker) -> None:
     await broker.subscribe(topic, handler, group=unique("g"))
     await broker.publish(topic, b"over the secure listener")
     await eventually(lambda: got == [b"over the secure listener"], timeout=20)
+    assert await broker.healthy()
 
 
 async def test_sasl_plain_credentials_are_accepted(
