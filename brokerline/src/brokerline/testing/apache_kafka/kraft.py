@@ -206,6 +206,7 @@ def apache_kafka_kraft(
     format_storage(classpath, properties, log4j)
     argv = [
         "java", *JVM_MEMORY, "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+        "-Djava.net.preferIPv4Stack=true",  # loopback IPv4 sockets, as the ports promise
         f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath, "kafka.Kafka", str(properties),
     ]
     return ApacheKafkaServer(
