@@ -101,8 +101,6 @@ def server_properties(
         "auto.create.topics.enable": "true",
         # a test's consumers join at once: no wait for more members of a new group
         "group.initial.rebalance.delay.ms": 0,
-        # tests close consumers and start new ones in the same group within seconds
-        "group.consumer.session.timeout.ms": 45000,
         "num.network.threads": 2,
         "num.io.threads": 2,
         "background.threads": 2,
