@@ -6,6 +6,9 @@ READY := $(VENV)/.ready
 DEMO_DIR := build/demo
 DEMO_BROKER ?=
 DEMO_COUNT ?= 1000
+COMMA := ,
+# Kafka is not among the default brokers: `make demo DEMO_BROKER=kafka` generates it in too
+DEMO_ANSWERS := $(if $(filter kafka,$(DEMO_BROKER)),brokers=pulsar$(COMMA)nats$(COMMA)jetstream$(COMMA)kafka)
 
 .PHONY: demo test test-fast lint clean bench
 
@@ -17,7 +20,7 @@ $(READY): requirements-dev.txt brokerline/pyproject.toml
 
 demo: $(READY)  ## generate a service, run report + saver on embedded defaults, post reports
 	rm -rf $(DEMO_DIR)
-	$(BIN)/cookiecutter --no-input --output-dir $(DEMO_DIR) $(CURDIR)
+	$(BIN)/cookiecutter --no-input --output-dir $(DEMO_DIR) $(CURDIR) $(DEMO_ANSWERS)
 	$(MAKE) -C $(DEMO_DIR)/report-pipeline install PYTHON=$(abspath $(BIN)/python)
 	cd $(DEMO_DIR)/report-pipeline && .venv/bin/report-pipeline demo --count $(DEMO_COUNT) \
 		$(if $(DEMO_BROKER),--broker $(DEMO_BROKER))

@@ -23,8 +23,9 @@ SRC = ROOT / "src" / PACKAGE
 # pattern matches a template file and that no generated variant keeps a module nothing imports.
 BROKER_FILES = {
     "docs/pulsar.md": {"pulsar"},
+    "docs/kafka.md": {"kafka"},
     "tests/test_jetstream_cluster.py": {"jetstream"},  # the service through a leader's loss
-    "tests/test_workers.py": {"jetstream", "pulsar"},  # N savers in one group
+    "tests/test_workers.py": {"jetstream", "pulsar", "kafka"},  # N savers in one group
 }
 SAMPLE_FILES = [
     "service/report.py",

@@ -7,7 +7,7 @@ import keyword
 import re
 import sys
 
-KNOWN_BROKERS = ("pulsar", "nats", "jetstream")
+KNOWN_BROKERS = ("pulsar", "nats", "jetstream", "kafka")
 KNOWN_DATABASES = ("sqlite", "postgresql")
 SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 PYTHON_VERSION = re.compile(r"^3\.(1[1-9])$")

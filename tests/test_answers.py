@@ -16,10 +16,10 @@ from .conftest import generate
         ({"package_name": "9lives"}, "package_name '9lives' is not a Python identifier"),
         ({"package_name": "my-service"}, "package_name 'my-service' is not a Python identifier"),
         ({"project_slug": "My Service"}, "project_slug 'My Service' is not a valid slug"),
-        ({"brokers": "pulsar,kafka"}, "brokers has unknown broker(s) 'kafka'"),
+        ({"brokers": "pulsar,rabbitmq"}, "brokers has unknown broker(s) 'rabbitmq'"),
         ({"brokers": "nats,nats"}, "names a broker twice"),
-        ({"brokers": ""}, "brokers is empty; choose at least one of pulsar, nats, jetstream"),
-        ({"brokers": " , "}, "brokers is empty; choose at least one of pulsar, nats, jetstream"),
+        ({"brokers": ""}, "brokers is empty; choose at least one of pulsar, nats, jetstream, kafka"),
+        ({"brokers": " , "}, "brokers is empty; choose at least one of pulsar, nats, jetstream, kafka"),
         # the templates drop spaces only: any other blank would reach them as part of a name
         ({"brokers": "\tnats"}, "brokers has unknown broker(s) '\\tnats'"),
         ({"python_version": "3.9"}, "python_version '3.9' is not supported"),

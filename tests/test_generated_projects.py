@@ -33,6 +33,7 @@ CASES = {
     "jetstream-no-sample": {"brokers": "jetstream", "include_sample": "no"},
     "pulsar-only": {"brokers": "pulsar"},
     "postgresql": {"database": "postgresql"},
+    "kafka-only": {"brokers": "kafka"},
 }
 #: which of its tests a case runs (default: all but the slow ones): the slow end-to-end and
 #: reliability tests run once, on the project with every broker; the slow ones that need the
@@ -45,6 +46,10 @@ SELECTION = {
                    "-k", "not sqlite"],
     "pulsar-only": ["-m", "not slow", "-k", "not processes_starting_at_once"],
     "jetstream-no-sample": ["-m", "not slow", "-k", "not processes_starting_at_once"],
+    # Kafka is not a default broker: its process tests (the crash test, workers, the local
+    # Kafka of dev and demo) run here, on the session's Apache Kafka (Java 17 and Maven)
+    "kafka-only": ["tests/test_reliability.py", "tests/test_workers.py", "tests/test_cli.py",
+                   "tests/test_deployment.py", "-k", "kafka or deployment"],
 }
 
 

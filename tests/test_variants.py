@@ -1,6 +1,6 @@
 """Every generated variant holds only code it uses, and every module of it imports.
 
-For each broker choice (each one, each pair, all three), with and without the sample: generate
+For each broker choice (each one, each pair, all three; Kafka alone and with all), with and without the sample: generate
 the project, import every module of `src/<package>/` with the default project's venv (it has
 every option's dependencies, so no install of its own), and walk the imports from the entry
 points: a file none of them reaches is dead code that pruning left behind. A helper module in
@@ -26,9 +26,11 @@ from .import_graph import Graph, entry_points, outside_roots
 
 PACKAGE = "report_pipeline"
 BROKERS = ("pulsar", "nats", "jetstream")
+#: every choice of the first three, and Kafka alone and with all of them (not every Kafka
+#: pair: each variant costs a generation, and Kafka prunes only its docs page)
 BROKER_CHOICES = [
     ",".join(combo) for n in (1, 2, 3) for combo in itertools.combinations(BROKERS, n)
-]
+] + ["kafka", "pulsar,nats,jetstream,kafka"]
 VARIANTS = [(brokers, sample) for brokers in BROKER_CHOICES for sample in ("yes", "no")]
 #: compiled from proto/ by tools/compile_protos.py, not copied from the template: generated
 #: code whose unused parts (a `_pb2_grpc` of a proto without services) are not ours to prune

@@ -11,7 +11,10 @@ from brokerline.core.registry import PLUGINS
 from brokerline.testing.brokers import in_ci
 
 #: test modules -> the broker type whose client library they import
-NEEDS = {"test_nats*.py": "nats", "test_jetstream*.py": "jetstream", "test_pulsar*.py": "pulsar"}
+NEEDS = {
+    "test_nats*.py": "nats", "test_jetstream*.py": "jetstream", "test_pulsar*.py": "pulsar",
+    "test_kafka*.py": "kafka",
+}
 MISSING = sorted(set(PLUGINS) - set(known_types()))
 collect_ignore_glob = [pattern for pattern, type_name in NEEDS.items() if type_name in MISSING]
 

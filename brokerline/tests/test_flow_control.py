@@ -24,7 +24,7 @@ from brokerline.testing.brokers import eventually, unique
 
 FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.2)
 #: brokers that keep a message a closing consumer handed back, for the next consumer
-DURABLE = ("memory", "jetstream", "pulsar", "apache-pulsar")
+DURABLE = ("memory", "jetstream", "pulsar", "apache-pulsar", "kafka")
 
 
 class Dependency:

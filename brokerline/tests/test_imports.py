@@ -24,8 +24,10 @@ BROKER_NEUTRAL = [
     "brokerline.nats.settings",
     "brokerline.jetstream",
     "brokerline.jetstream.settings",
+    "brokerline.kafka",
+    "brokerline.kafka.settings",
 ]
-CLIENTS = ("pulsar", "_pulsar", "nats")
+CLIENTS = ("pulsar", "_pulsar", "nats", "aiokafka")
 
 #: makes a module uninstalled for this interpreter, as `pip uninstall` would: `import` raises
 #: ModuleNotFoundError and `importlib.util.find_spec` answers None (a `None` entry in
@@ -67,6 +69,7 @@ def test_a_plugin_loads_its_client_only_when_asked_for() -> None:
     ("pulsar", ["pulsar", "_pulsar"], "pulsar"),
     ("nats", ["nats"], "nats"),
     ("jetstream", ["nats"], "jetstream"),
+    ("kafka", ["aiokafka"], "kafka"),
 ])
 def test_a_plugin_whose_client_is_missing_names_the_extra_to_install(
     type_name: str, hidden: list[str], extra: str

@@ -1,6 +1,7 @@
 """The sample pair as real processes, for the reliability and end-to-end tests.
 
-A test starts a broker (or takes the session's Apache Pulsar, in a namespace of its own),
+A test starts a broker (or takes the session's Apache Pulsar, in a namespace of its own, or
+the session's Apache Kafka, with topics and a group of its own),
 `serve saver` / `serve report` as child processes pointed at it (by the same environment names
 a deployment uses), posts reports over gRPC and reads the rows back from the database.
 """
@@ -47,10 +48,13 @@ REPORT_TOPIC = "events.realtime-warehousing"
 class Pair:
     """A broker with report and saver services around it."""
 
-    broker_type: str  # the plugin the services use: jetstream or pulsar
+    broker_type: str  # the plugin the services use: jetstream, pulsar or kafka
     broker: EmbeddedBroker
     workdir: Path
     pulsar_namespace: str = "default"  # in the tenant `public`
+    #: the services' report topic and group; on the shared Apache Kafka, a test's own
+    report_topic: str = REPORT_TOPIC
+    group: str = "saver"
     db_url: str = ""
     grpc_address: str = ""
     http_address: str = ""
@@ -64,6 +68,14 @@ class Pair:
     def env(self, **extra: str) -> dict[str, str]:
         on_pulsar = self.broker_type == "pulsar"
         pulsar = {PULSAR_NAMESPACE_ENV: self.pulsar_namespace} if on_pulsar else {}
+        own_names = {
+            f"{ENV_PREFIX}TOPICS__REPORT": self.report_topic,
+            f"{ENV_PREFIX}TOPICS__USER_REPORT": f"{self.report_topic}-user-report",
+            f"{ENV_PREFIX}BROKER__GROUP": self.group,
+            # a killed saver's partitions go to its successor once the group drops it
+            f"{ENV_PREFIX}BROKER__KAFKA__SESSION_TIMEOUT": "6",
+            f"{ENV_PREFIX}BROKER__KAFKA__HEARTBEAT_INTERVAL": "0.5",
+        } if self.broker_type == "kafka" else {}
         return {
             **os.environ,
             "BROKER_TYPE": self.broker_type,
@@ -73,6 +85,7 @@ class Pair:
             "HTTP_ADDRESS": self.http_address,
             "LOG_LEVEL": "INFO",
             **pulsar,
+            **own_names,
             **extra,
         }
 
@@ -112,8 +125,8 @@ def running_pair(
     private: bool = False,
     db_url: str = "",
 ) -> Iterator[Pair]:
-    """A Pair on `broker`: `jetstream`, `pulsar` (pulsar-lite) or `apache-pulsar`, its saver
-    on `db_url` (default: an SQLite file in `workdir`).
+    """A Pair on `broker`: `jetstream`, `pulsar` (pulsar-lite), `apache-pulsar` or `kafka`
+    (Apache Kafka), its saver on `db_url` (default: an SQLite file in `workdir`).
 
     jetstream and pulsar-lite start a broker of the test's own; Apache Pulsar is the
     session's JVM (10-30 s to start) with a fresh namespace, unless `private` (a test that
@@ -128,6 +141,10 @@ def running_pair(
                 server = own = _private_apache_pulsar(workdir / "broker")
             namespace = new_namespace(server)
             pair = Pair("pulsar", server, workdir, pulsar_namespace=namespace, db_url=db_url)
+        elif broker == "kafka":  # the session's Apache Kafka (or skips): topics of the test's own
+            kafka: EmbeddedBroker = request.getfixturevalue("apache_kafka_server")
+            pair = Pair("kafka", kafka, workdir, db_url=db_url,
+                        report_topic=unique(REPORT_TOPIC), group=unique("saver"))
         else:
             from brokerline.nats.embedded import nats_server
             from brokerline.pulsar.embedded import pulsar_lite

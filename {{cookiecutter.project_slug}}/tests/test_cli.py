@@ -39,8 +39,8 @@ def assert_one_clear_error(result: subprocess.CompletedProcess[str], *fragments:
 
 def test_unknown_broker_type_is_one_sentence(tmp_path: Path) -> None:
     result = cli("serve", "saver" if "saver" in _roles() else "all", cwd=tmp_path,
-                 env={"BROKER_TYPE": "kafka"})
-    assert_one_clear_error(result, "unknown broker type 'kafka'", *known_types())
+                 env={"BROKER_TYPE": "rabbitmq"})
+    assert_one_clear_error(result, "unknown broker type 'rabbitmq'", *known_types())
 
 
 def test_bad_config_file_is_one_sentence(tmp_path: Path) -> None:
@@ -123,6 +123,7 @@ TLS_FILE_SETTINGS = {
     "nats": ("NATS_TLS_CA_FILE", "broker.nats.tls.ca_file"),
     "jetstream": ("NATS_TLS_CA_FILE", "broker.nats.tls.ca_file"),
     "pulsar": ("PULSAR_TLS_TRUST_CERTS_FILE", "broker.pulsar.tls.ca_file"),
+    "kafka": ("KAFKA_TLS_CA_FILE", "broker.kafka.tls.ca_file"),
 }
 
 
@@ -139,10 +140,11 @@ SERVER_SETTINGS = {
     "nats": "broker.nats.servers (NATS_SERVER_URL)",
     "jetstream": "broker.nats.servers (NATS_SERVER_URL)",
     "pulsar": "broker.pulsar.service_urls",
+    "kafka": "broker.kafka.bootstrap_servers (KAFKA_BOOTSTRAP_SERVERS)",
 }
 #: no broker address from the environment of the test run either
 NO_ADDRESS = {"BROKER_ADDRESS": "", "MQ_NAME_SERVER": "", "NATS_SERVER_URL": "",
-              "BROKER_EMBEDDED": ""}
+              "KAFKA_BOOTSTRAP_SERVERS": "", "BROKER_EMBEDDED": ""}
 
 
 @pytest.mark.parametrize("role", sorted(_roles()))

@@ -60,6 +60,7 @@ def test_compose_has_the_app_services_and_their_dependencies() -> None:
     types = set(known_types())
     assert ("pulsar" in services) == ("pulsar" in types)
     assert ("nats" in services) == bool({"nats", "jetstream"} & types)
+    assert ("kafka" in services) == ("kafka" in types)
     assert ("postgres" in services) == ("{{ cookiecutter.database }}" == "postgresql")
 
 

@@ -41,11 +41,11 @@ from .processes import (
 
 SHARED_GROUPS = (["jetstream"] if "jetstream" in known_types() else []) + (
     [APACHE_PULSAR] if "pulsar" in known_types() else []
-)
+) + (["kafka"] if "kafka" in known_types() else [])  # a consumer group over 3 partitions
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not SHARED_GROUPS, reason="needs the jetstream or pulsar plugin"),
+    pytest.mark.skipif(not SHARED_GROUPS, reason="needs the jetstream, pulsar or kafka plugin"),
 ]
 
 COUNT = 400

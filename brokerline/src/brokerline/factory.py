@@ -14,6 +14,9 @@ from brokerline.core import Backoff, Broker, BrokerError, LoggingMiddleware, Sub
 from brokerline.core.embedded import EmbeddedBroker, start_embedded
 from brokerline.core.registry import is_registered, plugin_factory
 from brokerline.core.urls import redact
+from brokerline.kafka.settings import KafkaSettings
+from brokerline.nats.settings import NatsSettings
+from brokerline.pulsar.settings import PulsarSettings
 from brokerline.telemetry import broker_middleware
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,11 @@ def plugin_settings(cfg: BrokerConfig, addresses: list[str]) -> dict[str, Any]:
                 update={"service_urls": [_with_scheme(a, "pulsar://") for a in addresses]}
             )
         return {"settings": pulsar}
+    if cfg.type == "kafka":
+        kafka = cfg.kafka
+        if addresses and not kafka.bootstrap_servers:
+            kafka = kafka.model_copy(update={"bootstrap_servers": addresses})
+        return {"settings": kafka}
     if is_registered(cfg.type):  # a plugin of the user's own: it reads its addresses
         return {"addresses": addresses}
     return {}
@@ -48,8 +56,11 @@ def plugin_settings(cfg: BrokerConfig, addresses: list[str]) -> dict[str, Any]:
 
 def check_files(cfg: BrokerConfig) -> None:
     """Fail before connecting if a configured TLS or credentials file does not exist."""
-    section = cfg.nats if cfg.type in ("nats", "jetstream") else cfg.pulsar
-    prefix = "nats" if cfg.type in ("nats", "jetstream") else "pulsar"
+    prefix = {"nats": "nats", "jetstream": "nats", "kafka": "kafka"}.get(cfg.type, "pulsar")
+    sections: dict[str, NatsSettings | KafkaSettings | PulsarSettings] = {
+        "nats": cfg.nats, "kafka": cfg.kafka, "pulsar": cfg.pulsar,
+    }
+    section = sections[prefix]
     files = {f"tls.{n}": getattr(section.tls, n) for n in ("ca_file", "cert_file", "key_file")}
     if prefix == "nats":
         files.update({"nkey_seed": cfg.nats.nkey_seed, "credentials": cfg.nats.credentials})
@@ -61,7 +72,10 @@ def check_files(cfg: BrokerConfig) -> None:
 
 
 def has_address(cfg: BrokerConfig) -> bool:
-    return bool(cfg.addresses() or cfg.nats.servers or cfg.pulsar.service_urls)
+    return bool(
+        cfg.addresses() or cfg.nats.servers or cfg.pulsar.service_urls
+        or cfg.kafka.bootstrap_servers
+    )
 
 
 #: per broker type: its own server-list setting (and environment name) besides broker.address
@@ -69,6 +83,7 @@ SERVER_SETTINGS = {
     "nats": "broker.nats.servers (NATS_SERVER_URL)",
     "jetstream": "broker.nats.servers (NATS_SERVER_URL)",
     "pulsar": "broker.pulsar.service_urls",
+    "kafka": "broker.kafka.bootstrap_servers (KAFKA_BOOTSTRAP_SERVERS)",
 }
 
 

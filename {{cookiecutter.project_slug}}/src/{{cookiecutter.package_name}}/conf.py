@@ -2,6 +2,7 @@
 {%- if 'pulsar' in brokers %}{% set default_broker = 'pulsar' %}
 {%- elif 'jetstream' in brokers %}{% set default_broker = 'jetstream' %}
 {%- elif 'nats' in brokers %}{% set default_broker = 'nats' %}
+{%- elif 'kafka' in brokers %}{% set default_broker = 'kafka' %}
 {%- else %}{% set default_broker = 'memory' %}{% endif -%}
 """Typed configuration: `configs/config.yaml`, then environment variables on top.
 

@@ -24,6 +24,7 @@ from pydantic_settings import (
 from brokerline.core.base import InitialPosition, SubscriptionType
 from brokerline.core.settings import LOWERCASE
 from brokerline.core.urls import check_scheme
+from brokerline.kafka.settings import KafkaSettings, check_bootstrap_server
 from brokerline.nats.settings import NatsSettings
 from brokerline.pulsar.settings import CUMULATIVE_ACK_TYPES, PulsarSettings
 
@@ -51,7 +52,8 @@ class SubscriberConfig(_Section):
     max_message_bytes: int = Field(1024 * 1024, ge=1)  # larger ones are dead-lettered
     # Shared by default: `serve saver --workers N` runs N consumers in one group, and only a
     # shared type spreads the messages over them (exclusive refuses the second worker,
-    # failover keeps all but one idle). Pulsar only; NATS and JetStream groups are shared.
+    # failover keeps all but one idle). Pulsar only; NATS and JetStream groups are shared,
+    # Kafka groups shared or key_shared (a key's partition goes to one member).
     subscription_type: Annotated[SubscriptionType, LOWERCASE] = SubscriptionType.SHARED
     # where a new group starts on a topic that already holds messages (Pulsar, JetStream)
     initial_position: Annotated[InitialPosition, LOWERCASE] = InitialPosition.EARLIEST
@@ -84,6 +86,7 @@ class BrokerConfig(_Section):
     subscriptions: dict[str, SubscriptionOverride] = Field(default_factory=dict)
     nats: NatsSettings = Field(default_factory=NatsSettings)
     pulsar: PulsarSettings = Field(default_factory=PulsarSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     @field_validator("type")
     @classmethod
@@ -94,7 +97,11 @@ class BrokerConfig(_Section):
     @classmethod
     def _address_fits_the_type(cls, address: str, info: ValidationInfo) -> str:
         kind = URL_KIND.get(info.data.get("type", ""))
-        if kind is not None:
+        if kind == "Kafka":
+            for entry in address.split(","):
+                if entry.strip():
+                    check_bootstrap_server(entry)
+        elif kind is not None:
             for url in address.split(","):
                 check_scheme(url.strip(), kind)
         return address
@@ -102,6 +109,11 @@ class BrokerConfig(_Section):
     @model_validator(mode="after")
     def _subscription_types_fit_the_broker(self) -> BrokerConfig:
         for where, kind in self.subscription_types().items():
+            if self.type == "kafka" and kind not in KAFKA_GROUP_TYPES:
+                raise ValueError(
+                    f"{where} is {kind.value}, which kafka does not have (a group splits a "
+                    "topic's partitions among its members); set it to shared or key_shared"
+                )
             if self.type in ("nats", "jetstream") and kind is not SubscriptionType.SHARED:
                 raise ValueError(
                     f"{where} is {kind.value}, which {self.type} does not have (its groups are "
@@ -132,7 +144,9 @@ class BrokerConfig(_Section):
 
 
 #: the kind of URL each broker type's addresses are
-URL_KIND = {"nats": "NATS", "jetstream": "NATS", "pulsar": "Pulsar"}
+URL_KIND = {"nats": "NATS", "jetstream": "NATS", "pulsar": "Pulsar", "kafka": "Kafka"}
+#: how a Kafka group shares a topic (kafka.broker.GROUP_TYPES, without importing aiokafka)
+KAFKA_GROUP_TYPES = frozenset({SubscriptionType.SHARED, SubscriptionType.KEY_SHARED})
 
 
 class DatabaseConfig(_Section):

@@ -107,13 +107,15 @@ class Dispatcher:
         self._key_tails: dict[str, asyncio.Future[None]] = {}
         self._sequence_keys = options.ordered and options.concurrency > 1
 
-    async def process(self, delivery: Delivery) -> Outcome:
+    async def process(self, delivery: Delivery, order_key: str | None = None) -> Outcome:
         """Decide the outcome of one delivery.
 
         Plugins call this as soon as a message arrives (before awaiting anything else): the
         per-key queueing below happens before the first await, so arrival order is kept.
+        `order_key` (default: the message's key) names the sequence the message is ordered
+        in; Kafka orders a partition's keyless messages by their partition.
         """
-        key = delivery.key
+        key = order_key or delivery.key
         if not (self._sequence_keys and key):
             outcome = await self._decide(delivery)
         else:

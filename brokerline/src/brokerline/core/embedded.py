@@ -122,7 +122,8 @@ def store_dir(store: str | os.PathLike[str] | None, prefix: str) -> tuple[Path, 
 
 
 def embedded_broker(kind: str, store: str | os.PathLike[str] | None = None) -> EmbeddedBroker:
-    """The embedded broker for a broker type (`pulsar`, `nats`, `jetstream`), not yet started."""
+    """The embedded broker for a broker type (`pulsar`, `nats`, `jetstream`, `kafka`), not yet
+    started."""
     if kind == "pulsar":
         from brokerline.pulsar.embedded import pulsar_lite
 
@@ -131,9 +132,13 @@ def embedded_broker(kind: str, store: str | os.PathLike[str] | None = None) -> E
         from brokerline.nats.embedded import nats_server
 
         return nats_server(store=store, jetstream=True)
+    if kind == "kafka":  # no Kafka on PyPI: Apache Kafka's jars from Maven Central, on a JVM
+        from brokerline.kafka.embedded import local_kafka
+
+        return local_kafka(store=store)
     raise BrokerError(f"the {kind} broker has no embedded server; configure its address")
 
 
 def start_embedded(kind: str, store: str | os.PathLike[str] | None = None) -> EmbeddedBroker:
-    """Start the embedded broker for a broker type (`pulsar`, `nats`, `jetstream`)."""
+    """Start the embedded broker for a broker type (`pulsar`, `nats`, `jetstream`, `kafka`)."""
     return embedded_broker(kind, store).start()

@@ -26,6 +26,7 @@ PLUGINS: dict[str, tuple[str, str | None, str | None]] = {
     "nats": ("brokerline.nats.broker:NatsBroker", "nats", "nats"),
     "jetstream": ("brokerline.jetstream.broker:JetStreamBroker", "nats", "jetstream"),
     "pulsar": ("brokerline.pulsar.broker:PulsarBroker", "pulsar", "pulsar"),
+    "kafka": ("brokerline.kafka.broker:KafkaBroker", "aiokafka", "kafka"),
 }
 
 

@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import pytest
 
@@ -20,6 +20,9 @@ from brokerline.core import Broker, known_types
 from brokerline.core.embedded import EmbeddedBroker
 from brokerline.memory.broker import MemoryBroker, MemoryHub
 from brokerline.nats.settings import NatsSettings
+
+if TYPE_CHECKING:
+    from brokerline.kafka.settings import KafkaSettings
 
 #: what a `broker_factory` fixture yields: each call returns a new, connected broker
 BrokerFactory = Callable[[], Awaitable[Broker]]
@@ -29,6 +32,8 @@ B = TypeVar("B", bound=Broker)
 
 #: the Pulsar plugin's tests run on both: pulsar-lite (embedded, fast) and Apache Pulsar
 APACHE_PULSAR = "apache-pulsar"
+#: the key of the session's Apache Kafka node in `embedded_servers`
+APACHE_KAFKA = "apache-kafka"
 
 #: broker types whose client library is installed, the conformance suite runs on each; Pulsar
 #: twice (`pulsar` on pulsar-lite, `apache-pulsar` on Apache Pulsar standalone)
@@ -41,6 +46,7 @@ SERVER_KIND: dict[str, str | None] = {
     "jetstream": "nats",
     "pulsar": "pulsar",
     APACHE_PULSAR: None,  # the plugin's `apache_pulsar_server` session fixture
+    "kafka": None,  # the plugin's `apache_kafka_server` session fixture (Apache Kafka)
 }
 
 
@@ -61,6 +67,11 @@ def make_broker(type_name: str, server: EmbeddedBroker | MemoryHub | None) -> Br
         return PulsarBroker(
             PulsarSettings(service_urls=[server.url], operation_timeout=5, connection_timeout=2)
         )
+    if type_name == "kafka":
+        from brokerline.kafka.broker import KafkaBroker
+
+        assert isinstance(server, EmbeddedBroker)
+        return KafkaBroker(kafka_test_settings(server.url))
     if type_name in ("nats", "jetstream"):
         from brokerline.core.registry import plugin_factory
 
@@ -101,6 +112,18 @@ def nats_test_settings(url: str, **overrides: Any) -> NatsSettings:
     }
     fields.update(overrides)
     return NatsSettings.model_validate(fields)
+
+
+def kafka_test_settings(bootstrap: str, **overrides: Any) -> KafkaSettings:
+    """Kafka settings for tests: short timeouts, frequent commits, 3 partitions a topic."""
+    from brokerline.kafka.settings import KafkaSettings
+
+    fields: dict[str, Any] = {
+        "bootstrap_servers": [bootstrap], "request_timeout": 10, "session_timeout": 6,
+        "heartbeat_interval": 0.5, "rebalance_timeout": 10, "commit_interval": 0.05,
+    }
+    fields.update(overrides)
+    return KafkaSettings.model_validate(fields)
 
 
 def in_ci() -> bool:

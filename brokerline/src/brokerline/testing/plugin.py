@@ -1,11 +1,11 @@
 """brokerline's pytest plugin (loaded by the `pytest11` entry point when brokerline is installed).
 
 Fixtures that connect brokers of every installed type to real local broker processes
-(nats-server, pulsar-lite, Apache Pulsar standalone) started once per test session on free
-loopback ports:
+(nats-server, pulsar-lite, Apache Pulsar standalone, Apache Kafka) started once per test
+session on free loopback ports:
 
 - `broker_type`: parametrized over the installed broker types (test ids name the broker
-  process: `memory`, `nats`, `jetstream`, `pulsar-lite`, `apache-pulsar`);
+  process: `memory`, `nats`, `jetstream`, `pulsar-lite`, `apache-pulsar`, `kafka`);
 - `broker_factory` / `broker`: connected brokers of that type, closed after the test (a test
   class that defines its own `broker_factory`, as a `BrokerConformance` subclass for a plugin
   of your own does, gets `broker` from it);
@@ -16,6 +16,10 @@ loopback ports:
   Pulsar (ids `pulsar-lite`, `apache-pulsar`), and Pulsar brokers on it;
 - `apache_pulsar_server`: the session's Apache Pulsar standalone (`.url`, `.admin_url`); it
   needs Java 17 and Maven: without them its tests skip saying so, and fail when CI=true;
+- `apache_kafka_server`: the session's Apache Kafka KRaft node (`.url`, `.sasl_url`,
+  `.ssl_url`), behind the `kafka` broker type's tests; like Apache Pulsar it needs Java 17
+  and Maven, skips without them and fails when CI=true; `kafka_factory`: Kafka brokers on
+  it, with settings overrides;
 - `postgres_server`: a private PostgreSQL server for one test (skips without the binaries).
 
 The async fixtures are `pytest_asyncio` fixtures: they work in its strict mode and auto mode.
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -35,19 +39,26 @@ from brokerline.core.embedded import EmbeddedBroker, start_embedded
 from brokerline.core.errors import BrokerError
 from brokerline.memory.broker import MemoryHub
 from brokerline.testing.brokers import (
+    APACHE_KAFKA,
     APACHE_PULSAR,
     BROKER_TYPES,
     SERVER_KIND,
     BrokerFactory,
     cannot_run,
     connected_brokers,
+    kafka_test_settings,
     make_broker,
 )
+from brokerline.testing.jvm import JvmBroker
 from brokerline.testing.postgres import PostgresServer, require_server_binaries
 
 if TYPE_CHECKING:
+    from brokerline.kafka.broker import KafkaBroker
     from brokerline.pulsar.broker import PulsarBroker
+    from brokerline.testing.apache_kafka import ApacheKafkaServer
     from brokerline.testing.apache_pulsar import ApachePulsarServer
+
+J = TypeVar("J", bound=JvmBroker)
 
 
 @pytest.fixture(scope="session")
@@ -85,28 +96,54 @@ def server_for(type_name: str, servers: dict[str, EmbeddedBroker]) -> EmbeddedBr
     return servers[kind]
 
 
+def start_jvm_broker(
+    config: pytest.Config, title: str, missing: str | None, make: Callable[[], J],
+    where: Callable[[J], str], prepared: str = "jars resolved",
+) -> J:
+    """A JVM broker (Apache Pulsar, Apache Kafka) made by `make()` and started, its cost
+    reported at the end of the test log; skips (fails in CI) when Java or Maven is
+    `missing`."""
+    if missing is not None:
+        cannot_run(missing, f"CI must run the {title} tests")
+    try:
+        began = time.monotonic()
+        server = make()
+        prepared_in = time.monotonic() - began
+        server.start()
+    except BrokerError as exc:
+        pytest.fail(f"{title} did not start: {exc}", pytrace=False)
+    rss = server.rss_mb()
+    report(
+        config,
+        f"brokerline: {title} {server.version} {where(server)}: {prepared} in "
+        f"{prepared_in:.1f}s, started in {server.started_in or 0:.1f}s, RSS "
+        f"{'?' if rss is None else f'{rss:.0f} MiB'}"
+    )
+    return server
+
+
 def start_apache_pulsar(config: pytest.Config) -> ApachePulsarServer:
     """Apache Pulsar standalone, started; skips (fails in CI) without Java and Maven."""
     from brokerline.testing.apache_pulsar import apache_pulsar_standalone, missing_tools
 
-    missing = missing_tools()
-    if missing is not None:
-        cannot_run(missing, "CI must run the Apache Pulsar tests")
-    try:
-        began = time.monotonic()
-        server = apache_pulsar_standalone()
-        resolved_in = time.monotonic() - began
-        server.start()
-    except BrokerError as exc:
-        pytest.fail(f"Apache Pulsar standalone did not start: {exc}", pytrace=False)
-    rss = server.rss_mb()
-    report(
-        config,
-        f"brokerline: Apache Pulsar {server.version} standalone on {server.url} (admin "
-        f"{server.admin_url}): jars resolved in {resolved_in:.1f}s, started in "
-        f"{server.started_in:.1f}s, RSS {'?' if rss is None else f'{rss:.0f} MiB'}"
+    return start_jvm_broker(
+        config, "Apache Pulsar", missing_tools(), apache_pulsar_standalone,
+        lambda server: f"standalone on {server.url} (admin {server.admin_url})",
     )
-    return server
+
+
+def start_apache_kafka(config: pytest.Config) -> ApacheKafkaServer:
+    """An Apache Kafka KRaft node, started; skips (fails in CI) without Java and Maven."""
+    from brokerline.testing.apache_kafka import apache_kafka_kraft, missing_tools
+
+    return start_jvm_broker(
+        config, "Apache Kafka", missing_tools(), apache_kafka_kraft,
+        lambda server: (
+            f"KRaft node on {server.url} (SASL {server.sasl_url}, TLS "
+            f"{server.ssl_url if server.ssl_port else 'off'})"
+        ),
+        "jars resolved and storage formatted",
+    )
 
 
 #: lines for the end of the test log (start-up costs), whatever the capture mode
@@ -142,6 +179,19 @@ def apache_pulsar_server(
     return server
 
 
+@pytest.fixture(scope="session")
+def apache_kafka_server(
+    pytestconfig: pytest.Config, embedded_servers: dict[str, EmbeddedBroker]
+) -> ApacheKafkaServer:
+    """The session's Apache Kafka KRaft node (started on first use; Java 17 and Maven).
+
+    `.url` is its PLAINTEXT bootstrap address, `.sasl_url` SASL/PLAIN, `.ssl_url` TLS.
+    """
+    server = start_apache_kafka(pytestconfig)
+    embedded_servers[APACHE_KAFKA] = server  # stopped with the others at the session's end
+    return server
+
+
 @pytest_asyncio.fixture
 async def broker_factory(
     request: pytest.FixtureRequest, broker_type: str, embedded_servers: dict[str, EmbeddedBroker]
@@ -150,6 +200,8 @@ async def broker_factory(
     server: EmbeddedBroker | MemoryHub
     if broker_type == APACHE_PULSAR:
         server = request.getfixturevalue("apache_pulsar_server")
+    elif broker_type == "kafka":
+        server = request.getfixturevalue("apache_kafka_server")
     else:
         server = server_for(broker_type, embedded_servers) or MemoryHub()
     async with connected_brokers(lambda: make_broker(broker_type, server)) as connect:
@@ -190,6 +242,23 @@ async def pulsar_factory(
         }
         fields.update(overrides)
         return PulsarBroker(PulsarSettings.model_validate(fields))
+
+    async with connected_brokers(make) as connect:
+        yield connect
+
+
+@pytest_asyncio.fixture
+async def kafka_factory(
+    apache_kafka_server: ApacheKafkaServer,
+) -> AsyncIterator[Callable[..., Awaitable[KafkaBroker]]]:
+    """Connects Kafka brokers to the session's Apache Kafka, with settings overrides.
+
+    `await kafka_factory(topic_partitions=1)`; every broker is closed after the test.
+    """
+    from brokerline.kafka.broker import KafkaBroker
+
+    def make(**overrides: Any) -> KafkaBroker:
+        return KafkaBroker(kafka_test_settings(apache_kafka_server.url, **overrides))
 
     async with connected_brokers(make) as connect:
         yield connect

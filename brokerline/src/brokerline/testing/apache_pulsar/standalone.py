@@ -15,11 +15,11 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 from brokerline.core.embedded import EmbeddedBroker, free_port, store_dir
 from brokerline.core.errors import BrokerError
 from brokerline.testing.apache_pulsar.maven import pulsar_version, resolve_classpath
+from brokerline.testing.jvm import rss_mb
 from brokerline.testing.tls import TestCertificates, make_test_certificates, missing_openssl
 
 #: heap and direct memory (the bookie's write/read caches come out of direct memory)
@@ -83,17 +83,6 @@ def tls_conf(
         "tlsAllowInsecureConnection": "false",
         "tlsRequireTrustedClientCertOnConnect": str(require_client_certificate).lower(),
     }
-
-
-def rss_mb(pid: int) -> float | None:
-    """A process's resident memory in MiB (Linux /proc; None elsewhere)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 @dataclass
