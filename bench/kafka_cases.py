@@ -1,0 +1,157 @@
+"""Kafka on Apache Kafka (KRaft): raw aiokafka vs this framework vs FastStream's KafkaBroker.
+
+Every side produces the same reports to a fresh 3-partition topic, then consumes them back in
+a new consumer group, decoding each into `Report` and committing offsets only after handling
+(at-least-once). Producers: acks=all, idempotence on, 5 ms linger (the plugin's defaults).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from brokerline import SubscribeOptions
+from brokerline.kafka import KafkaBroker, KafkaSettings
+from brokerline.testing.apache_kafka import apache_kafka_kraft, missing_tools
+from common import (
+    CHUNK,
+    TIMEOUT,
+    Report,
+    Result,
+    Sink,
+    framework_produce_consume,
+    make_reports,
+    throughput,
+)
+
+PARTITIONS = 3
+CONCURRENCY = 64  # framework handlers in flight
+POLL = 500  # records per poll (raw getmany, FastStream's batch subscriber)
+PRODUCE = "Kafka produce"
+CONSUME = "Kafka consume+commit"
+PRODUCER = {"acks": "all", "enable_idempotence": True, "linger_ms": 5,
+            "max_batch_size": 256 * 1024}
+
+
+@contextlib.contextmanager
+def apache_kafka(notes: list[str]) -> Iterator[str | None]:
+    """The bootstrap address of brokerline's Apache Kafka KRaft test node for the whole run,
+    or None (with the reason in `notes`) where Java or Maven is missing."""
+    missing = missing_tools()
+    if missing:
+        notes.append(f"Kafka skipped: {missing}")
+        print(notes[-1], flush=True)
+        yield None
+        return
+    server = apache_kafka_kraft(tls=False).start()
+    try:
+        yield server.url
+    finally:
+        server.cleanup()
+
+
+async def new_topic(bootstrap: str, side: str) -> str:
+    """A fresh topic with the plugin's default partitions (auto-creation would make one)."""
+    topic = f"bench-{side}-{uuid.uuid4().hex[:6]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    return topic
+
+
+async def kafka_raw(bootstrap: str, n: int) -> list[Result]:
+    topic = await new_topic(bootstrap, "raw")
+    reports = make_reports(n)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **PRODUCER)
+    await producer.start()
+    try:
+        t0 = time.perf_counter()
+        for i in range(0, n, CHUNK):
+            # send() returns once the record is in the accumulator; its future is the ack
+            acks = [await producer.send(topic, r.model_dump_json().encode())
+                    for r in reports[i:i + CHUNK]]
+            await asyncio.gather(*acks)
+        produced = Result(PRODUCE, "raw aiokafka", throughput(n, time.perf_counter() - t0))
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="raw",
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        got, t0 = 0, 0.0
+        deadline = time.monotonic() + TIMEOUT
+        while got < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"raw aiokafka received {got} of {n} in {TIMEOUT}s")
+            batches = await consumer.getmany(timeout_ms=500, max_records=POLL)
+            if batches and not t0:
+                t0 = time.perf_counter()  # from the first records, after the group join
+            for records in batches.values():
+                for record in records:
+                    Report.model_validate_json(record.value or b"")
+                    got += 1
+            if batches:
+                await consumer.commit()
+        consumed = Result(CONSUME, "raw aiokafka", throughput(n, time.perf_counter() - t0))
+    finally:
+        await consumer.stop()
+    return [produced, consumed]
+
+
+async def kafka_framework(bootstrap: str, n: int) -> list[Result]:
+    broker = KafkaBroker(KafkaSettings(bootstrap_servers=[bootstrap]))
+    await broker.connect()
+    try:
+        return await framework_produce_consume(
+            broker, await new_topic(bootstrap, "fw"), n,
+            SubscribeOptions(concurrency=CONCURRENCY, ordered=False), PRODUCE, CONSUME)
+    finally:
+        await broker.close(5)
+
+
+async def kafka_faststream(bootstrap: str, n: int) -> list[Result]:
+    from faststream import AckPolicy
+    from faststream.kafka import KafkaBroker as FsBroker
+
+    topic = await new_topic(bootstrap, "fs")
+    reports = make_reports(n)
+    fs = FsBroker(bootstrap, logger=None, **PRODUCER)
+    await fs.start()
+    try:
+        t0 = time.perf_counter()
+        for i in range(0, n, CHUNK):  # one produce request per call, awaited
+            await fs.publish_batch(*reports[i:i + CHUNK], topic=topic)
+        produced = Result(PRODUCE, "faststream", throughput(n, time.perf_counter() - t0))
+    finally:
+        await fs.stop()
+    sink = Sink(n)
+    began: list[float] = []
+    fs = FsBroker(bootstrap, logger=None)
+
+    # a batch subscriber (one handler call per poll); AckPolicy.ACK commits after the handler
+    @fs.subscriber(topic, batch=True, group_id="fs", auto_offset_reset="earliest",
+                   max_records=POLL, ack_policy=AckPolicy.ACK)
+    async def handler(batch: list[Report]) -> None:
+        if not began:
+            began.append(time.perf_counter())  # its first records: the group join is behind
+        for report in batch:
+            sink.hit(report)
+
+    await fs.start()
+    try:
+        await sink.wait(TIMEOUT)
+        consumed = Result(CONSUME, "faststream", throughput(n, time.perf_counter() - began[0]))
+    finally:
+        await fs.stop()
+    return [produced, consumed]
+
+
+CASES = (kafka_raw, kafka_framework, kafka_faststream)
