@@ -207,7 +207,7 @@ async def main(args: argparse.Namespace) -> None:
         if "kafka" in args.only:
             import kafka_cases  # aiokafka and a JVM only where the Kafka group runs
 
-            with kafka_cases.apache_kafka(notes) as bootstrap:
+            async with kafka_cases.apache_kafka(notes) as bootstrap:
                 if bootstrap:
                     results += await rounds(args.repeat, [
                         lambda c=case: c(bootstrap, n) for case in kafka_cases.CASES])
