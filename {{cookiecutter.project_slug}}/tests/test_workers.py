@@ -1,5 +1,6 @@
 """`serve --workers 2`: two saver processes in one consumer group store every event once; two
-report processes answer gRPC and HTTP on one port each (SO_REUSEPORT).
+report processes answer gRPC and HTTP on one port each (SO_REUSEPORT); a second saver that
+joins and leaves the group mid-stream leaves every event stored once.
 
 On JetStream (one durable consumer) and on Apache Pulsar (one Shared subscription, the
 session's standalone in a namespace of this test's). Not on pulsar-lite: it refuses a second
