@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from brokerline import SubscribeOptions
 from brokerline.kafka import KafkaBroker, KafkaSettings
 from brokerline.testing.apache_kafka import apache_kafka_kraft, missing_tools
@@ -29,8 +28,8 @@ from common import (
     make_reports,
     throughput,
 )
+from kafka_clients import create_topic
 
-PARTITIONS = 3
 CONCURRENCY = 64  # framework handlers in flight
 POLL = 500  # records per poll (raw getmany, FastStream's batch subscriber)
 PRODUCE = "Kafka produce"
@@ -66,8 +65,7 @@ async def warm_up(bootstrap: str) -> None:
         await producer.send_and_wait(topic, b"{}")
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="warm-up",
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = group_consumer(bootstrap, topic, "warm-up")
     await consumer.start()
     try:
         await consumer.getone()
@@ -77,15 +75,16 @@ async def warm_up(bootstrap: str) -> None:
 
 
 async def new_topic(bootstrap: str, side: str) -> str:
-    """A fresh topic with the plugin's default partitions (auto-creation would make one)."""
+    """A fresh topic with the plugin's default 3 partitions (auto-creation would make 1)."""
     topic = f"bench-{side}-{uuid.uuid4().hex[:6]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, topic)
     return topic
+
+
+def group_consumer(bootstrap: str, topic: str, group: str) -> AIOKafkaConsumer:
+    """A member of a new group, reading from the start, committing only when told to."""
+    return AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                            enable_auto_commit=False, auto_offset_reset="earliest")
 
 
 async def kafka_raw(bootstrap: str, n: int) -> list[Result]:
@@ -104,8 +103,7 @@ async def kafka_raw(bootstrap: str, n: int) -> list[Result]:
         produced = Result(PRODUCE, "raw aiokafka", throughput(n, time.perf_counter() - t0))
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="raw",
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = group_consumer(bootstrap, topic, "raw")
     await consumer.start()
     try:
         got, t0 = 0, 0.0
