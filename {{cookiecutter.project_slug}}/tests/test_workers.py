@@ -223,7 +223,7 @@ def test_two_report_workers_answer_grpc_and_http_on_one_port_each(
             assert len(accepted) == 8 * 40 + 8 * 20, [r.refused for r in grpc_posts]
             stored = asyncio.run(wait_for_rows(pair.db_url, len(accepted), timeout=60))
             assert sorted(stored) == sorted(accepted)  # each once
-            sent = [published(metrics + index) for index in range(2)]
+            sent = [published(metrics + index, pair.report_topic) for index in range(2)]
             assert all(sent) and sum(sent) == len(accepted), f"reports per worker: {sent}"
             workers.send_signal(signal.SIGTERM)
             assert workers.wait(60) == 0, log_path.read_text(errors="replace")[-3000:]
@@ -257,14 +257,14 @@ def post_http_on_many_connections(address: str) -> list[str]:
     return [i for ids in asyncio.run(clients()) for i in ids]
 
 
-def published(metrics_port: int) -> int:
+def published(metrics_port: int, topic: str) -> int:
     """Reports a worker published to the saver's topic, from its own /metrics."""
     conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
     return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("messaging_client_sent_messages_total")
-                   and f'messaging_destination_name="{REPORT_TOPIC}"' in line))
+                   and f'messaging_destination_name="{topic}"' in line))
 
 
 def two_free_ports() -> int:
