@@ -49,6 +49,7 @@ from brokerline.core import (
     Retry,
     SubscribeOptions,
 )
+from brokerline.testing.batch_conformance import BatchConformance
 from brokerline.testing.brokers import BrokerFactory, eventually, unique
 
 FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.5)
@@ -75,8 +76,10 @@ async def collect_dead_letters(broker: Broker, dlq: str) -> list[tuple[bytes, Me
     return dead
 
 
-class BrokerConformance:
+class BrokerConformance(BatchConformance):
     """The conformance tests; inherit them in a `Test...` class that provides `broker_factory`.
+
+    Batch subscribers (`subscribe_batch`) have their tests in `BatchConformance`, inherited.
 
     Not collected itself (its name does not start with `Test`). The `asyncio` mark lets the
     tests run in pytest-asyncio's strict mode as well as in auto mode.

@@ -1,0 +1,183 @@
+"""Batch subscribers: one handler call for many messages, settled message by message.
+
+A batch handler is `async def handle(batch: list[T], ctx: BatchContext) -> BatchResult | None`;
+`T` (the annotation's item type) picks the decoding, as for a single handler. Subscribe it
+with `broker.subscribe_batch(topic, handle, group=..., options=..., batch=BatchOptions(...))`.
+
+- returns None: every message is acked;
+- returns `BatchResult(retry=[i], reject={j: "why"})`: message i is redelivered (a failed
+  delivery: the backoff, `max_deliveries`), j is dead-lettered, the others are acked;
+- raises `Retry(delay)` or any other exception: every message is redelivered after the delay
+  or the backoff, each with its own delivery count (at `max_deliveries` it is dead-lettered);
+- raises `Reject(reason)`: every message is dead-lettered;
+- raises a transient error: the batch is held and the subscription paused, as for a single
+  handler (never counted as a delivery);
+- a message that cannot be decoded, or is over `max_message_bytes`, is dead-lettered before
+  the call: the handler gets the others.
+
+Indexes in a `BatchResult` are positions in `batch` (and in `ctx.messages`, which holds each
+message's `MessageContext` in the same order).
+
+The plugin contract (`BatchSource`) is small: a plugin supplies "receive up to `max_size`
+messages within `max_wait`", the `Delivery` of a message, the settlement of one message with
+its `Outcome` and the give-back of messages it will not handle; `batch_loop` does the rest
+(decoding, dead letters, the handler chain with one span per batch, metrics, outcomes, the
+pause while a dependency is down). `QueueBatches` is the receive step for a plugin whose
+client pushes messages into an `asyncio.Queue`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from brokerline.core.base import Delivery, MessageContext
+from brokerline.core.consumer_loop import ConsumerLoop
+
+if TYPE_CHECKING:
+    from brokerline.core.batch_dispatch import BatchDispatcher
+    from brokerline.core.dispatch import Outcome
+
+M = TypeVar("M")
+log = logging.getLogger("broker")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    """How a batch fills: up to `max_size` messages, or what arrived within `max_wait` seconds
+    of the batch's first message (a batch is never empty, and never waits for a first one)."""
+
+    max_size: int = 100
+    max_wait: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.max_size < 1:
+            raise ValueError(f"max_size must be at least 1, got {self.max_size}")
+        if self.max_wait < 0:
+            raise ValueError(f"max_wait must not be negative, got {self.max_wait}")
+
+
+@dataclass(slots=True)
+class BatchContext:
+    """What a batch handler knows besides the decoded messages (read-only)."""
+
+    topic: str
+    group: str | None
+    messages: list[MessageContext]  # one per message of the batch, in the same order
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What a batch handler returns to settle some of its messages otherwise than by an ack.
+
+    `retry`: positions to redeliver (each counts as a failed delivery: the backoff, or
+    `retry_delay` when given, and `max_deliveries`); `reject`: positions to dead-letter now,
+    with the reason. Every other message of the batch is acked.
+    """
+
+    retry: Collection[int] = ()
+    reject: Mapping[int, str] = field(default_factory=dict)
+    retry_delay: float | None = None
+
+
+BatchHandler = Callable[[list[Any], BatchContext], Awaitable["BatchResult | None"]]
+
+
+class BatchSource(Protocol[M]):
+    """What a plugin supplies for batch subscriptions; `M` is its own message type."""
+
+    async def receive(self, max_size: int, max_wait: float) -> Sequence[M]:
+        """Up to `max_size` messages: waits for a first one, then at most `max_wait` seconds
+        for more. If cancelled, nothing it took may be lost (keep it for the next call)."""
+        ...
+
+    def delivery(self, message: M) -> Delivery:
+        """The message as the core decodes it."""
+        ...
+
+    async def settle(self, message: M, outcome: Outcome) -> None:
+        """Ack, redeliver after `outcome.delay`, or (dead-lettered) ack / terminate it."""
+        ...
+
+    async def give_back(self, messages: Sequence[M]) -> None:
+        """The subscription stopped before these were settled: let the broker redeliver them."""
+        ...
+
+
+def batch_loop(
+    source: BatchSource[M], dispatcher: BatchDispatcher, batch: BatchOptions, *,
+    concurrency: int, name: str,
+) -> ConsumerLoop[Sequence[M]]:
+    """The workers of a batch subscription: `concurrency` batches in flight at most.
+
+    Stopping it (`ConsumerLoop.stop`) lets a batch being handled finish and be settled.
+    """
+    max_size, max_wait = batch.max_size, batch.max_wait
+
+    async def receive() -> Sequence[M]:
+        return await source.receive(max_size, max_wait)
+
+    async def handle(messages: Sequence[M]) -> None:
+        if not messages:
+            return
+        deliveries = [source.delivery(m) for m in messages]
+        try:
+            outcomes = await dispatcher.process_batch(deliveries)
+        except asyncio.CancelledError:  # stopped mid-handler: nothing was settled
+            await source.give_back(messages)
+            raise
+        for message, outcome in zip(messages, outcomes, strict=True):
+            await source.settle(message, outcome)
+
+    return ConsumerLoop(
+        receive, handle, concurrency=concurrency, name=name, flow=dispatcher.flow
+    )
+
+
+class QueueBatches(Generic[M]):
+    """`BatchSource.receive` over an `asyncio.Queue` that a client's callback fills."""
+
+    def __init__(self, queue: asyncio.Queue[M]) -> None:
+        self.queue = queue
+        self._carried: list[M] = []  # taken by a receive that was cancelled
+
+    async def receive(self, max_size: int, max_wait: float) -> list[M]:
+        queue = self.queue
+        batch, self._carried = self._carried[:max_size], self._carried[max_size:]
+        try:
+            if not batch:
+                batch.append(await queue.get())
+            deadline: float | None = None
+            while len(batch) < max_size:
+                if not queue.empty():
+                    batch.append(queue.get_nowait())
+                    continue
+                loop = asyncio.get_running_loop()
+                if deadline is None:
+                    deadline = loop.time() + max_wait
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        batch.append(await queue.get())
+                except TimeoutError:
+                    break
+        except asyncio.CancelledError:
+            self._carried.extend(batch)
+            raise
+        return batch
+
+    def leftovers(self, *, queued: bool = True) -> list[M]:
+        """What was taken (and, with `queued`, what is still queued) and never handed to a
+        handler, for close; a queue that other consumers share is left to them."""
+        left, self._carried = self._carried, []
+        while queued and not self.queue.empty():
+            left.append(self.queue.get_nowait())
+        return left
