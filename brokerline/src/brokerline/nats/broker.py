@@ -50,6 +50,8 @@ from brokerline.core.base import (
     Subscription,
     SubscriptionType,
 )
+from brokerline.core.batch import BatchHandler, BatchOptions, QueueBatches, batch_loop
+from brokerline.core.batch_dispatch import BatchDispatcher
 from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import Dispatcher, Outcome
 from brokerline.core.errors import BrokerError, BrokerUnavailable
@@ -108,13 +110,13 @@ class NatsSubscription(Subscription):
 
     def __init__(
         self, broker: NatsBroker, topic: str, group: str | None, dispatcher: Dispatcher,
-        options: SubscribeOptions,
+        options: SubscribeOptions, batch: BatchOptions | None = None,
     ) -> None:
         self.topic = topic
         self.group = group
         self._broker = broker
         self._dispatcher = dispatcher
-        self._direct = options.concurrency == 1
+        self._direct = options.concurrency == 1 and batch is None
         self._turn = asyncio.Lock()  # direct mode: one handler at a time, retries included
         self._retrying: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[_Inbound] = asyncio.Queue()
@@ -123,10 +125,21 @@ class NatsSubscription(Subscription):
         self._settled = asyncio.Event()
         self._settled.set()
         self._timers: set[asyncio.TimerHandle] = set()
-        self._loop: ConsumerLoop[_Inbound] = ConsumerLoop(
-            self._queue.get, self._handle, concurrency=options.concurrency,
-            name=f"nats:{topic}:{group or '-'}", flow=dispatcher.flow,
-        )
+        name = f"nats:{topic}:{group or '-'}"
+        self._loop: ConsumerLoop[Any]
+        if batch is None:
+            self._loop = ConsumerLoop(
+                self._queue.get, self._handle, concurrency=options.concurrency, name=name,
+                flow=dispatcher.flow,
+            )
+        else:  # the delivery callback queues; each worker takes a batch from the queue
+            assert isinstance(dispatcher, BatchDispatcher)
+            self._batches = QueueBatches(self._queue)
+            room = max(HELD_PER_WORKER, 2 * batch.max_size) * options.concurrency
+            self._room = asyncio.Semaphore(room)
+            self._loop = batch_loop(
+                self, dispatcher, batch, concurrency=options.concurrency, name=name
+            )
         self._sub: ClientSubscription | None = None
         self._closed = False
 
@@ -169,6 +182,24 @@ class NatsSubscription(Subscription):
             return
         item.delivery.redelivery_count += 1
         self._redeliver_later(item, outcome.delay)
+
+    # -- the BatchSource of a batch subscription --------------------------------------------
+    async def receive(self, max_size: int, max_wait: float) -> list[_Inbound]:
+        return await self._batches.receive(max_size, max_wait)
+
+    def delivery(self, message: _Inbound) -> Delivery:
+        return message.delivery
+
+    async def settle(self, message: _Inbound, outcome: Outcome) -> None:
+        if outcome.acked:
+            self._done()
+            return
+        message.delivery.redelivery_count += 1
+        self._redeliver_later(message, outcome.delay)
+
+    async def give_back(self, messages: Sequence[_Inbound]) -> None:
+        for _ in messages:  # NATS core cannot redeliver: they count as not handled
+            self._done()
 
     async def _handle_in_turn(self, item: _Inbound) -> None:
         """Direct mode: new and retried messages take turns, one handler at a time."""
@@ -338,18 +369,36 @@ class NatsBroker(Broker):
         group: str | None = None,
         options: SubscribeOptions | None = None,
     ) -> Subscription:
+        return await self._subscribe(topic, handler, group, options, None)
+
+    async def subscribe_batch(
+        self,
+        topic: str,
+        handler: BatchHandler,
+        *,
+        group: str | None = None,
+        options: SubscribeOptions | None = None,
+        batch: BatchOptions | None = None,
+    ) -> Subscription:
+        return await self._subscribe(topic, handler, group, options, batch or BatchOptions())
+
+    async def _subscribe(
+        self, topic: str, handler: Handler | BatchHandler, group: str | None,
+        options: SubscribeOptions | None, batch: BatchOptions | None,
+    ) -> Subscription:
         options = options or SubscribeOptions()
         check_shared(self.type_name, options)
         if options.dead_letter_topic is None and wildcard_safe(topic) != topic:
             options = dataclasses.replace(
                 options, dead_letter_topic=f"{wildcard_safe(topic)}-{group or 'default'}-DLQ"
             )
-        dispatcher = Dispatcher(
+        kind = Dispatcher if batch is None else BatchDispatcher
+        dispatcher = kind(
             topic, group, handler,
             options=options, codec=self.codec, middleware=self.middleware, send=self._send,
             flow=self.flows.new(f"subscription {topic} (group {group})"),
         )
-        subscription = NatsSubscription(self, topic, group, dispatcher, options)
+        subscription = NatsSubscription(self, topic, group, dispatcher, options, batch)
         await subscription.start(self.client)
         await self._flush()  # the server knows the subscription before we return
         self._subscriptions.add(subscription)

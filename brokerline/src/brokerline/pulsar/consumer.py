@@ -21,6 +21,11 @@ A retry waits the delay the Dispatcher asked for, in one of two ways:
   the retry topic too. Long backoffs then cost no client memory and survive restarts. When the
   broker cannot delay delivery (pulsar-lite), the plugin falls back to hold-then-nack.
 
+A batch subscription (`subscribe_batch`, one topic) takes its batches from the same receiver
+(`Receiver.next_batch`: what the client prefetched, up to `max_size`, waiting at most
+`max_wait`) and settles each message of a batch as above (ack, hold-then-nack or retry
+letter; a batch the close cancelled is negatively acked).
+
 With `cumulative_ack` (exclusive and failover subscriptions) a handled message is not acked
 by itself: `CumulativeAcks` acks the longest run of handled messages at once (see there).
 """
@@ -31,16 +36,20 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import _pulsar
 import pulsar
 from pulsar.asyncio import Consumer
 
 from brokerline.core.base import Delivery, Envelope, Subscription
-from brokerline.core.dispatch import Dispatcher
+from brokerline.core.batch import BatchOptions, batch_loop
+from brokerline.core.batch_dispatch import BatchDispatcher
+from brokerline.core.consumer_loop import ConsumerLoop
+from brokerline.core.dispatch import Dispatcher, Outcome
 from brokerline.core.errors import BrokerError
 from brokerline.core.flow import FlowControl
 from brokerline.pulsar.cumulative import CumulativeAcks, Tracked
@@ -117,6 +126,8 @@ class PulsarSubscription(Subscription):
         concurrency: int,
         cumulative_ack: bool,
         on_closed: Callable[[PulsarSubscription], None],
+        batch: BatchOptions | None = None,
+        batch_dispatcher: BatchDispatcher | None = None,
     ) -> None:
         self.topic = label
         self.group = group
@@ -140,13 +151,43 @@ class PulsarSubscription(Subscription):
         )
         self._clock = asyncio.get_running_loop().time
         self._flow = flow
+        name = f"pulsar:{label}:{consumer.subscription_name()}"
         self._receiver = Receiver(
-            self._client_consumer, self._handle, concurrency=concurrency,
-            name=f"pulsar:{label}:{consumer.subscription_name()}", flow=flow,
+            self._client_consumer, self._handle, concurrency=concurrency, name=name, flow=flow,
         )
+        self._batch_workers: ConsumerLoop[Any] | None = None
+        self._received_at: dict[int, float] = {}  # batch mode: id(message) -> when
+        if batch is not None:  # its workers take batches from the receiver (not started)
+            assert batch_dispatcher is not None
+            self._batch_workers = batch_loop(
+                self, batch_dispatcher, batch, concurrency=concurrency, name=name
+            )
 
     def start(self) -> None:
-        self._receiver.start()
+        (self._batch_workers or self._receiver).start()
+
+    # -- the BatchSource of a batch subscription --------------------------------------------
+    async def receive(self, max_size: int, max_wait: float) -> list[_pulsar.Message]:
+        batch = await self._receiver.next_batch(max_size, max_wait)
+        now = self._clock()
+        for message in batch:
+            self._received_at[id(message)] = now
+        return batch
+
+    def delivery(self, message: _pulsar.Message) -> Delivery:
+        return self._delivery(message)
+
+    async def settle(self, message: _pulsar.Message, outcome: Outcome) -> None:
+        received_at = self._received_at.pop(id(message), self._clock())
+        if outcome.acked:
+            self._client_consumer.acknowledge_async(message, _acknowledged)
+            return
+        await self._retry(message, None, self._delivery(message), outcome.delay, received_at)
+
+    async def give_back(self, messages: Sequence[_pulsar.Message]) -> None:
+        for message in messages:
+            self._received_at.pop(id(message), None)
+            self._abandon(message)
 
     # -- receiving ----------------------------------------------------------------------------
     def _delivery(self, message: _pulsar.Message) -> Delivery:
@@ -281,6 +322,8 @@ class PulsarSubscription(Subscription):
             return
         self._closed = True
         self._flow.release()  # messages held for a dependency are negatively acknowledged
+        if self._batch_workers is not None:
+            await self._batch_workers.stop(timeout)
         await self._receiver.stop(timeout)
         for timer in self._held:  # held messages go back to the broker when the consumer closes
             timer.cancel()
