@@ -13,7 +13,7 @@ from typing import Any
 from brokerline.core.base import Delivery, MessageContext
 from brokerline.core.batch import BatchContext, BatchResult
 from brokerline.core.codec import Codec, batch_item_type
-from brokerline.core.dispatch import ACK, AnyHandler, Dispatcher, Outcome
+from brokerline.core.dispatch import ACK, AnyHandler, Dispatcher, Outcome, log
 from brokerline.core.errors import DecodeError, Reject, Retry
 from brokerline.core.flow import Released
 from brokerline.core.middleware import Middleware, chain_batch_handler
@@ -81,21 +81,14 @@ class BatchDispatcher(Dispatcher):
             return [await self._failed(d, failure, delay) for d in deliveries]
         if result is None:
             return [ACK] * len(deliveries)
-        if not isinstance(result, BatchResult):
-            raise TypeError(
-                f"a batch handler returns None or a BatchResult, not a {type(result).__name__}"
-            )
+        problem = _result_problem(result, len(deliveries))
+        if problem is not None:  # a bug in the handler: its batch counts as failed
+            log.error("batch handler of %s (group %s): %s", self.topic, self.group, problem)
+            return [await self._failed(d, problem, None) for d in deliveries]
         return await self._partly(result, deliveries)
 
     async def _partly(self, result: BatchResult, deliveries: list[Delivery]) -> list[Outcome]:
         outcomes = [ACK] * len(deliveries)
-        count = len(deliveries)
-        for position in [*result.retry, *result.reject]:
-            if not 0 <= position < count:
-                raise IndexError(
-                    f"BatchResult names message {position} of a batch of {count}; use positions "
-                    "in the batch the handler received (0 to len(batch) - 1)"
-                )
         for position in result.retry:
             outcomes[position] = await self._failed(
                 deliveries[position], "the batch handler asked to retry it", result.retry_delay
@@ -105,3 +98,16 @@ class BatchDispatcher(Dispatcher):
                 deliveries[position], f"rejected: {reason}"
             )
         return outcomes
+
+
+def _result_problem(result: object, count: int) -> str | None:
+    """Why a batch handler's return value cannot be applied (None when it can)."""
+    if not isinstance(result, BatchResult):
+        return f"it returned a {type(result).__name__}; return None or a BatchResult"
+    for position in [*result.retry, *result.reject]:
+        if not (isinstance(position, int) and 0 <= position < count):
+            return (
+                f"its BatchResult names message {position!r} of a batch of {count}; use "
+                "positions in the batch it received (0 to len(batch) - 1)"
+            )
+    return None
