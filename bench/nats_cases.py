@@ -287,20 +287,24 @@ async def js_framework_batch(url: str, n: int, rate: float, lat_n: int) -> list[
         await broker.close(5)
 
 
-async def js_faststream_batch(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
-    """FastStream's batch subscriber: `PullSub(batch=True)`, a handler taking a list."""
-    from faststream.nats import JStream, PullSub
+async def faststream_consume(
+    url: str, subject: str, n: int, durable: str, pull_sub: Any, batch: bool
+) -> Timed:
+    """FastStream pull-consumes `n` messages already on `subject`; timed from its start."""
+    from faststream.nats import JStream
     from faststream.nats import NatsBroker as FsBroker
 
-    subject = "bench.js.fsb.tput"
-    await preload(url, subject, n)
     sink = Sink(n)
     fs = FsBroker(url, logger=None)
-
-    @fs.subscriber(subject, stream=JStream(STREAM, declare=False), durable="fs-batch",
-                   pull_sub=PullSub(batch_size=JS_BATCH.max_size, timeout=0.1, batch=True))
-    async def handler(msgs: list[Report]) -> None:
-        for msg in msgs:
+    stream = JStream(STREAM, declare=False)
+    if batch:
+        @fs.subscriber(subject, stream=stream, durable=durable, pull_sub=pull_sub)
+        async def on_batch(msgs: list[Report]) -> None:
+            for msg in msgs:
+                sink.hit(msg)
+    else:
+        @fs.subscriber(subject, stream=stream, durable=durable, pull_sub=pull_sub)
+        async def on_message(msg: Report) -> None:
             sink.hit(msg)
 
     try:
@@ -309,6 +313,17 @@ async def js_faststream_batch(url: str, n: int, rate: float, lat_n: int) -> list
             await sink.wait(TIMEOUT)
     finally:
         await fs.stop()
+    return t
+
+
+async def js_faststream_batch(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
+    """FastStream's batch subscriber: `PullSub(batch=True)`, a handler taking a list."""
+    from faststream.nats import PullSub
+
+    subject = "bench.js.fsb.tput"
+    await preload(url, subject, n)
+    pull = PullSub(batch_size=JS_BATCH.max_size, timeout=0.1, batch=True)
+    t = await faststream_consume(url, subject, n, "fs-batch", pull, batch=True)
     return [Result("JetStream consume+ack", "faststream (batch)", t.rate(n),
                    note=f"PullSub(batch_size={JS_BATCH.max_size}, timeout=0.1, batch=True)",
                    cpu_us=t.cpu_us(n))]
@@ -332,19 +347,7 @@ async def js_faststream(url: str, n: int, rate: float, lat_n: int) -> list[Resul
                       note=f"publish awaited in windows of {WINDOW}", cpu_us=t.cpu_us(n)))
     await fs.stop()
     # consume what was published
-    sink = Sink(n)
-    fs = FsBroker(url, logger=None)
-
-    @fs.subscriber(subject, stream=stream, durable="fs", pull_sub=PullSub(batch_size=FETCH))
-    async def handler(msg: Report) -> None:
-        sink.hit(msg)
-
-    try:
-        with Timed() as t:
-            await fs.start()
-            await sink.wait(TIMEOUT)
-    finally:
-        await fs.stop()
+    t = await faststream_consume(url, subject, n, "fs", PullSub(batch_size=FETCH), batch=False)
     out.append(Result("JetStream consume+ack", "faststream", t.rate(n), cpu_us=t.cpu_us(n)))
     # latency
     subject = "bench.js.fs.lat"

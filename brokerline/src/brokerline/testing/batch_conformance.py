@@ -17,31 +17,23 @@ import pytest
 
 from brokerline.core import (
     DLQ_REASON,
-    Backoff,
     BatchContext,
     BatchOptions,
     BatchResult,
     Broker,
-    MessageContext,
     SubscribeOptions,
 )
-from brokerline.testing.brokers import BrokerFactory, eventually, unique
-
-FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.5)
+from brokerline.testing.brokers import (
+    FAST,
+    BrokerFactory,
+    collect_dead_letters,
+    eventually,
+    unique,
+)
 
 
 class Reading(pydantic.BaseModel):
     n: int
-
-
-async def _dead_letters(broker: Broker, dlq: str) -> list[tuple[bytes, MessageContext]]:
-    dead: list[tuple[bytes, MessageContext]] = []
-
-    async def on_dead(msg: bytes, ctx: MessageContext) -> None:
-        dead.append((msg, ctx))
-
-    await broker.subscribe(dlq, on_dead, group=unique("dlq-reader"))
-    return dead
 
 
 class BatchConformance:
@@ -96,7 +88,7 @@ class BatchConformance:
         self, broker: Broker
     ) -> None:
         topic, group = unique("partly"), unique("g")
-        dead = await _dead_letters(broker, f"{topic}-{group}-DLQ")
+        dead = await collect_dead_letters(broker, f"{topic}-{group}-DLQ")
         seen: Counter[int] = Counter()
         redelivered: list[int] = []
 
@@ -134,7 +126,7 @@ class BatchConformance:
         self, broker: Broker
     ) -> None:
         topic, group = unique("failing"), unique("g")
-        dead = await _dead_letters(broker, f"{topic}-{group}-DLQ")
+        dead = await collect_dead_letters(broker, f"{topic}-{group}-DLQ")
         attempts: dict[int, list[int]] = {0: [], 1: []}
 
         async def handle(batch: list[dict[str, int]], ctx: BatchContext) -> None:
@@ -158,7 +150,7 @@ class BatchConformance:
         self, broker: Broker
     ) -> None:
         topic, group = unique("garbage-batch"), unique("g")
-        dead = await _dead_letters(broker, f"{topic}-{group}-DLQ")
+        dead = await collect_dead_letters(broker, f"{topic}-{group}-DLQ")
         handled: list[Reading] = []
 
         async def handle(batch: list[Reading], ctx: BatchContext) -> None:

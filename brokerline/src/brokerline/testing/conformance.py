@@ -50,9 +50,13 @@ from brokerline.core import (
     SubscribeOptions,
 )
 from brokerline.testing.batch_conformance import BatchConformance
-from brokerline.testing.brokers import BrokerFactory, eventually, unique
-
-FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.5)
+from brokerline.testing.brokers import (
+    FAST,
+    BrokerFactory,
+    collect_dead_letters,
+    eventually,
+    unique,
+)
 
 
 class Order(pydantic.BaseModel):
@@ -64,16 +68,6 @@ class Order(pydantic.BaseModel):
 class Point:
     x: int
     y: int
-
-
-async def collect_dead_letters(broker: Broker, dlq: str) -> list[tuple[bytes, MessageContext]]:
-    dead: list[tuple[bytes, MessageContext]] = []
-
-    async def on_dead(msg: bytes, ctx: MessageContext) -> None:
-        dead.append((msg, ctx))
-
-    await broker.subscribe(dlq, on_dead, group=unique("dlq-reader"))
-    return dead
 
 
 class BrokerConformance(BatchConformance):
