@@ -22,14 +22,16 @@ The plugin contract (`BatchSource`) is small: a plugin supplies "receive up to `
 messages within `max_wait`", the `Delivery` of a message, the settlement of one message with
 its `Outcome` and the give-back of messages it will not handle; `batch_loop` does the rest
 (decoding, dead letters, the handler chain with one span per batch, metrics, outcomes, the
-pause while a dependency is down). `QueueBatches` is the receive step for a plugin whose
-client pushes messages into an `asyncio.Queue`.
+pause while a dependency is down). `BatchBuffer` is the receive step for a plugin whose
+client pushes messages to a callback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -101,8 +103,9 @@ class BatchSource(Protocol[M]):
         """The message as the core decodes it."""
         ...
 
-    async def settle(self, message: M, outcome: Outcome) -> None:
-        """Ack, redeliver after `outcome.delay`, or (dead-lettered) ack / terminate it."""
+    async def settle(self, messages: Sequence[M], outcomes: Sequence[Outcome]) -> None:
+        """Settle each message by its outcome (same order): ack; redeliver after
+        `outcome.delay`; dead-lettered (`outcome.dead_lettered`): ack or terminate it."""
         ...
 
     async def give_back(self, messages: Sequence[M]) -> None:
@@ -132,52 +135,70 @@ def batch_loop(
         except asyncio.CancelledError:  # stopped mid-handler: nothing was settled
             await source.give_back(messages)
             raise
-        for message, outcome in zip(messages, outcomes, strict=True):
-            await source.settle(message, outcome)
+        await source.settle(messages, outcomes)
 
     return ConsumerLoop(
         receive, handle, concurrency=concurrency, name=name, flow=dispatcher.flow
     )
 
 
-class QueueBatches(Generic[M]):
-    """`BatchSource.receive` over an `asyncio.Queue` that a client's callback fills."""
+class BatchBuffer(Generic[M]):
+    """`BatchSource.receive` for a plugin whose client pushes messages to a callback.
 
-    def __init__(self, queue: asyncio.Queue[M]) -> None:
-        self.queue = queue
-        self._carried: list[M] = []  # taken by a receive that was cancelled
+    The callback `put`s each message (no await, no wakeup); `receive` wakes when a first
+    message is there, then only when `max_size` are there or `max_wait` has passed: two
+    wakeups per batch, not one per message. It takes its batch at once, so a receive that is
+    cancelled leaves every message in the buffer (for the next receive, or `leftovers`).
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[M] = deque()
+        self._ready = asyncio.Event()
+        self._wanted = 1  # the fewest messages a waiting receive wants
+        self._waiting = 0  # receives waiting now
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, message: M) -> None:
+        self._items.append(message)
+        if len(self._items) >= self._wanted:
+            self._ready.set()
 
     async def receive(self, max_size: int, max_wait: float) -> list[M]:
-        queue = self.queue
-        batch, self._carried = self._carried[:max_size], self._carried[max_size:]
-        try:
-            if not batch:
-                batch.append(await queue.get())
-            deadline: float | None = None
-            while len(batch) < max_size:
-                if not queue.empty():
-                    batch.append(queue.get_nowait())
-                    continue
-                loop = asyncio.get_running_loop()
-                if deadline is None:
-                    deadline = loop.time() + max_wait
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    async with asyncio.timeout(remaining):
-                        batch.append(await queue.get())
-                except TimeoutError:
-                    break
-        except asyncio.CancelledError:
-            self._carried.extend(batch)
-            raise
-        return batch
+        items = self._items
+        while not items:
+            await self._until(1, None)
+        if len(items) < max_size and max_wait > 0:
+            deadline = asyncio.get_running_loop().time() + max_wait
+            while len(items) < max_size and await self._until(max_size, deadline):
+                pass
+        # several receivers may share the buffer: one of them may have taken everything
+        return [items.popleft() for _ in range(min(max_size, len(items)))]
 
-    def leftovers(self, *, queued: bool = True) -> list[M]:
-        """What was taken (and, with `queued`, what is still queued) and never handed to a
-        handler, for close; a queue that other consumers share is left to them."""
-        left, self._carried = self._carried, []
-        while queued and not self.queue.empty():
-            left.append(self.queue.get_nowait())
+    async def _until(self, count: int, deadline: float | None) -> bool:
+        """Wait until `count` messages are there (or something changed); False at `deadline`."""
+        self._wanted = min(self._wanted, count) if self._waiting else count
+        self._ready.clear()
+        if len(self._items) >= count:
+            return True
+        self._waiting += 1
+        try:
+            if deadline is None:
+                await self._ready.wait()
+                return True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await self._ready.wait()
+                    return True
+            return False
+        finally:
+            self._waiting -= 1
+            if not self._waiting:
+                self._wanted = 1
+
+    def leftovers(self) -> list[M]:
+        """What is still buffered, never handed to a handler (for close)."""
+        left = list(self._items)
+        self._items.clear()
         return left

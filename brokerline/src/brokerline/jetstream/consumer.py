@@ -48,7 +48,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from brokerline.core.base import Delivery, InitialPosition, SubscribeOptions, Subscription
-from brokerline.core.batch import BatchOptions, QueueBatches, batch_loop
+from brokerline.core.batch import BatchBuffer, BatchOptions, batch_loop
 from brokerline.core.batch_dispatch import BatchDispatcher
 from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import Dispatcher, Outcome
@@ -122,7 +122,9 @@ class JetStreamSubscription(Subscription):
         self._running: dict[int, tuple[Msg, float]] = {}
         self._flow = dispatcher.flow
         name = f"jetstream:{topic}:{group or '-'}"
-        self._batches = QueueBatches(self._queue)
+        self._buffer: BatchBuffer[Msg] = BatchBuffer()
+        # where a message waits for a worker
+        self._enqueue: Callable[[Msg], None] = self._queue.put_nowait
         self._workers: ConsumerLoop[Any]
         if batch is None:
             self._workers = ConsumerLoop(
@@ -131,6 +133,7 @@ class JetStreamSubscription(Subscription):
             )
         else:  # batches are taken from what the pull requests brought
             assert isinstance(dispatcher, BatchDispatcher)
+            self._enqueue = self._buffer.put
             self._workers = batch_loop(
                 self, dispatcher, batch, concurrency=options.concurrency, name=name
             )
@@ -284,7 +287,7 @@ class JetStreamSubscription(Subscription):
         if self._direct:
             await self._handle(msg)
         else:
-            self._queue.put_nowait(msg)
+            self._enqueue(msg)
 
     async def _handle(self, msg: Msg) -> None:
         try:
@@ -298,15 +301,16 @@ class JetStreamSubscription(Subscription):
 
     # -- the BatchSource of a batch subscription --------------------------------------------
     async def receive(self, max_size: int, max_wait: float) -> list[Msg]:
-        return await self._batches.receive(max_size, max_wait)
+        return await self._buffer.receive(max_size, max_wait)
 
     def delivery(self, message: Msg) -> Delivery:
         return to_delivery(message)
 
-    async def settle(self, message: Msg, outcome: Outcome) -> None:
-        await self._settle(message, outcome)
-        self._running.pop(id(message), None)
-        self._done()
+    async def settle(self, messages: Sequence[Msg], outcomes: Sequence[Outcome]) -> None:
+        for message, outcome in zip(messages, outcomes, strict=True):
+            await self._settle(message, outcome)
+            self._running.pop(id(message), None)
+            self._done()
 
     async def give_back(self, messages: Sequence[Msg]) -> None:
         await self._give_back(list(messages))
@@ -377,7 +381,9 @@ class JetStreamSubscription(Subscription):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._settled.wait(), _left(deadline))
         await self._workers.stop(_left(deadline))
-        for queued in self._batches.leftovers():  # queued but never handled
+        while not self._queue.empty():  # queued but never handled
+            self._buffer.put(self._queue.get_nowait())
+        for queued in self._buffer.leftovers():
             self._running.pop(id(queued), None)
             self._returned.append(queued)
         returned, self._returned = self._returned, []

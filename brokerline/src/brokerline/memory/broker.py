@@ -9,6 +9,7 @@ Messages published to a topic with no group yet are dropped, as on NATS core.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -24,7 +25,7 @@ from brokerline.core.base import (
     Subscription,
     SubscriptionType,
 )
-from brokerline.core.batch import BatchHandler, BatchOptions, QueueBatches, batch_loop
+from brokerline.core.batch import BatchHandler, BatchOptions, batch_loop
 from brokerline.core.batch_dispatch import BatchDispatcher
 from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import Dispatcher, Outcome
@@ -42,7 +43,7 @@ class _Group:
 class MemorySubscription(Subscription):
     def __init__(
         self, broker: MemoryBroker, group: _Group, topic: str, loop: ConsumerLoop[Any],
-        dispatcher: Dispatcher, batches: QueueBatches[Delivery] | None = None,
+        dispatcher: Dispatcher, batches: _GroupBatches | None = None,
     ) -> None:
         self.topic = topic
         self._batches = batches
@@ -60,7 +61,7 @@ class MemorySubscription(Subscription):
         self._dispatcher.flow.release()  # held messages go back to the group's queue
         await self._loop.stop(timeout)
         if self._batches is not None:  # taken for a batch that never started: back in line
-            for delivery in self._batches.leftovers(queued=False):
+            for delivery in self._batches.taken():
                 self._group.queue.put_nowait(delivery)
         self._group.consumers -= 1
         self._broker._subscriptions.discard(self)
@@ -219,20 +220,48 @@ class MemoryBroker(Broker):
         self._enqueue(group, redelivery, delay)
 
 
-class _GroupBatches(QueueBatches[Delivery]):
-    """A batch subscription's source: the group's queue (`BatchSource`)."""
+class _GroupBatches:
+    """A batch subscription's source (`BatchSource`): the group's queue, which the group's
+    other consumers share."""
 
     def __init__(self, broker: MemoryBroker, group: _Group) -> None:
-        super().__init__(group.queue)
         self._broker = broker
         self._group = group
+        self._carried: list[Delivery] = []  # taken by a receive that was cancelled
+
+    async def receive(self, max_size: int, max_wait: float) -> list[Delivery]:
+        queue = self._group.queue
+        batch, self._carried = self._carried[:max_size], self._carried[max_size:]
+        try:
+            if not batch:
+                batch.append(await queue.get())
+            deadline = asyncio.get_running_loop().time() + max_wait
+            while len(batch) < max_size:
+                if not queue.empty():
+                    batch.append(queue.get_nowait())
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        batch.append(await queue.get())
+                        continue
+                break
+        except asyncio.CancelledError:
+            self._carried.extend(batch)
+            raise
+        return batch
+
+    def taken(self) -> list[Delivery]:
+        """What a cancelled receive took and no handler got (for close)."""
+        taken, self._carried = self._carried, []
+        return taken
 
     def delivery(self, message: Delivery) -> Delivery:
         return message
 
-    async def settle(self, message: Delivery, outcome: Outcome) -> None:
-        if not outcome.acked:
-            self._broker._redeliver(self._group, message, outcome.delay)
+    async def settle(self, messages: Sequence[Delivery], outcomes: Sequence[Outcome]) -> None:
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if not outcome.acked:
+                self._broker._redeliver(self._group, message, outcome.delay)
 
     async def give_back(self, messages: Sequence[Delivery]) -> None:
         for message in messages:

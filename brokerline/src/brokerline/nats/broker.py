@@ -31,7 +31,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -50,7 +50,7 @@ from brokerline.core.base import (
     Subscription,
     SubscriptionType,
 )
-from brokerline.core.batch import BatchHandler, BatchOptions, QueueBatches, batch_loop
+from brokerline.core.batch import BatchBuffer, BatchHandler, BatchOptions, batch_loop
 from brokerline.core.batch_dispatch import BatchDispatcher
 from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import Dispatcher, Outcome
@@ -127,14 +127,17 @@ class NatsSubscription(Subscription):
         self._timers: set[asyncio.TimerHandle] = set()
         name = f"nats:{topic}:{group or '-'}"
         self._loop: ConsumerLoop[Any]
+        self._buffer: BatchBuffer[_Inbound] = BatchBuffer()
+        #: where a message waits for a worker (a retried one too, after its delay)
+        self._enqueue: Callable[[_Inbound], None] = self._queue.put_nowait
         if batch is None:
             self._loop = ConsumerLoop(
                 self._queue.get, self._handle, concurrency=options.concurrency, name=name,
                 flow=dispatcher.flow,
             )
-        else:  # the delivery callback queues; each worker takes a batch from the queue
+        else:  # the delivery callback buffers; each worker takes a batch from the buffer
             assert isinstance(dispatcher, BatchDispatcher)
-            self._batches = QueueBatches(self._queue)
+            self._enqueue = self._buffer.put
             room = max(HELD_PER_WORKER, 2 * batch.max_size) * options.concurrency
             self._room = asyncio.Semaphore(room)
             self._loop = batch_loop(
@@ -167,7 +170,7 @@ class NatsSubscription(Subscription):
 
     async def _receive_queued(self, msg: Msg) -> None:
         await self._room.acquire()  # backpressure: the server buffers while we are full
-        self._queue.put_nowait(self._take(msg))
+        self._enqueue(self._take(msg))
 
     async def _handle(self, item: _Inbound) -> None:
         try:
@@ -185,17 +188,18 @@ class NatsSubscription(Subscription):
 
     # -- the BatchSource of a batch subscription --------------------------------------------
     async def receive(self, max_size: int, max_wait: float) -> list[_Inbound]:
-        return await self._batches.receive(max_size, max_wait)
+        return await self._buffer.receive(max_size, max_wait)
 
     def delivery(self, message: _Inbound) -> Delivery:
         return message.delivery
 
-    async def settle(self, message: _Inbound, outcome: Outcome) -> None:
-        if outcome.acked:
-            self._done()
-            return
-        message.delivery.redelivery_count += 1
-        self._redeliver_later(message, outcome.delay)
+    async def settle(self, messages: Sequence[_Inbound], outcomes: Sequence[Outcome]) -> None:
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if outcome.acked:
+                self._done()
+                continue
+            message.delivery.redelivery_count += 1
+            self._redeliver_later(message, outcome.delay)
 
     async def give_back(self, messages: Sequence[_Inbound]) -> None:
         for _ in messages:  # NATS core cannot redeliver: they count as not handled
@@ -210,7 +214,7 @@ class NatsSubscription(Subscription):
         def release() -> None:
             self._timers.discard(timer)
             if not self._direct:
-                self._queue.put_nowait(item)
+                self._enqueue(item)
                 return
             task = asyncio.ensure_future(self._handle_in_turn(item))
             self._retrying.add(task)

@@ -177,12 +177,17 @@ class PulsarSubscription(Subscription):
     def delivery(self, message: _pulsar.Message) -> Delivery:
         return self._delivery(message)
 
-    async def settle(self, message: _pulsar.Message, outcome: Outcome) -> None:
-        received_at = self._received_at.pop(id(message), self._clock())
-        if outcome.acked:
-            self._client_consumer.acknowledge_async(message, _acknowledged)
-            return
-        await self._retry(message, None, self._delivery(message), outcome.delay, received_at)
+    async def settle(
+        self, messages: Sequence[_pulsar.Message], outcomes: Sequence[Outcome]
+    ) -> None:
+        acknowledge, received_at = self._client_consumer.acknowledge_async, self._received_at
+        for message, outcome in zip(messages, outcomes, strict=True):
+            received = received_at.pop(id(message), None)
+            if outcome.acked:
+                acknowledge(message, _acknowledged)
+                continue
+            delivery = self._delivery(message)
+            await self._retry(message, None, delivery, outcome.delay, received or self._clock())
 
     async def give_back(self, messages: Sequence[_pulsar.Message]) -> None:
         for message in messages:
