@@ -165,7 +165,10 @@ async def test_a_batch_has_one_consumer_span_linked_to_every_producer_span(
     consumers = [s for s in spans if s.name == f"process {topic}"]
     assert len(producers) == 3 and len(consumers) == 1
     consumer = consumers[0]
-    assert consumer.kind is SpanKind.CONSUMER and consumer.parent is None
+    assert consumer.kind is SpanKind.CONSUMER
+    first = next(p for p in producers if p.attributes and p.parent
+                 and p.parent.span_id == requests[0].get_span_context().span_id)
+    assert consumer.parent is not None and consumer.parent.span_id == first.context.span_id
     assert {link.context.span_id for link in consumer.links} == {
         p.context.span_id for p in producers
     }

@@ -6,9 +6,10 @@ which the plugins carry as NATS headers or Pulsar properties. On consume, the co
 back and the handler runs inside a CONSUMER span `process <topic>` whose parent is that
 producer span, so one trace follows a request across processes. A batch handler runs inside
 one CONSUMER span `process <topic>` per batch, linked (span links) to the producer span of
-every message in it: a batch has many parents, so it starts a trace of its own, as the
-messaging conventions ask. Attribute names follow the OpenTelemetry messaging semantic
-conventions.
+every message in it; a span has one parent, so its parent is the first message's producer
+span: a message handled alone (and the first of each batch) keeps one trace from request to
+database, the others are reached through the links. Attribute names follow the OpenTelemetry
+messaging semantic conventions.
 
 Only the OpenTelemetry API is used: without an SDK configured, every span is a no-op.
 """
@@ -104,13 +105,15 @@ class TracingMiddleware(Middleware):
         base = self._process_attributes(topic, group)
 
         async def traced(batch: list[Any], ctx: BatchContext) -> Any:
+            parent: Context | None = None
             links = []
             for message in ctx.messages:  # the W3C header this middleware's publish writes
                 if "traceparent" in message.headers:
-                    producer = trace.get_current_span(propagate.extract(message.headers))
-                    links.append(Link(producer.get_span_context()))
+                    context = propagate.extract(message.headers)
+                    parent = parent or context
+                    links.append(Link(trace.get_current_span(context).get_span_context()))
             with tracer.start_as_current_span(
-                name, context=Context(), kind=SpanKind.CONSUMER, links=links
+                name, context=parent or Context(), kind=SpanKind.CONSUMER, links=links
             ) as span:
                 if span.is_recording():
                     span.set_attributes({**base, BATCH_COUNT: len(batch)})
