@@ -102,3 +102,24 @@ def test_batch_options_are_checked() -> None:
         BatchOptions(max_size=0)
     with pytest.raises(ValueError, match="max_wait must not be negative"):
         BatchOptions(max_wait=-1)
+
+
+async def test_a_batch_failing_for_a_dependency_is_held_not_counted(broker: MemoryBroker) -> None:
+    topic = unique("outage")
+    calls: list[list[int]] = []
+    down = True
+
+    async def handle(batch: list[dict[str, int]], ctx: BatchContext) -> None:
+        calls.append([m.redelivery_count for m in ctx.messages])
+        if down:
+            raise ConnectionRefusedError("the database does not answer")
+
+    await broker.subscribe_batch(topic, handle, group=unique("g"), options=FAST,
+                                 batch=BatchOptions(max_size=10, max_wait=0.05))
+    await broker.publish_batch(topic, [{"n": 1}, {"n": 2}])
+    await eventually(lambda: len(calls) >= 2)  # held and tried again, never redelivered
+    assert broker.flows.paused(), "the subscription did not pause"
+    down = False
+    await eventually(lambda: not broker.flows.paused())
+    await broker.close(timeout=5)
+    assert all(counts == [0, 0] for counts in calls), calls  # never counted as deliveries
