@@ -121,6 +121,9 @@ class NatsSubscription(Subscription):
         self._retrying: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[_Inbound] = asyncio.Queue()
         self._room = asyncio.Semaphore(options.concurrency * HELD_PER_WORKER)
+        # batch mode's backpressure: a count against a limit (no semaphore round per message)
+        self._limit = 0
+        self._room_freed = asyncio.Event()
         self._held = 0  # messages taken from the server and not yet settled
         self._settled = asyncio.Event()
         self._settled.set()
@@ -138,8 +141,7 @@ class NatsSubscription(Subscription):
         else:  # the delivery callback buffers; each worker takes a batch from the buffer
             assert isinstance(dispatcher, BatchDispatcher)
             self._enqueue = self._buffer.put
-            room = max(HELD_PER_WORKER, 2 * batch.max_size) * options.concurrency
-            self._room = asyncio.Semaphore(room)
+            self._limit = max(HELD_PER_WORKER, 2 * batch.max_size) * options.concurrency
             self._loop = batch_loop(
                 self, dispatcher, batch, concurrency=options.concurrency, name=name
             )
@@ -148,6 +150,8 @@ class NatsSubscription(Subscription):
 
     async def start(self, client: NatsClient) -> None:
         receive = self._receive_direct if self._direct else self._receive_queued
+        if self._limit:
+            receive = self._receive_batched
         self._sub = await client.subscribe(self.topic, queue=self.group or "", cb=receive)
         if not self._direct:
             self._loop.start()
@@ -172,6 +176,12 @@ class NatsSubscription(Subscription):
         await self._room.acquire()  # backpressure: the server buffers while we are full
         self._enqueue(self._take(msg))
 
+    async def _receive_batched(self, msg: Msg) -> None:
+        while self._held >= self._limit:  # backpressure: the server buffers while we are full
+            self._room_freed.clear()
+            await self._room_freed.wait()
+        self._buffer.put(self._take(msg))
+
     async def _handle(self, item: _Inbound) -> None:
         try:
             outcome = await self._dispatcher.process(item.delivery)
@@ -194,16 +204,24 @@ class NatsSubscription(Subscription):
         return message.delivery
 
     async def settle(self, messages: Sequence[_Inbound], outcomes: Sequence[Outcome]) -> None:
+        settled = 0
         for message, outcome in zip(messages, outcomes, strict=True):
             if outcome.acked:
-                self._done()
+                settled += 1
                 continue
             message.delivery.redelivery_count += 1
             self._redeliver_later(message, outcome.delay)
+        self._batch_done(settled)
 
     async def give_back(self, messages: Sequence[_Inbound]) -> None:
-        for _ in messages:  # NATS core cannot redeliver: they count as not handled
-            self._done()
+        self._batch_done(len(messages))  # NATS core cannot redeliver: they count as not handled
+
+    def _batch_done(self, count: int) -> None:
+        self._held -= count
+        if self._held == 0:
+            self._settled.set()
+        if self._held < self._limit:
+            self._room_freed.set()
 
     async def _handle_in_turn(self, item: _Inbound) -> None:
         """Direct mode: new and retried messages take turns, one handler at a time."""

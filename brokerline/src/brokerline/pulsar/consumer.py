@@ -95,11 +95,6 @@ def base_topic(topic: str) -> str:
     return _PARTITION_SUFFIX.sub("", topic)
 
 
-def publish_time(message: _pulsar.Message) -> datetime | None:
-    millis = message.publish_timestamp()
-    return datetime.fromtimestamp(millis / 1000, UTC) if millis else None
-
-
 def _acknowledged(result: pulsar.Result) -> None:
     """The client's ack callback (its I/O thread, or the caller's): only failures matter."""
     if result != pulsar.Result.Ok:  # the broker will redeliver it: at-least-once, nothing lost
@@ -150,6 +145,9 @@ class PulsarSubscription(Subscription):
             CumulativeAcks(self._client_consumer, _acknowledged) if cumulative_ack else None
         )
         self._clock = asyncio.get_running_loop().time
+        self._base_topics: dict[str, str] = {}  # topic or partition name -> subscribed name
+        self._last_millis = 0
+        self._last_time: datetime | None = None
         self._flow = flow
         name = f"pulsar:{label}:{consumer.subscription_name()}"
         self._receiver = Receiver(
@@ -199,7 +197,10 @@ class PulsarSubscription(Subscription):
         headers = message.properties()  # a new dict on every call: ours to change
         # a partition's message is the partitioned topic's: handlers, dead letters and retries
         # see the name that was subscribed to (the partition index is in the message id)
-        topic = base_topic(message.topic_name())
+        name = message.topic_name()
+        topic = self._base_topics.get(name)
+        if topic is None:
+            topic = self._base_topics[name] = base_topic(name)
         message_id = str(message.message_id())
         earlier_retries = 0
         if self._retry_topic is not None and topic == self._retry_topic:
@@ -215,8 +216,15 @@ class PulsarSubscription(Subscription):
             headers=headers,
             message_id=message_id,
             redelivery_count=earlier_retries + message.redelivery_count(),
-            publish_time=publish_time(message),
+            publish_time=self._publish_time(message.publish_timestamp()),
         )
+
+    def _publish_time(self, millis: int) -> datetime | None:
+        """The publish time; the messages of one producer batch share it (computed once)."""
+        if millis != self._last_millis:
+            self._last_millis = millis
+            self._last_time = datetime.fromtimestamp(millis / 1000, UTC) if millis else None
+        return self._last_time
 
     def _dispatcher(self, topic: str) -> Dispatcher:
         dispatcher = self._dispatchers.get(topic)
