@@ -31,6 +31,9 @@ BENCH_DIR := build/bench
 BENCH_ARGS ?=
 
 bench: $(READY)  ## raw clients vs framework vs FastStream; writes bench/results/ (not a test)
+	@# the ingest rows' load generator (Debian's nghttp2-client), installed where we may
+	@command -v h2load >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client; }
 	rm -rf $(BENCH_DIR)
 	$(BIN)/cookiecutter --no-input --output-dir $(BENCH_DIR) $(CURDIR)
 	$(MAKE) -C $(BENCH_DIR)/report-pipeline install PYTHON=$(abspath $(BIN)/python)

@@ -158,3 +158,21 @@ async def framework_consume(
     side = "framework" if batch is None else "framework (batch)"
     note = "" if batch is None else f"batches of up to {batch.max_size}"
     return Result(case, side, t.rate(n), note=note, cpu_us=t.cpu_us(n))
+
+
+async def asgi_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:
+    """An ASGI request's whole body (the bare HTTP servers' only request handling)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def asgi_json(send: Callable[[dict[str, Any]], Awaitable[None]], out: bytes) -> None:
+    """Answer 200 with a JSON body."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(out)).encode())]})
+    await send({"type": "http.response.body", "body": out})

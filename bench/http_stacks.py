@@ -8,7 +8,8 @@ stacks (`--repeat`) and each row is its median round. Not a test: it asserts not
 
     python bench/http_stacks.py [--seconds 5] [--connections 32] [--repeat 3]
 
-needs: aiohttp, uvicorn, httptools, starlette, h11 (bench only; brokerline needs only aiohttp)
+needs: aiohttp, uvicorn, httptools, starlette, h11 (bench only; brokerline needs uvicorn and
+httptools, the stack this chose)
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+
+from common import asgi_body, asgi_json
 
 BODY = json.dumps({"userId": "u-1", "eventName": "page_view",
                    "content": "x" * 64}).encode()
@@ -73,17 +76,7 @@ def serve_aiohttp_lowlevel(port: int) -> None:
 async def _asgi_echo(scope: dict, receive: Callable, send: Callable) -> None:  # type: ignore[type-arg]
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    out = json.dumps(json.loads(body)).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(out)).encode())]})
-    await send({"type": "http.response.body", "body": out})
+    await asgi_json(send, json.dumps(json.loads(await asgi_body(receive))).encode())
 
 
 def serve_uvicorn_asgi(port: int) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import ingest_cases
 import nats_cases
 import pulsar_cases
 import saver_cases
@@ -25,7 +26,7 @@ from brokerline.pulsar import pulsar_lite
 from common import Result
 
 RESULTS = Path(__file__).parent / "results"
-GROUPS = ("core", "jetstream", "pulsar", "saver")
+GROUPS = ("core", "jetstream", "pulsar", "saver", "ingest")
 
 # (name, case, baseline side, compared side, target ratio, what is compared)
 RATIOS = [
@@ -72,6 +73,20 @@ def ratio_rows(results: list[Result], raw_js_consume: float | None) -> list[dict
         a, b = find(results, case, base), find(results, case, other)
         if a and b and a.msgs_per_s and b.msgs_per_s:
             rows.append(ratio(name, b.msgs_per_s / a.msgs_per_s, target))
+    for transport in ("gRPC", "HTTP"):
+        case = f"ingest over {transport} (reports/s)"
+        for workers, plural in ((1, ""), (2, "es")):
+            bare = find(results, case, f"bare server, {workers} process{plural}")
+            served = find(results, case, f"serve report, {workers} worker{'s' if plural else ''}")
+            if bare and served and bare.msgs_per_s and served.msgs_per_s:
+                rows.append(ratio(f"ingest {transport}, serve report / bare server "
+                                  f"({workers} process{plural})",
+                                  served.msgs_per_s / bare.msgs_per_s, None))
+        one = find(results, case, "serve report, 1 worker")
+        two = find(results, case, "serve report, 2 workers")
+        if one and two and one.msgs_per_s and two.msgs_per_s:
+            rows.append(ratio(f"ingest {transport}, 2 workers / 1 worker",
+                              two.msgs_per_s / one.msgs_per_s, None))
     for label in ("SQLite", "PostgreSQL"):
         case = f"saver vs insert ({label})"
         insert = find(results, case, "raw SQLAlchemy insert")
@@ -193,7 +208,7 @@ def chart(results: list[Result], path: Path) -> None:
     tput = [r for r in results if r.msgs_per_s]
     fig, ax = plt.subplots(figsize=(10, 0.35 * len(tput) + 1.5))
     labels = [f"{r.case} - {r.side}" for r in tput]
-    colors = ["tab:gray" if r.side.startswith("raw") else "tab:orange"
+    colors = ["tab:gray" if r.side.startswith(("raw", "bare")) else "tab:orange"
               if r.side.startswith("faststream") else "tab:blue" for r in tput]
     ax.barh(labels, [r.msgs_per_s for r in tput], color=colors)
     ax.invert_yaxis()
@@ -250,6 +265,14 @@ async def main(args: argparse.Namespace) -> None:
                 lambda c=case: c(pulsar.url, n)
                 for case in (pulsar_cases.pulsar_raw, pulsar_cases.pulsar_framework,
                              pulsar_cases.pulsar_framework_batch)])
+        if "ingest" in args.only:
+            missing = ingest_cases.h2load_missing()
+            if missing:
+                notes.append(missing)
+                print(missing, flush=True)
+            else:
+                results += await rounds(args.repeat, [
+                    lambda c=ingest_cases.ingest: c(nats.url, args.project, args.ingest_seconds)])
         if "saver" not in args.only:
             return await report(results, notes, meta_for(started, n, rate), args)
         databases = [("SQLite", f"sqlite+aiosqlite:///{args.workdir}/bench.db")]
@@ -312,6 +335,8 @@ if __name__ == "__main__":
     p.add_argument("--saver-messages", type=int, default=5000)
     p.add_argument("--rate", type=float, default=2000.0, help="offered msg/s for latency")
     p.add_argument("--latency-seconds", type=float, default=2.0)
+    p.add_argument("--ingest-seconds", type=float, default=5.0,
+                   help="seconds of h2load load per ingest row (after 1 s of warm-up)")
     p.add_argument("--workdir", type=Path, default=Path("build/bench/work"))
     p.add_argument("--repeat", type=int, default=3,
                    help="rounds of each broker pair; the median is reported")

@@ -180,7 +180,12 @@ def test_well_known_names_reach_nested_and_typed_settings(tmp_path: Path) -> Non
         "OTEL_EXPORTER_PROMETHEUS_PORT": "9464",
         "OTEL_TRACES_SAMPLER_ARG": "0.25", "BROKER_EMBEDDED": "true", "LOG_FORMAT": "JSON",
         "PULSAR_JWT_TOKEN": SECRET, "NATS_PASSWORD": SECRET,
+        "PULSAR_TLS_CERT_FILE": "/certs/pulsar.crt", "PULSAR_TLS_KEY_FILE": "/certs/pulsar.key",
+        "NATS_TLS_CERT_FILE": "/certs/nats.crt", "NATS_TLS_KEY_FILE": "/certs/nats.key",
     })
+    pulsar_tls, nats_tls = config.broker.pulsar.tls, config.broker.nats.tls
+    assert (pulsar_tls.cert_file, pulsar_tls.key_file) == ("/certs/pulsar.crt", "/certs/pulsar.key")
+    assert (nats_tls.cert_file, nats_tls.key_file) == ("/certs/nats.crt", "/certs/nats.key")
     assert config.broker.nats.stream.replicas == 3
     assert config.broker.nats.stream.duplicate_window == 300
     assert config.telemetry.metrics_port == 9464 and config.telemetry.sampling_ratio == 0.25
@@ -414,10 +419,10 @@ def test_workers_refuse_an_exclusive_subscription(tmp_path: Path) -> None:
         "broker:\n  type: pulsar\n  address: pulsar://127.0.0.1:6650\n"
         "  subscriptions:\n    events.orders:\n      subscription_type: exclusive\n"
     )
-    broker = load(tmp_path, yaml_text).broker
+    config = load(tmp_path, yaml_text)
     with pytest.raises(ConfigError, match=r"--workers 2 .*events\.orders\.subscription_type is "
                        r"exclusive"):
-        serve_workers("example", None, "saver", 2, broker)
+        serve_workers("example", None, "saver", 2, config)
 
 
 async def _handler(msg: bytes, ctx: MessageContext) -> None:

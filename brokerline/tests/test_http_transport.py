@@ -355,6 +355,28 @@ async def test_garbage_instead_of_http_is_refused_without_a_traceback(
 
     assert (await asyncio.to_thread(garbage)).startswith(b"HTTP/1.1 400")
     assert_no_traceback(caplog)
+    for _ in range(30):  # a client sending garbage on and on: each refused, not each logged
+        assert (await asyncio.to_thread(garbage)).startswith(b"HTTP/1.1 400")
+    lines = [r for r in caplog.records if r.getMessage().startswith("Invalid HTTP request")]
+    assert len(lines) <= 1, [r.getMessage() for r in lines]
+
+
+def test_the_garbage_warning_is_logged_once_a_window_with_the_count_held_back() -> None:
+    import time
+
+    from brokerline.server.listener import GARBAGE, GarbageRequestFilter
+
+    limit = GarbageRequestFilter(window=0.2)
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, msg, None, None)
+
+    assert limit.filter(record(GARBAGE))
+    assert [limit.filter(record(GARBAGE)) for _ in range(4)] == [False] * 4
+    assert limit.filter(record("another warning"))  # other lines are untouched
+    time.sleep(0.25)
+    told = record(GARBAGE)
+    assert limit.filter(told) and "(4 more since the last such line" in told.getMessage()
 
 
 # -- tracing ---------------------------------------------------------------------------------
@@ -429,3 +451,18 @@ async def test_the_openapi_document_is_served_and_valid(server: HttpServer) -> N
     assert thing["thingId"] == {"type": "string"} and thing["size"]["type"] == "string"
     assert post["responses"]["404"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/google.rpc.Status"}
+
+
+def test_headers_a_method_reads_are_header_parameters_of_its_operations() -> None:
+    from openapi_spec_validator import validate
+
+    service = HttpService(SERVICE, ThingServicer(),
+                          headers={"CreateThing": [("Idempotency-Key", "a retry key")]})
+    document = HttpServer(HttpConfig(), [service]).openapi()
+    validate(document)
+    for verb in ("post", "put"):  # the method's every binding
+        parameters = document["paths"]["/v1/things"][verb]["parameters"]
+        assert {"name": "Idempotency-Key", "in": "header", "required": False,
+                "description": "a retry key", "schema": {"type": "string"}} in parameters
+    get = document["paths"]["/v1/things/{thing_id}"]["get"]["parameters"]
+    assert all(p["in"] != "header" for p in get)

@@ -383,6 +383,26 @@ def test_a_signal_to_the_process_group_stops_dev_cleanly(
     assert ":all stopped" in stderr, stderr[-2000:]
 
 
+def test_ctrl_c_while_the_command_is_still_importing_exits_without_a_traceback(
+    tmp_path: Path
+) -> None:
+    """Ctrl-C while the CLI's imports load (a second or so on a cold start): exit 130, never
+    a KeyboardInterrupt traceback. `-X importtime` tells when the imports have begun."""
+    process = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", PACKAGE, "asyncapi"], cwd=tmp_path,
+        text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:  # one line per module imported, as each one finishes
+        if "brokerline" in line:  # the CLI's imports are loading
+            break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    told = [line for line in stderr.splitlines() if not line.startswith("import time:")]
+    assert not [line for line in told if "Traceback" in line], told[-20:]
+    assert process.returncode == 130, (process.returncode, told[-20:])
+
+
 @pytest.mark.parametrize("broker_type", [t for t in known_types() if t != "memory"])
 def test_ctrl_c_while_the_resources_initialise_stops_start_up_cleanly(
     tmp_path: Path, broker_type: str

@@ -84,7 +84,8 @@ async def service(
                    "pulsar": {"operation_timeout": 5, "connection_timeout": 2}},
         "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'health.db'}"},
         "grpc": {"address": f"127.0.0.1:{free_port()}"},
-        "http": {"address": f"127.0.0.1:{free_port()}"},
+        # the probes on the HTTP/JSON port too (http.ops_routes), beside their own port
+        "http": {"address": f"127.0.0.1:{free_port()}", "ops_routes": True},
         "telemetry": {"metrics_port": free_port(), "health_interval": 0.2},
         "shutdown_timeout": 5,
     })
@@ -122,6 +123,8 @@ async def test_not_serving_while_the_broker_is_down(service: Any, tmp_path: Path
     status, body = await asyncio.to_thread(http_status, readyz)
     assert status == 503 and body["checks"]["broker"] == "down"
     assert body["checks"].get("database", "up") == "up"
+    on_http_port = f"http://{config.http.address}/readyz"
+    assert await asyncio.to_thread(http_status, on_http_port) == (status, body)
     alive, _ = await asyncio.to_thread(http_status, readyz.replace("readyz", "healthz"))
     assert alive == 200  # alive, only not ready: an orchestrator should not restart it
     code, out = await cli("health", "--target", address, cwd=tmp_path)

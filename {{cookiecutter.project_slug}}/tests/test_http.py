@@ -191,3 +191,5 @@ def test_the_openapi_command_prints_a_valid_document(tmp_path: Path) -> None:
     assert set(request["properties"]) == {"userId", "eventName", "content", "requestId"}
     assert post["responses"]["503"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/google.rpc.Status"}
+    headers = [p["name"] for p in post.get("parameters", []) if p["in"] == "header"]
+    assert headers == ["Idempotency-Key"]

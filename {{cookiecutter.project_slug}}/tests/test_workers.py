@@ -1,4 +1,5 @@
-"""`serve saver --workers 2`: two processes in one consumer group store every event once.
+"""`serve --workers 2`: two saver processes in one consumer group store every event once; two
+report processes answer gRPC and HTTP on one port each (SO_REUSEPORT).
 
 On JetStream (one durable consumer) and on Apache Pulsar (one Shared subscription, the
 session's standalone in a namespace of this test's). Not on pulsar-lite: it refuses a second
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,11 +25,19 @@ from pathlib import Path
 
 import pytest
 from brokerline.core import known_types
+from brokerline.core.embedded import free_port, wait_for_port
 from brokerline.testing.apache_pulsar import ApachePulsarServer
 from brokerline.testing.apache_pulsar.admin import admin
 from brokerline.testing.brokers import APACHE_PULSAR
 
-from .processes import REPORT_TOPIC, Pair, post_reports, running_pair, wait_for_rows
+from .processes import (
+    REPORT_TOPIC,
+    Pair,
+    PostResult,
+    post_reports,
+    running_pair,
+    wait_for_rows,
+)
 
 SHARED_GROUPS = (["jetstream"] if "jetstream" in known_types() else []) + (
     [APACHE_PULSAR] if "pulsar" in known_types() else []
@@ -94,9 +106,79 @@ def test_a_supervisor_killed_with_sigkill_takes_its_workers_down_cleanly(
         assert text.count(":saver stopped") == 2, text[-3000:]  # both drained, not killed
 
 
-def worker_pids(log_path: Path) -> list[int]:
+def test_two_report_workers_answer_grpc_and_http_on_one_port_each(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Connections spread over both workers (each publishes a share, by its own /metrics on
+    metrics_port + its index); every report accepted over either transport is stored once."""
+    with running_pair(SHARED_GROUPS[0], request, tmp_path) as pair:
+        pair.start("saver")
+        metrics = two_free_ports()
+        with workers_of("report", pair, tmp_path,
+                        OTEL_EXPORTER_PROMETHEUS_PORT=str(metrics)) as (workers, log_path):
+            wait_for_port(int(pair.http_address.rsplit(":", 1)[1]), 30, workers, "HTTP")
+            grpc_posts = asyncio.run(posts_on_many_connections(pair.grpc_address))
+            http_ids = post_http_on_many_connections(pair.http_address)
+            accepted = [*(i for r in grpc_posts for i in r.accepted), *http_ids]
+            assert len(accepted) == 8 * 40 + 8 * 20, [r.refused for r in grpc_posts]
+            stored = asyncio.run(wait_for_rows(pair.db_url, len(accepted), timeout=60))
+            assert sorted(stored) == sorted(accepted)  # each once
+            sent = [published(metrics + index) for index in range(2)]
+            assert all(sent) and sum(sent) == len(accepted), f"reports per worker: {sent}"
+            workers.send_signal(signal.SIGTERM)
+            assert workers.wait(60) == 0, log_path.read_text(errors="replace")[-3000:]
+        text = log_path.read_text(errors="replace")
+        assert text.count(":report stopped") == 2 and "Traceback" not in text, text[-3000:]
+
+
+async def posts_on_many_connections(target: str) -> list[PostResult]:
+    """8 clients, each its own channel (one TCP connection: the kernel picks a worker)."""
+    return list(await asyncio.gather(
+        *(post_reports(target, 40, concurrency=4) for _ in range(8))))
+
+
+def post_http_on_many_connections(address: str) -> list[str]:
+    def client(n: int) -> list[str]:
+        conn = http.client.HTTPConnection(address, timeout=30)  # keep-alive: one connection
+        ids = []
+        for i in range(20):
+            body = json.dumps({"user_id": f"u{n}", "event_name": "e", "content": f"c{n}-{i}"})
+            conn.request("POST", "/v1/report", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            answer = json.loads(response.read())
+            assert response.status == 200, answer
+            ids.append(answer["eventId"])
+        conn.close()
+        return ids
+
+    async def clients() -> list[list[str]]:
+        return list(await asyncio.gather(*(asyncio.to_thread(client, n) for n in range(8))))
+
+    return [i for ids in asyncio.run(clients()) for i in ids]
+
+
+def published(metrics_port: int) -> int:
+    """Reports a worker published to the saver's topic, from its own /metrics."""
+    conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("messaging_client_sent_messages_total")
+                   and f'messaging_destination_name="{REPORT_TOPIC}"' in line))
+
+
+def two_free_ports() -> int:
+    """A port P with P + 1 free too (worker i serves its metrics on P + i)."""
+    while True:
+        port = free_port()
+        with contextlib.suppress(OSError), socket.socket() as probe:
+            probe.bind(("127.0.0.1", port + 1))
+            return port
+
+
+def worker_pids(log_path: Path, role: str = "saver") -> list[int]:
     """The workers' pids, as the supervisor logged them."""
-    found = re.search(r"started 2 saver workers: (\d+), (\d+)", log_path.read_text())
+    found = re.search(rf"started 2 {role} workers: (\d+), (\d+)", log_path.read_text())
     assert found, log_path.read_text(errors="replace")[-3000:]
     return [int(pid) for pid in found.groups()]
 
@@ -110,19 +192,28 @@ def _running(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-@contextlib.contextmanager
-def saver_workers(pair: Pair, workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+def saver_workers(pair: Pair, workdir: Path) -> contextlib.AbstractContextManager[
+        tuple[subprocess.Popen[bytes], Path]]:
     """`serve saver --workers 2`, both workers subscribed (each gets a share from the first
-    report on); killed if still running at the end. Yields the process and its log."""
-    log_path = workdir / "saver-workers.log"
+    report on)."""
+    return workers_of("saver", pair, workdir)
+
+
+@contextlib.contextmanager
+def workers_of(
+    role: str, pair: Pair, workdir: Path, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """`serve ROLE --workers 2`, both started; killed if still running at the end. Yields the
+    process and its log."""
+    log_path = workdir / f"{role}-workers.log"
     with open(log_path, "wb") as log:
         workers = subprocess.Popen(
-            [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve", "saver", "--workers", "2"],
-            env=pair.env(), cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve", role, "--workers", "2"],
+            env=pair.env(**env), cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 60
-        while log_path.read_text(errors="replace").count(":saver started") < 2:
+        while log_path.read_text(errors="replace").count(f":{role} started") < 2:
             assert workers.poll() is None, log_path.read_text(errors="replace")[-3000:]
             assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
             time.sleep(0.1)

@@ -11,7 +11,7 @@ form.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
@@ -131,13 +131,18 @@ def _query_parameters(
     return parameters
 
 
-def _operation(route: Route, schemas: Schemas) -> dict[str, Any]:
+def _operation(
+    route: Route, schemas: Schemas, headers: Sequence[tuple[str, str]] = ()
+) -> dict[str, Any]:
     method = route.method
     parameters: list[dict[str, Any]] = [
         {"name": path, "in": "path", "required": True,
          "schema": schemas.field(_leaf(method.input_type, path))}
         for path in route.variables.values()
     ]
+    parameters += [{"name": name, "in": "header", "required": False,
+                    "description": description, "schema": {"type": "string"}}
+                   for name, description in headers]
     operation: dict[str, Any] = {
         "operationId": f"{method.containing_service.name}_{method.name}",
         "tags": [method.containing_service.full_name],
@@ -185,15 +190,21 @@ def _reason(status: int) -> str:
 
 
 def build_document(
-    title: str, version: str, services: Sequence[ServiceDescriptor]
+    title: str, version: str, services: Sequence[ServiceDescriptor],
+    headers: Mapping[str, Sequence[tuple[str, str]]] | None = None,
 ) -> dict[str, Any]:
-    """The OpenAPI document (a plain dict) of the services' google.api.http routes."""
+    """The OpenAPI document (a plain dict) of the services' google.api.http routes.
+
+    `headers`: the request headers a method reads besides its message (e.g. an
+    Idempotency-Key), by full method name (`report.v1.ReportService.PostReport`), as
+    (name, description) pairs: optional header parameters of its operations.
+    """
     schemas = Schemas()
     paths: dict[str, dict[str, Any]] = {}
     seen: dict[str, int] = {}  # an additional binding gets the method's id with a number
     for route in routes_for(services):
         path = _openapi_path(route.template, route.variables)
-        operation = _operation(route, schemas)
+        operation = _operation(route, schemas, (headers or {}).get(route.method.full_name, ()))
         first = operation["operationId"]
         seen[first] = seen.get(first, 0) + 1
         if seen[first] > 1:

@@ -1,4 +1,5 @@
-"""Running a service: one role in this process, or `serve --workers N` as N processes.
+"""Running a service: one role in this process, or `serve --workers N` as N processes
+(one consumer group, one listening port).
 
 The service's composition root builds the App (container -> servers -> App); this module
 runs it with telemetry, lets SIGINT/SIGTERM stop it at any moment (start-up connection
@@ -9,23 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import logging
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from brokerline.app import App
 from brokerline.cli.startup import shutdown_interrupted, start_interruptibly
-from brokerline.config import BrokerConfig, ConfigError, ServiceConfig
+from brokerline.config import ConfigError, ServiceConfig
+from brokerline.config.loader import WORKER_SETTINGS
 from brokerline.core import SubscriptionType
+from brokerline.server.listener import reserve
 from brokerline.telemetry import service_name, setup_telemetry
 
 log = logging.getLogger("brokerline.serve")
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+#: the listening sections `serve --workers` can share: what they serve, the setting to change
+LISTENERS = {"grpc": ("gRPC", "grpc.address (GRPC_ADDRESS)"),
+             "http": ("HTTP", "http.address (HTTP_ADDRESS)")}
 
 
 def stop_with_parent() -> None:
@@ -62,16 +71,24 @@ async def run_role(
 
 
 def serve_workers(
-    package: str, config_path: str | None, role: str, workers: int, broker: BrokerConfig
+    package: str, config_path: str | None, role: str, workers: int, config: ServiceConfig,
+    *, listens: Sequence[str] = (), subscribes: bool = True,
 ) -> int:
-    """Run `workers` processes of `python -m package serve role` in one consumer group.
+    """Run `workers` processes of `python -m package serve role`: one consumer group, one port.
 
-    Every worker joins the configured group, so the broker shares the messages among them.
-    They need a broker they can all reach (broker.address): an embedded one per process would
-    not be shared. SIGTERM/SIGINT are forwarded to every worker. A worker that exits on its
-    own stops the others (a group one short would look healthy to whatever restarts it).
-    Returns the first failed worker's exit code (a signal's as 128 + its number; 0 if none).
+    Subscribers: every worker joins the configured group, so the broker shares the messages
+    among them. They need a broker they can all reach (broker.address): an embedded one per
+    process would not be shared. Listeners: for each section named in `listens` ("grpc",
+    "http") the workers bind its address with SO_REUSEPORT and the kernel spreads connections
+    over them; the port is reserved here first (a taken port is one error before any worker
+    starts; a port of 0 becomes one free port for all). With telemetry.metrics_port P, worker
+    i serves its own health and metrics on P + i (Prometheus scrapes each process).
+
+    SIGTERM/SIGINT are forwarded to every worker. A worker that exits on its own stops the
+    others (a group one short would look healthy to whatever restarts it). Returns the first
+    failed worker's exit code (a signal's as 128 + its number; 0 if none).
     """
+    broker = config.broker
     if broker.type == "memory" or not broker.address:
         raise ConfigError(
             "--workers needs a shared broker: set broker.address (BROKER_ADDRESS) to a running "
@@ -79,19 +96,50 @@ def serve_workers(
         )
     exclusive = [where for where, kind in broker.subscription_types().items()
                  if kind is SubscriptionType.EXCLUSIVE]
-    if workers > 1 and exclusive:
+    if workers > 1 and subscribes and exclusive:
         raise ConfigError(
             f"--workers {workers} needs subscriptions several consumers can join, but "
             f"{exclusive[0]} is exclusive (the broker refuses a second consumer); set it to "
             "shared, key_shared or failover (a hot standby), or run one worker"
         )
+    reserved = [_reserve(config, section) for section in listens]
+    try:
+        return _supervise(package, config_path, role, workers, config, dict(reserved))
+    finally:
+        for _, (_address, sock) in reserved:
+            sock.close()
+
+
+def _reserve(config: ServiceConfig, section: str) -> tuple[str, tuple[str, socket.socket]]:
+    """The section's port held (not listening) for the workers, and its concrete address."""
+    address = getattr(config, section).address
+    what, setting = LISTENERS.get(section, (section, f"{section}.address"))
+    sock = reserve(address, what, setting)
+    host = address.rpartition(":")[0]
+    return section, (f"{host}:{sock.getsockname()[1]}", sock)
+
+
+def _supervise(
+    package: str, config_path: str | None, role: str, workers: int, config: ServiceConfig,
+    listening: dict[str, tuple[str, socket.socket]],
+) -> int:
     argv = [sys.executable, "-m", package]
     if config_path:
         argv += ["--config", config_path]
     argv += ["serve", role]
-    children = [subprocess.Popen(argv, preexec_fn=stop_with_parent) for _ in range(workers)]
-    log.info("started %d %s workers: %s", len(children), role,
-             ", ".join(str(c.pid) for c in children))
+    shared = {section: {"address": address, "reuse_port": True}
+              for section, (address, _sock) in listening.items()}
+    metrics_port = config.telemetry.metrics_port
+    children = []
+    for index in range(workers):
+        settings: dict[str, Any] = dict(shared)
+        if metrics_port:
+            settings["telemetry"] = {"metrics_port": metrics_port + index}
+        env = {**os.environ, WORKER_SETTINGS: json.dumps(settings)}
+        children.append(subprocess.Popen(argv, env=env, preexec_fn=stop_with_parent))
+    log.info("started %d %s workers: %s%s", len(children), role,
+             ", ".join(str(c.pid) for c in children),
+             "".join(f"; {section} on {address}" for section, (address, _s) in listening.items()))
 
     stopping = False
 

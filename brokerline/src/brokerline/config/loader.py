@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,11 @@ from brokerline.config.sources import (
     YamlFile,
 )
 from brokerline.core.urls import redact_text
+
+#: set by `serve --workers N` for each worker it starts: JSON of the settings that worker must
+#: run with whatever else says (the shared listen addresses with reuse_port, its own metrics
+#: port); applied like `overrides`, under the caller's own
+WORKER_SETTINGS = "BROKERLINE_WORKER_SETTINGS"
 
 #: settings whose value is never repeated in an error message
 SECRET_WORDS = ("token", "password", "seed", "credentials", "url")
@@ -77,8 +83,9 @@ def load_config(
     """
     environ = os.environ if environ is None else environ
     config_path = _config_file(path, environ)
+    given = _merged(json.loads(environ.get(WORKER_SETTINGS) or "{}"), dict(overrides or {}))
     sources: tuple[PydanticBaseSettingsSource, ...] = (
-        InitSettingsSource(model, init_kwargs=dict(overrides or {})),
+        InitSettingsSource(model, init_kwargs=given),
         PrefixedEnvironment(model, environ, env_prefix),
         WellKnownEnvironment(model, environ),
         YamlFile(model, config_path),
@@ -93,3 +100,14 @@ def load_config(
         raise ConfigError(_describe(exc, source)) from None
     except SettingsError as exc:  # names the field and the source, never the value
         raise ConfigError(f"{source}: {exc}; check that setting's value") from None
+
+
+def _merged(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, section by section (nested mappings merged, not replaced)."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

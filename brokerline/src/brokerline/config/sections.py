@@ -199,6 +199,9 @@ def host_and_port(value: str) -> str:
 class GrpcConfig(_Section):
     address: str = "127.0.0.1:9000"  # where `serve report` listens and `publish` connects
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1)
+    # several processes on one port (SO_REUSEPORT), the kernel spreading connections: set for
+    # its workers by `serve --workers N`; off otherwise, so a port already taken is an error
+    reuse_port: bool = False
 
     @field_validator("address")
     @classmethod
@@ -212,6 +215,8 @@ class HttpConfig(_Section):
     address: str = "127.0.0.1:8000"  # where `serve report` answers HTTP/JSON (HTTP_ADDRESS)
     max_body_bytes: int = Field(1024 * 1024, ge=1)  # a larger request body answers 413
     openapi_path: str = "/openapi.json"  # the OpenAPI 3 document; empty: not served
+    ops_routes: bool = False  # also answer /healthz /readyz /metrics on this port
+    reuse_port: bool = False  # as grpc.reuse_port (set by `serve --workers N`)
 
     @field_validator("address")
     @classmethod

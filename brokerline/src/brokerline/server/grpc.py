@@ -29,9 +29,11 @@ class GrpcServer:
     name = "grpc"
 
     def __init__(
-        self, address: str, services: Sequence[GrpcService], max_message_bytes: int = 4 << 20
+        self, address: str, services: Sequence[GrpcService], max_message_bytes: int = 4 << 20,
+        reuse_port: bool = False,
     ) -> None:
         self.address = address
+        self.reuse_port = reuse_port
         self.services = list(services)
         self.max_message_bytes = max_message_bytes
         self.health = health.aio.HealthServicer()
@@ -47,6 +49,9 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", self.max_message_bytes),
                 ("grpc.max_send_message_length", self.max_message_bytes),
+                # gRPC sets SO_REUSEPORT unless told not to: a second server on a taken port
+                # would share it silently; only `serve --workers N` shares one on purpose
+                ("grpc.so_reuseport", int(self.reuse_port)),
             ]
         )
         for service in self.services:

@@ -1,31 +1,31 @@
 """The operations server: health state for gRPC, and `/healthz`, `/readyz`, `/metrics` over HTTP.
 
 It runs the `HealthMonitor` and mirrors its state into the gRPC health servicer (SERVING
-only while the broker and the database answer). With `telemetry.metrics_port` set it also
-serves a minimal HTTP/1.1 endpoint from the standard library for orchestrators' probes and
-Prometheus: `/healthz` (the process is alive: 200), `/readyz` (200 when ready, else 503, with
-the per-check state as JSON) and `/metrics` (Prometheus text format).
+only while the broker and the database answer). The HTTP endpoints, for orchestrators'
+probes and Prometheus, are a small ASGI app (`OpsEndpoints`) served by uvicorn like the
+HTTP/JSON transport: on their own port with `telemetry.metrics_port`, and/or on the HTTP/JSON
+port with `http.ops_routes`. `/healthz` (the process is alive: 200), `/readyz` (200 when
+ready, else 503, with the per-check state as JSON), `/metrics` (Prometheus text format).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from brokerline.config import TelemetryConfig
 from brokerline.health import Check, HealthMonitor, database_check, subscriptions_check
+from brokerline.server.listener import UvicornListener
 
 if TYPE_CHECKING:
     from brokerline.server.grpc import GrpcServer
 
 log = logging.getLogger(__name__)
 
-MAX_HEADER_LINES = 100
-REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+PATHS = ("/healthz", "/readyz", "/metrics")
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def _prometheus_text() -> tuple[bytes, str]:
@@ -39,6 +39,46 @@ def _prometheus_text() -> tuple[bytes, str]:
     return generate_latest(telemetry.registry), CONTENT_TYPE_LATEST
 
 
+class OpsEndpoints:
+    """The ASGI app of `/healthz`, `/readyz` and `/metrics` (GET or HEAD)."""
+
+    def __init__(
+        self, monitor: HealthMonitor, metrics: Callable[[], tuple[bytes, str]] = _prometheus_text
+    ) -> None:
+        self.monitor = monitor
+        self._metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        method = scope["method"].upper()
+        status, body, content_type = self.answer(method, scope["path"])
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", content_type.encode("latin-1")),
+            (b"content-length", str(len(body)).encode()),
+        ]})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+    def answer(self, method: str, path: str) -> tuple[int, bytes, str]:
+        if path not in PATHS:
+            return 404, b"not found: this port answers /healthz, /readyz, /metrics\n", "text/plain"
+        if method not in ("GET", "HEAD"):
+            return 405, b"method not allowed: use GET\n", "text/plain"
+        if path == "/healthz":
+            return 200, b'{"status": "alive"}\n', "application/json"
+        if path == "/readyz":
+            ready = self.monitor.ready
+            state: dict[str, Any] = {
+                "status": "ready" if ready else "not ready",
+                "checks": {name: "up" if ok else "down"
+                           for name, ok in self.monitor.status.items()},
+            }
+            if self.monitor.reasons:
+                state["reasons"] = dict(self.monitor.reasons)
+            return (200 if ready else 503), (json.dumps(state) + "\n").encode(), "application/json"
+        return (200, *self._metrics())
+
+
 class OpsServer:
     name = "ops"
 
@@ -50,12 +90,19 @@ class OpsServer:
         metrics: Callable[[], tuple[bytes, str]] = _prometheus_text,
     ) -> None:
         self.monitor = monitor
-        self.host = cfg.metrics_host
-        self.port: int | None = cfg.metrics_port or None
+        self.endpoints = OpsEndpoints(monitor, metrics)
         self.grpc_servers = list(grpc_servers)
-        self._metrics = metrics
-        self._http: asyncio.Server | None = None
+        self._listener = (
+            UvicornListener(self.endpoints, f"{cfg.metrics_host}:{cfg.metrics_port}",
+                            "health and metrics", "telemetry.metrics_port "
+                            "(OTEL_EXPORTER_PROMETHEUS_PORT)")
+            if cfg.metrics_port else None
+        )
         monitor.listeners.append(self._set_grpc_health)
+
+    @property
+    def port(self) -> int | None:
+        return self._listener.port if self._listener else None
 
     async def _set_grpc_health(self, ready: bool) -> None:
         if self.grpc_servers:  # a role without gRPC does not import it
@@ -72,67 +119,15 @@ class OpsServer:
 
     async def start(self) -> None:
         await self.monitor.start()
-        if self.port is not None:
-            self._http = await asyncio.start_server(self._serve, self.host, self.port)
-            if self.port == 0 or not self._http.sockets:
-                return
-            self.port = self._http.sockets[0].getsockname()[1]
+        if self._listener is not None:
+            await self._listener.start()
             log.info("health and metrics on http://%s:%d (/healthz /readyz /metrics)",
-                     self.host, self.port)
+                     self._listener.host, self.port)
 
     async def stop(self, timeout: float) -> None:
-        if self._http is not None:
-            self._http.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._http.wait_closed(), timeout)
-            self._http = None
+        if self._listener is not None:
+            await self._listener.stop(timeout)
         await self.monitor.stop()
-
-    # -- HTTP --------------------------------------------------------------------------------
-    def _route(self, method: str, path: str) -> tuple[int, bytes, str]:
-        path = path.split("?", 1)[0]
-        if path not in ("/healthz", "/readyz", "/metrics"):
-            return 404, b"not found\n", "text/plain"
-        if method not in ("GET", "HEAD"):
-            return 405, b"method not allowed\n", "text/plain"
-        if path == "/healthz":
-            return 200, b'{"status": "alive"}\n', "application/json"
-        if path == "/readyz":
-            ready = self.monitor.ready
-            state: dict[str, Any] = {
-                "status": "ready" if ready else "not ready",
-                "checks": {name: "up" if ok else "down"
-                           for name, ok in self.monitor.status.items()},
-            }
-            if self.monitor.reasons:
-                state["reasons"] = dict(self.monitor.reasons)
-            return (200 if ready else 503), (json.dumps(state) + "\n").encode(), "application/json"
-        body, content_type = self._metrics()
-        return 200, body, content_type
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request_line = await asyncio.wait_for(reader.readline(), 10)
-            for _ in range(MAX_HEADER_LINES):  # headers are read and ignored
-                line = await asyncio.wait_for(reader.readline(), 10)
-                if line in (b"\r\n", b"\n", b""):
-                    break
-            parts = request_line.decode("latin-1").split()
-            if len(parts) < 2:
-                return
-            method, path = parts[0].upper(), parts[1]
-            status, body, content_type = self._route(method, path)
-            head = (f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\n"
-                    f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-                    "Connection: close\r\n\r\n").encode("latin-1")
-            writer.write(head if method == "HEAD" else head + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError, UnicodeError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
 
 
 def _initialized(provider: Any) -> bool:
@@ -165,4 +160,10 @@ async def ops_server_for(container: Any, servers: Sequence[object]) -> OpsServer
     monitor = HealthMonitor(checks, config.telemetry.health_interval)
     if broker is not None and "subscriptions" in checks:
         broker.flows.listeners.append(monitor.poke)
-    return OpsServer(monitor, config.telemetry, grpc_servers)
+    ops = OpsServer(monitor, config.telemetry, grpc_servers)
+    if any(getattr(s, "name", None) == "http" for s in servers):
+        from brokerline.server.http import HttpServer
+
+        for http in (s for s in servers if isinstance(s, HttpServer) and s.cfg.ops_routes):
+            http.app.mount(PATHS, ops.endpoints)  # the same endpoints on the HTTP/JSON port
+    return ops

@@ -9,7 +9,6 @@ from typing import Any
 
 from brokerline.cli.arguments import whole_number
 from brokerline.cli.serve import run_role, serve_workers
-from brokerline.config import ConfigError
 from brokerline.core import known_types
 from brokerline.factory import check_broker_config
 from brokerline.logs import configure_logging
@@ -35,13 +34,13 @@ def run(config: AppConfig, role: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     config = load(args)
     if args.workers > 1:
-        if args.role != "saver":
-            raise ConfigError(
-                "--workers is for `serve saver`; scale `serve report` behind a load balancer"
-            )
-        raise SystemExit(
-            serve_workers(PACKAGE, args.config, args.role, args.workers, config.broker)
-        )
+        servers = ROLES[args.role]
+        raise SystemExit(serve_workers(
+            PACKAGE, args.config, args.role, args.workers, config,
+            listens=[name.removesuffix("_server") for name in servers
+                     if name in ("grpc_server", "http_server")],
+            subscribes="broker_server" in servers,
+        ))
     check_broker_config(config.broker)  # before any resource starts: fail in one sentence
     run(config, args.role)
 
@@ -57,9 +56,10 @@ def add_commands(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run one service")
     serve.add_argument("role", choices=sorted(ROLES))
     serve.add_argument("--workers", type=whole_number(1), default=1, metavar="N",
-                       help="saver only: N processes in one consumer group (needs "
-                            "broker.address; on Pulsar, Apache Pulsar: pulsar-lite refuses "
-                            "a second consumer on a subscription)")
+                       help="N processes: subscribers in one consumer group, gRPC and HTTP "
+                            "on one port each (SO_REUSEPORT); needs broker.address (on "
+                            "Pulsar, Apache Pulsar: pulsar-lite refuses a second consumer "
+                            "on a subscription)")
     serve.set_defaults(func=cmd_serve)
 
     dev = sub.add_parser("dev", help="run every service in one process")

@@ -20,9 +20,11 @@ def new_grpc_server(config: AppConfig, report: ReportService) -> GrpcServer:
             "report.v1.ReportService", report, report_pb2_grpc.add_ReportServiceServicer_to_server
         ),
     ]
-    return GrpcServer(config.grpc.address, services, config.grpc.max_message_bytes)
+    return GrpcServer(config.grpc.address, services, config.grpc.max_message_bytes,
+                      config.grpc.reuse_port)
 {%- else -%}
 def new_grpc_server(config: AppConfig) -> GrpcServer:
     # GrpcService("my.v1.MyService", servicer, my_pb2_grpc.add_MyServiceServicer_to_server)
-    return GrpcServer(config.grpc.address, [], config.grpc.max_message_bytes)
+    return GrpcServer(config.grpc.address, [], config.grpc.max_message_bytes,
+                      config.grpc.reuse_port)
 {%- endif %}

@@ -15,12 +15,16 @@ from ..api.report.v1 import report_pb2
 from ..conf import AppConfig
 {%- if cookiecutter.include_sample %}
 from ..service.report import ReportService
+
+IDEMPOTENCY_HELP = ("a client's key for this report (as request_id): a retry with the same "
+                    "key answers the same eventId and stores one row")
 {%- endif %}
 
 
 {% if cookiecutter.include_sample -%}
 def new_http_server(config: AppConfig, report: ReportService) -> HttpServer:
-    services = [HttpService(report_pb2.DESCRIPTOR.services_by_name["ReportService"], report)]
+    services = [HttpService(report_pb2.DESCRIPTOR.services_by_name["ReportService"], report,
+                            headers={"PostReport": [("Idempotency-Key", IDEMPOTENCY_HELP)]})]
     return HttpServer(config.http, services, title=config.name, version=_version(config))
 {%- else -%}
 def new_http_server(config: AppConfig) -> HttpServer:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -42,6 +42,9 @@ class HttpService:
 
     descriptor: ServiceDescriptor
     servicer: object
+    #: request headers a method reads besides its message, by method name, as (name,
+    #: description): documented as header parameters in the OpenAPI document
+    headers: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -93,8 +96,18 @@ class HttpJsonApp:
         self._openapi = openapi
         self._openapi_path = openapi_path if openapi is not None else ""
         self._openapi_document: bytes | None = None
+        #: exact paths answered by another ASGI app before the rules (the ops endpoints, with
+        #: http.ops_routes): `mount(paths, app)`
+        self.mounts: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {}
         # the global provider unless given one (a test's); spans continue `traceparent`
         self._tracer = trace.get_tracer("brokerline.server.http", tracer_provider=tracer_provider)
+
+    def mount(
+        self, paths: Sequence[str], app: Callable[[Scope, Receive, Send], Awaitable[None]]
+    ) -> None:
+        """Answer these exact paths with `app` (an ASGI app) instead of the proto's rules."""
+        for path in paths:
+            self.mounts[path] = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -112,6 +125,10 @@ class HttpJsonApp:
         verb = scope["method"].upper()
         raw_path = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.decode("latin-1")
+        mounted = self.mounts.get(scope["path"]) if self.mounts else None
+        if mounted is not None:
+            await mounted(scope, receive, send)
+            return
         if self._openapi_path and path == self._openapi_path:
             await self._serve_openapi(verb, send)
             return
