@@ -321,7 +321,7 @@ class PulsarBroker(Broker):
     ) -> Subscription:
         return await self._subscribe(topic, handler, group, options, pulsar_options, None)
 
-    async def subscribe_batch(  # type: ignore[override]  # also takes pulsar_options
+    async def subscribe_batch(
         self,
         topic: str,
         handler: BatchHandler,
