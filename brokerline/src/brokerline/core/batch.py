@@ -105,7 +105,8 @@ class BatchSource(Protocol[M]):
 
     async def settle(self, messages: Sequence[M], outcomes: Sequence[Outcome]) -> None:
         """Settle each message by its outcome (same order): ack; redeliver after
-        `outcome.delay`; dead-lettered (`outcome.dead_lettered`): ack or terminate it."""
+        `outcome.delay`; dead-lettered (`outcome.dead_lettered`): ack or terminate it.
+        `messages` is the very sequence `receive` returned (a plugin may key on it)."""
         ...
 
     async def give_back(self, messages: Sequence[M]) -> None:

@@ -154,7 +154,7 @@ class PulsarSubscription(Subscription):
             self._client_consumer, self._handle, concurrency=concurrency, name=name, flow=flow,
         )
         self._batch_workers: ConsumerLoop[Any] | None = None
-        self._received_at: dict[int, float] = {}  # batch mode: id(message) -> when
+        self._received_at: dict[int, float] = {}  # batch mode: id(batch) -> when received
         if batch is not None:  # its workers take batches from the receiver (not started)
             assert batch_dispatcher is not None
             self._batch_workers = batch_loop(
@@ -167,9 +167,7 @@ class PulsarSubscription(Subscription):
     # -- the BatchSource of a batch subscription --------------------------------------------
     async def receive(self, max_size: int, max_wait: float) -> list[_pulsar.Message]:
         batch = await self._receiver.next_batch(max_size, max_wait)
-        now = self._clock()
-        for message in batch:
-            self._received_at[id(message)] = now
+        self._received_at[id(batch)] = self._clock()  # settle gets this very list back
         return batch
 
     def delivery(self, message: _pulsar.Message) -> Delivery:
@@ -178,18 +176,18 @@ class PulsarSubscription(Subscription):
     async def settle(
         self, messages: Sequence[_pulsar.Message], outcomes: Sequence[Outcome]
     ) -> None:
-        acknowledge, received_at = self._client_consumer.acknowledge_async, self._received_at
+        acknowledge = self._client_consumer.acknowledge_async
+        received_at = self._received_at.pop(id(messages), None) or self._clock()
         for message, outcome in zip(messages, outcomes, strict=True):
-            received = received_at.pop(id(message), None)
             if outcome.acked:
                 acknowledge(message, _acknowledged)
                 continue
             delivery = self._delivery(message)
-            await self._retry(message, None, delivery, outcome.delay, received or self._clock())
+            await self._retry(message, None, delivery, outcome.delay, received_at)
 
     async def give_back(self, messages: Sequence[_pulsar.Message]) -> None:
+        self._received_at.pop(id(messages), None)
         for message in messages:
-            self._received_at.pop(id(message), None)
             self._abandon(message)
 
     # -- receiving ----------------------------------------------------------------------------
