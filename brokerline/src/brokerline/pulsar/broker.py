@@ -377,12 +377,15 @@ class PulsarBroker(Broker):
             TopicNames.persistent(f"{first_topic}-{subscription}-DLQ") if single_topic else None
         )
         ack_timeout = self._ack_timeout(options.ack_wait)
-        cumulative_ack = self._cumulative_ack(extras, options.subscription_type)
-        if batch is not None and cumulative_ack:
+        if batch is None:
+            cumulative_ack = self._cumulative_ack(extras, options.subscription_type)
+        elif extras.cumulative_ack:  # asked for this subscription: refused
             raise BrokerError(
                 "a Pulsar batch subscription acks each message (a BatchResult may retry any "
-                "of them); turn cumulative_ack off for it"
+                "of them); drop cumulative_ack from its PulsarSubscribeOptions"
             )
+        else:  # broker.pulsar.cumulative_ack is for single-message subscriptions
+            cumulative_ack = False
         kwargs: dict[str, Any] = {
             "consumer_type": CONSUMER_TYPES[options.subscription_type],
             "initial_position": INITIAL_POSITIONS[options.initial_position],
