@@ -19,11 +19,13 @@ Indexes in a `BatchResult` are positions in `batch` (and in `ctx.messages`, whic
 message's `MessageContext` in the same order).
 
 The plugin contract (`BatchSource`) is small: a plugin supplies "receive up to `max_size`
-messages within `max_wait`", the `Delivery` of a message, the settlement of one message with
-its `Outcome` and the give-back of messages it will not handle; `batch_loop` does the rest
+messages within `max_wait`", the `Delivery` of a message, the settlement of each message of a
+batch by its `Outcome` (one call per batch) and the give-back of messages it will not handle;
+`subscribe_batch` builds a `BatchDispatcher` and `batch_loop`, which does the rest
 (decoding, dead letters, the handler chain with one span per batch, metrics, outcomes, the
 pause while a dependency is down). `BatchBuffer` is the receive step for a plugin whose
-client pushes messages to a callback.
+client pushes messages to a callback. The memory, NATS, JetStream and Pulsar plugins are the
+examples; the conformance suite's batch half (`testing.batch_conformance`) is the check.
 """
 
 from __future__ import annotations
