@@ -25,10 +25,22 @@ demo: $(READY)  ## generate a service, run report + saver on embedded defaults, 
 	cd $(DEMO_DIR)/report-pipeline && .venv/bin/report-pipeline demo --count $(DEMO_COUNT) \
 		$(if $(DEMO_BROKER),--broker $(DEMO_BROKER))
 
+#: the generated-project cases other than `defaults` (each its own venv and brokers): they run
+#: beside the library's suite and the rest of the template's tests, in two lanes, because most
+#: of their time is spent waiting (installs, JVM starts, processes), not on both cores
+OTHER_CASES := installs_and_passes and not defaults
+
 test: $(READY)  ## every test: the library's (once), the template's own, each generated project's (JUnit XML: build/test-reports/)
 	rm -rf build/test-reports && mkdir -p build/test-reports
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-lane-library test-lane-cases
+
+.PHONY: test-lane-library test-lane-cases
+test-lane-library: $(READY)  # the library's suite, then the template's tests but OTHER_CASES
 	$(BIN)/pytest brokerline/tests --junitxml=build/test-reports/brokerline.xml
-	$(BIN)/pytest tests --junitxml=build/test-reports/template.xml
+	$(BIN)/pytest tests -k "not ($(OTHER_CASES))" --junitxml=build/test-reports/template.xml
+test-lane-cases: $(READY)  # OTHER_CASES
+	$(BIN)/pytest tests/test_generated_projects.py -k "$(OTHER_CASES)" \
+		--junitxml=build/test-reports/template-cases.xml
 
 BENCH_DIR := build/bench
 BENCH_ARGS ?=

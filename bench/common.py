@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -80,15 +81,43 @@ async def paced(rate: float, n: int, send: Callable[[Report], Awaitable[object]]
 @dataclass
 class Result:
     case: str  # e.g. "NATS core end to end"
-    side: str  # raw nats-py | framework | faststream
+    side: str  # raw nats-py | framework | framework (batch) | faststream | faststream (batch)
     msgs_per_s: float | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
     note: str = ""
+    #: CPU time of the side's process(es) per message, in microseconds, over the timed part:
+    #: user + system of every thread (the client libraries' I/O threads too), not of the
+    #: broker or database server; independent of how busy the machine was
+    cpu_us: float | None = None
 
 
 def throughput(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
+
+
+def process_cpu() -> float:
+    """CPU seconds this process has used so far (all threads, user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Timed:
+    """Wall and CPU time of a block: `with Timed() as t: ...`, then `t.rate(n)`, `t.cpu_us(n)`."""
+
+    def __enter__(self) -> Timed:
+        self.cpu0, self.t0 = process_cpu(), time.perf_counter()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.seconds = time.perf_counter() - self.t0
+        self.cpu = process_cpu() - self.cpu0
+
+    def rate(self, n: int) -> float:
+        return throughput(n, self.seconds)
+
+    def cpu_us(self, n: int) -> float:
+        return self.cpu / n * 1e6 if n else float("nan")
 
 
 async def framework_produce_consume(
@@ -97,21 +126,38 @@ async def framework_produce_consume(
     """The framework side of a produce / consume pair: publish_batch in chunks, then a group
     subscription timed from when subscribe() returns, like the raw consumers."""
     reports = make_reports(n)
-    t0 = time.perf_counter()
-    for i in range(0, n, CHUNK):
-        await broker.publish_batch(topic, reports[i:i + CHUNK])
-    produced = Result(produce_case, "framework", throughput(n, time.perf_counter() - t0))
+    with Timed() as t:
+        for i in range(0, n, CHUNK):
+            await broker.publish_batch(topic, reports[i:i + CHUNK])
+    produced = Result(produce_case, "framework", t.rate(n), cpu_us=t.cpu_us(n))
+    return [produced, await framework_consume(broker, topic, n, options, consume_case)]
+
+
+async def framework_consume(
+    broker: Any, topic: str, n: int, options: Any, case: str, batch: Any = None
+) -> Result:
+    """Consume `n` messages already on `topic` with a single handler, or with a batch handler
+    when `batch` (BatchOptions) is given; timed from when subscribe returns."""
     sink = Sink(n)
 
     async def handler(msg: Report, ctx: Any) -> None:
         sink.hit(msg)
 
-    sub = await broker.subscribe(topic, handler, group="fw", options=options)
-    t0 = time.perf_counter()  # it handles nothing before this coroutine next awaits
-    await sink.wait(TIMEOUT)
-    consumed = Result(consume_case, "framework", throughput(n, time.perf_counter() - t0))
+    async def batch_handler(msgs: list[Report], ctx: Any) -> None:
+        for msg in msgs:
+            sink.hit(msg)
+
+    if batch is None:
+        sub = await broker.subscribe(topic, handler, group="fw", options=options)
+    else:
+        sub = await broker.subscribe_batch(topic, batch_handler, group="fw-batch",
+                                           options=options, batch=batch)
+    with Timed() as t:  # it handles nothing before this coroutine next awaits
+        await sink.wait(TIMEOUT)
     await sub.close(5)
-    return [produced, consumed]
+    side = "framework" if batch is None else "framework (batch)"
+    note = "" if batch is None else f"batches of up to {batch.max_size}"
+    return Result(case, side, t.rate(n), note=note, cpu_us=t.cpu_us(n))
 
 
 async def asgi_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import nats
-from brokerline import MessageContext, SubscribeOptions
+from brokerline import BatchContext, BatchOptions, MessageContext, SubscribeOptions
 from brokerline.jetstream import JetStreamBroker, StreamSettings
 from brokerline.nats import NatsBroker, NatsSettings
 from common import (
@@ -16,17 +15,22 @@ from common import (
     Report,
     Result,
     Sink,
+    Timed,
+    framework_consume,
     framework_produce_consume,
     make_reports,
     paced,
     percentile,
-    throughput,
 )
 from nats.js.api import ConsumerConfig
 
-WINDOW = 256  # JetStream publishes awaited together (every side)
+WINDOW = 256  # JetStream publishes awaited together (FastStream)
 FETCH = 64  # JetStream pull batch (raw), the framework's concurrency, FastStream's batch_size
 STREAM = "BENCH"
+#: the framework's batch subscribers: a batch per publish_batch chunk; a partial batch waits
+#: at most 2 ms for more (this bounds the latency a batch adds at low rates)
+CORE_BATCH = BatchOptions(max_size=CHUNK, max_wait=0.002)
+JS_BATCH = BatchOptions(max_size=256, max_wait=0.002)
 
 
 def settings(url: str) -> NatsSettings:
@@ -60,15 +64,15 @@ async def core_raw(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
             await nc.flush()
             if phase == "tput":
                 reports = make_reports(n)
-                t0 = time.perf_counter()
-                for i, r in enumerate(reports):
-                    await nc.publish(subject, r.model_dump_json().encode())
-                    if i % CHUNK == CHUNK - 1:
-                        await nc.flush()
-                await nc.flush()
-                await sink.wait(TIMEOUT)
-                out.append(Result("NATS core end to end", "raw nats-py",
-                                  throughput(n, time.perf_counter() - t0)))
+                with Timed() as t:
+                    for i, r in enumerate(reports):
+                        await nc.publish(subject, r.model_dump_json().encode())
+                        if i % CHUNK == CHUNK - 1:
+                            await nc.flush()
+                    await nc.flush()
+                    await sink.wait(TIMEOUT)
+                out.append(Result("NATS core end to end", "raw nats-py", t.rate(n),
+                                  cpu_us=t.cpu_us(n)))
             else:
                 async def send(r: Report, subject: str = subject) -> None:
                     await nc.publish(subject, r.model_dump_json().encode())
@@ -82,8 +86,20 @@ async def core_raw(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
 
 
 async def core_framework(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
+    return await _core_framework(url, n, rate, lat_n, None)
+
+
+async def core_framework_batch(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
+    return await _core_framework(url, n, rate, lat_n, CORE_BATCH)
+
+
+async def _core_framework(
+    url: str, n: int, rate: float, lat_n: int, batch: BatchOptions | None
+) -> list[Result]:
+    """Single handlers, or (batch) one handler call per batch of up to CHUNK messages."""
     broker = NatsBroker(settings(url))
     await broker.connect()
+    side = "framework" if batch is None else "framework (batch)"
     out = []
     try:
         for phase in ("tput", "lat"):
@@ -93,21 +109,31 @@ async def core_framework(url: str, n: int, rate: float, lat_n: int) -> list[Resu
             async def handler(msg: Report, ctx: MessageContext, sink: Sink = sink) -> None:
                 sink.hit(msg)
 
-            subject = f"bench.core.fw.{phase}"
-            sub = await broker.subscribe(subject, handler, options=SubscribeOptions())
+            async def batch_handler(
+                msgs: list[Report], ctx: BatchContext, sink: Sink = sink
+            ) -> None:
+                for msg in msgs:
+                    sink.hit(msg)
+
+            subject = f"bench.core.{'fw' if batch is None else 'fwb'}.{phase}"
+            if batch is None:
+                sub = await broker.subscribe(subject, handler, options=SubscribeOptions())
+            else:
+                sub = await broker.subscribe_batch(subject, batch_handler, batch=batch)
             if phase == "tput":
                 reports = make_reports(n)
-                t0 = time.perf_counter()
-                for i in range(0, n, CHUNK):
-                    await broker.publish_batch(subject, reports[i:i + CHUNK])
-                await sink.wait(TIMEOUT)
-                out.append(Result("NATS core end to end", "framework",
-                                  throughput(n, time.perf_counter() - t0)))
+                with Timed() as t:
+                    for i in range(0, n, CHUNK):
+                        await broker.publish_batch(subject, reports[i:i + CHUNK])
+                    await sink.wait(TIMEOUT)
+                out.append(Result("NATS core end to end", side, t.rate(n), cpu_us=t.cpu_us(n)))
             else:
                 await paced(rate, count, lambda r, s=subject: broker.publish(s, r))
                 await sink.wait(TIMEOUT)
-                out.append(latency_result("NATS core latency", "framework", sink,
-                                          "publish() waits for the server's flush"))
+                note = "publish() waits for the server's flush"
+                if batch is not None:
+                    note += f"; a partial batch waits up to {batch.max_wait * 1000:g} ms"
+                out.append(latency_result("NATS core latency", side, sink, note))
             await sub.close(5)
     finally:
         await broker.close(5)
@@ -130,12 +156,12 @@ async def core_faststream(url: str, n: int, rate: float, lat_n: int) -> list[Res
         try:
             if phase == "tput":
                 reports = make_reports(n)
-                t0 = time.perf_counter()
-                for r in reports:
-                    await fs.publish(r, subject)
-                await sink.wait(TIMEOUT)
-                out.append(Result("NATS core end to end", "faststream",
-                                  throughput(n, time.perf_counter() - t0)))
+                with Timed() as t:
+                    for r in reports:  # FastStream's NATS broker has no batch publish
+                        await fs.publish(r, subject)
+                    await sink.wait(TIMEOUT)
+                out.append(Result("NATS core end to end", "faststream", t.rate(n),
+                                  note="no batch subscriber on NATS core", cpu_us=t.cpu_us(n)))
             else:
                 await paced(rate, count, lambda r: fs.publish(r, subject))  # noqa: B023
                 await sink.wait(TIMEOUT)
@@ -171,6 +197,24 @@ async def raw_pull(psub: Any, sink: Sink) -> None:
             await m.ack()
 
 
+async def publish_async_all(js: Any, subject: str, reports: list[Report]) -> None:
+    """nats-py's own asynchronous JetStream publishing: `publish_async` hands each message to
+    the connection and returns a future for its ack (bounded by the client's pending limit);
+    then every ack is awaited (a refused one raises)."""
+    acks = [await js.publish_async(subject, r.model_dump_json().encode(), stream=STREAM)
+            for r in reports]
+    await asyncio.gather(*acks)
+
+
+async def preload(url: str, subject: str, n: int) -> None:
+    """Put `n` reports on `subject` (untimed), for a consume-only case."""
+    nc = await nats.connect(url)
+    try:
+        await publish_async_all(nc.jetstream(), subject, make_reports(n))
+    finally:
+        await nc.close()
+
+
 async def js_raw(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
     nc = await nats.connect(url)
     js = nc.jetstream()
@@ -178,19 +222,17 @@ async def js_raw(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
     try:
         subject = "bench.js.raw.tput"
         reports = make_reports(n)
-        t0 = time.perf_counter()
-        await windows([lambda r=r: js.publish(subject, r.model_dump_json().encode(),
-                                              stream=STREAM) for r in reports], WINDOW)
-        out.append(Result("JetStream publish", "raw nats-py",
-                          throughput(n, time.perf_counter() - t0)))
+        with Timed() as t:
+            await publish_async_all(js, subject, reports)
+        out.append(Result("JetStream publish", "raw nats-py", t.rate(n),
+                          note="js.publish_async, then every ack awaited", cpu_us=t.cpu_us(n)))
         sink = Sink(n)
         config = ConsumerConfig(max_ack_pending=FETCH * 4 + 16)
         psub = await js.pull_subscribe(subject, durable="raw", stream=STREAM, config=config)
-        t0 = time.perf_counter()
-        await raw_pull(psub, sink)
-        await nc.flush()
-        out.append(Result("JetStream consume+ack", "raw nats-py",
-                          throughput(n, time.perf_counter() - t0)))
+        with Timed() as t:
+            await raw_pull(psub, sink)
+            await nc.flush()
+        out.append(Result("JetStream consume+ack", "raw nats-py", t.rate(n), cpu_us=t.cpu_us(n)))
         await psub.unsubscribe()
 
         subject = "bench.js.raw.lat"
@@ -232,6 +274,61 @@ async def js_framework(url: str, n: int, rate: float, lat_n: int) -> list[Result
     return out
 
 
+async def js_framework_batch(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
+    """A batch subscriber reading what the pull requests brought, one call per batch."""
+    subject = "bench.js.fwb.tput"
+    await preload(url, subject, n)
+    broker = JetStreamBroker(settings(url))
+    await broker.connect()
+    try:
+        return [await framework_consume(broker, subject, n, SubscribeOptions(),
+                                        "JetStream consume+ack", JS_BATCH)]
+    finally:
+        await broker.close(5)
+
+
+async def faststream_consume(
+    url: str, subject: str, n: int, durable: str, pull_sub: Any, batch: bool
+) -> Timed:
+    """FastStream pull-consumes `n` messages already on `subject`; timed from its start."""
+    from faststream.nats import JStream
+    from faststream.nats import NatsBroker as FsBroker
+
+    sink = Sink(n)
+    fs = FsBroker(url, logger=None)
+    stream = JStream(STREAM, declare=False)
+    if batch:
+        @fs.subscriber(subject, stream=stream, durable=durable, pull_sub=pull_sub)
+        async def on_batch(msgs: list[Report]) -> None:
+            for msg in msgs:
+                sink.hit(msg)
+    else:
+        @fs.subscriber(subject, stream=stream, durable=durable, pull_sub=pull_sub)
+        async def on_message(msg: Report) -> None:
+            sink.hit(msg)
+
+    try:
+        with Timed() as t:
+            await fs.start()
+            await sink.wait(TIMEOUT)
+    finally:
+        await fs.stop()
+    return t
+
+
+async def js_faststream_batch(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
+    """FastStream's batch subscriber: `PullSub(batch=True)`, a handler taking a list."""
+    from faststream.nats import PullSub
+
+    subject = "bench.js.fsb.tput"
+    await preload(url, subject, n)
+    pull = PullSub(batch_size=JS_BATCH.max_size, timeout=0.1, batch=True)
+    t = await faststream_consume(url, subject, n, "fs-batch", pull, batch=True)
+    return [Result("JetStream consume+ack", "faststream (batch)", t.rate(n),
+                   note=f"PullSub(batch_size={JS_BATCH.max_size}, timeout=0.1, batch=True)",
+                   cpu_us=t.cpu_us(n))]
+
+
 async def js_faststream(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
     from faststream.nats import JStream, PullSub
     from faststream.nats import NatsBroker as FsBroker
@@ -243,26 +340,15 @@ async def js_faststream(url: str, n: int, rate: float, lat_n: int) -> list[Resul
     fs = FsBroker(url, logger=None)
     await fs.start()
     reports = make_reports(n)
-    t0 = time.perf_counter()
-    await windows([lambda r=r: fs.publish(r, subject, stream=STREAM) for r in reports], WINDOW)
-    out.append(Result("JetStream publish", "faststream", throughput(n, time.perf_counter() - t0)))
+    with Timed() as t:  # FastStream's NATS broker has no batch or asynchronous publish
+        await windows([lambda r=r: fs.publish(r, subject, stream=STREAM) for r in reports],
+                      WINDOW)
+    out.append(Result("JetStream publish", "faststream", t.rate(n),
+                      note=f"publish awaited in windows of {WINDOW}", cpu_us=t.cpu_us(n)))
     await fs.stop()
     # consume what was published
-    sink = Sink(n)
-    fs = FsBroker(url, logger=None)
-
-    @fs.subscriber(subject, stream=stream, durable="fs", pull_sub=PullSub(batch_size=FETCH))
-    async def handler(msg: Report) -> None:
-        sink.hit(msg)
-
-    t0 = time.perf_counter()
-    await fs.start()
-    try:
-        await sink.wait(TIMEOUT)
-        out.append(Result("JetStream consume+ack", "faststream",
-                          throughput(n, time.perf_counter() - t0)))
-    finally:
-        await fs.stop()
+    t = await faststream_consume(url, subject, n, "fs", PullSub(batch_size=FETCH), batch=False)
+    out.append(Result("JetStream consume+ack", "faststream", t.rate(n), cpu_us=t.cpu_us(n)))
     # latency
     subject = "bench.js.fs.lat"
     lat_sink = Sink(lat_n)

@@ -30,6 +30,14 @@ GROUPS = ("core", "jetstream", "pulsar", "saver", "ingest", "kafka")
 
 # (name, case, baseline side, compared side, target ratio, what is compared)
 RATIOS = [
+    ("NATS core e2e, framework batch / raw", "NATS core end to end", "raw nats-py",
+     "framework (batch)", 0.8),
+    ("Pulsar consume, framework batch / raw", "Pulsar consume+ack", "raw pulsar-client",
+     "framework (batch)", 0.9),
+    ("JetStream consume, framework batch / raw", "JetStream consume+ack", "raw nats-py",
+     "framework (batch)", 0.9),
+    ("JetStream consume, framework batch / FastStream batch", "JetStream consume+ack",
+     "faststream (batch)", "framework (batch)", None),
     ("NATS core e2e, framework / raw", "NATS core end to end", "raw nats-py", "framework", 0.8),
     ("JetStream publish, framework / raw", "JetStream publish", "raw nats-py", "framework", 0.9),
     ("JetStream consume, framework / raw", "JetStream consume+ack", "raw nats-py", "framework",
@@ -40,6 +48,8 @@ RATIOS = [
      0.9),
     ("Kafka produce, framework / raw", "Kafka produce", "raw aiokafka", "framework", 0.9),
     ("Kafka consume, framework / raw", "Kafka consume+commit", "raw aiokafka", "framework", 0.9),
+    ("Kafka consume, framework batch / raw", "Kafka consume+commit", "raw aiokafka",
+     "framework (batch)", 0.9),
     ("NATS core e2e, framework / FastStream", "NATS core end to end", "faststream", "framework",
      3.0),
     ("JetStream consume, framework / FastStream", "JetStream consume+ack", "faststream",
@@ -87,6 +97,7 @@ def ratio_rows(results: list[Result], raw_js_consume: float | None) -> list[dict
     for label in ("SQLite", "PostgreSQL"):
         case = f"saver vs insert ({label})"
         insert = find(results, case, "raw SQLAlchemy insert")
+        drain_four = find(results, case, "saver drain, 4 workers")
         one = find(results, case, "saver, 1 worker")
         two = find(results, case, "saver, 2 workers")
         drain = find(results, case, "saver drain, 1 worker")
@@ -105,7 +116,58 @@ def ratio_rows(results: list[Result], raw_js_consume: float | None) -> list[dict
         if drain and drain_two:
             rows.append(ratio(f"saver drain 2 workers / 1 worker ({label})",
                               drain_two.msgs_per_s / drain.msgs_per_s, None))
+        if drain and drain_four:
+            rows.append(ratio(f"saver drain 4 workers / 1 worker ({label})",
+                              drain_four.msgs_per_s / drain.msgs_per_s, None))
     return rows
+
+
+def cpu_rows(results: list[Result]) -> list[str]:
+    """CPU microseconds per message, framework against raw, on each path (both measured)."""
+    lines = ["", "| CPU per message (us, the side's own processes) | raw | framework | "
+             "framework (batch) |", "|---|---:|---:|---:|"]
+    for case, raw_side in (("NATS core end to end", "raw nats-py"),
+                           ("JetStream publish", "raw nats-py"),
+                           ("JetStream consume+ack", "raw nats-py"),
+                           ("Pulsar produce (batching)", "raw pulsar-client"),
+                           ("Pulsar consume+ack", "raw pulsar-client")):
+        cells = [find(results, case, side) for side in (raw_side, "framework",
+                                                         "framework (batch)")]
+        lines.append(f"| {case} | " + " | ".join(fmt(c.cpu_us if c else None, 1)
+                                                 for c in cells) + " |")
+    raw_consume = find(results, "JetStream consume+ack", "raw nats-py")
+    for label in ("SQLite", "PostgreSQL"):
+        case = f"saver vs insert ({label})"
+        insert = find(results, case, "raw SQLAlchemy insert")
+        drains = [find(results, case, f"saver drain, {w} worker{'s' if w > 1 else ''}")
+                  for w in (1, 2, 4)]
+        if insert is None or not any(drains):
+            continue
+        raw_cpu = None  # the raw path: a raw JetStream consume plus a raw batch insert
+        if raw_consume and raw_consume.cpu_us and insert.cpu_us:
+            raw_cpu = raw_consume.cpu_us + insert.cpu_us
+        workers = ", ".join(f"{fmt(d.cpu_us, 1)} ({w} worker{'s' if w > 1 else ''})"
+                            for w, d in zip((1, 2, 4), drains, strict=True) if d)
+        lines.append(f"| saver drain ({label}): raw consume + raw insert; the saver | "
+                     f"{fmt(raw_cpu, 1)} | {workers} | |")
+    return lines
+
+
+def before_after(results: list[Result], previous: list[dict]) -> list[str]:
+    """Single-handler framework rows of the committed run (before) against this run."""
+    if not previous:
+        return []
+    lines = ["", "| single handlers (framework side) | before: committed run, msgs/s | "
+             "this run, msgs/s | this / before |", "|---|---:|---:|---:|"]
+    for r in results:
+        if r.side != "framework" or not r.msgs_per_s:
+            continue
+        old = next((p for p in previous if p["case"] == r.case and p["side"] == r.side
+                    and p.get("msgs_per_s")), None)
+        if old:
+            lines.append(f"| {r.case} | {fmt(old['msgs_per_s'])} | {fmt(r.msgs_per_s)} | "
+                         f"{r.msgs_per_s / old['msgs_per_s']:.2f}x |")
+    return lines
 
 
 def ratio(name: str, value: float, target: float | None) -> dict:
@@ -120,21 +182,25 @@ def fmt(x: float | None, digits: int = 0) -> str:
     return "" if x is None else f"{x:,.{digits}f}"
 
 
-def markdown(results: list[Result], ratios: list[dict], meta: dict) -> str:
+def markdown(results: list[Result], ratios: list[dict], meta: dict,
+             previous: list[dict] | None = None) -> str:
     lines = ["# Benchmark results", "",
              (f"Machine: {meta['nproc']} CPU(s), {meta['cpu']}, Python {meta['python']} "
               f"({meta['platform']}). Run: {meta['when']}, {meta['seconds']:.0f} s; "
               f"{meta['messages']} messages per throughput run, latency at "
               f"{meta['rate']:.0f} msg/s offered (NATS core; half that on JetStream)."), "",
-             "| case | side | msgs/s | p50 ms | p99 ms | note |", "|---|---|---:|---:|---:|---|"]
+             "| case | side | msgs/s | p50 ms | p99 ms | CPU us/msg | note |",
+             "|---|---|---:|---:|---:|---:|---|"]
     for r in results:
         lines.append(f"| {r.case} | {r.side} | {fmt(r.msgs_per_s)} | {fmt(r.p50_ms, 3)} | "
-                     f"{fmt(r.p99_ms, 3)} | {r.note} |")
+                     f"{fmt(r.p99_ms, 3)} | {fmt(r.cpu_us, 1)} | {r.note} |")
     lines += ["", "| ratio | value | target | met |", "|---|---:|---:|---|"]
     for row in ratios:
         met = "" if row["target"] is None else ("yes" if row["met"] else f"NO ({row['gap']})")
         target = "" if row["target"] is None else f">= {row['target']}x"
         lines.append(f"| {row['ratio']} | {row['value']:.2f}x | {target} | {met} |")
+    lines += cpu_rows(results)
+    lines += before_after(results, previous or [])
     for note in meta.get("notes", []):
         lines.append(f"\n- {note}")
     return "\n".join(lines) + "\n"
@@ -150,7 +216,7 @@ def chart(results: list[Result], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 0.35 * len(tput) + 1.5))
     labels = [f"{r.case} - {r.side}" for r in tput]
     colors = ["tab:gray" if r.side.startswith(("raw", "bare")) else "tab:orange"
-              if r.side == "faststream" else "tab:blue" for r in tput]
+              if r.side.startswith("faststream") else "tab:blue" for r in tput]
     ax.barh(labels, [r.msgs_per_s for r in tput], color=colors)
     ax.invert_yaxis()
     ax.set_xlabel("messages / s (higher is better)")
@@ -193,17 +259,19 @@ async def main(args: argparse.Namespace) -> None:
             results += await rounds(args.repeat, [
                 lambda c=case: c(nats.url, n, rate, lat_n)
                 for case in (nats_cases.core_raw, nats_cases.core_framework,
-                             nats_cases.core_faststream)])
+                             nats_cases.core_framework_batch, nats_cases.core_faststream)])
         await nats_cases.ensure_stream(nats.url)
         if "jetstream" in args.only:
             results += await rounds(args.repeat, [
                 lambda c=case: c(nats.url, n, rate / 2, lat_n // 2)
                 for case in (nats_cases.js_raw, nats_cases.js_framework,
-                             nats_cases.js_faststream)])
+                             nats_cases.js_framework_batch, nats_cases.js_faststream,
+                             nats_cases.js_faststream_batch)])
         if "pulsar" in args.only:
             results += await rounds(args.repeat, [
                 lambda c=case: c(pulsar.url, n)
-                for case in (pulsar_cases.pulsar_raw, pulsar_cases.pulsar_framework)])
+                for case in (pulsar_cases.pulsar_raw, pulsar_cases.pulsar_framework,
+                             pulsar_cases.pulsar_framework_batch)])
         if "kafka" in args.only:
             import kafka_cases  # aiokafka and a JVM only where the Kafka group runs
 
@@ -237,7 +305,7 @@ async def main(args: argparse.Namespace) -> None:
                     nats.url, url, label, args.saver_messages, workers, args.project)
                 results.append(result)
                 rss.append(idle)
-            for workers in (1, 2):
+            for workers in args.drain_workers:
                 results.append(await saver_cases.saver_drain(
                     nats.url, url, label, args.saver_messages * 4, args.project, workers))
         notes.append(f"idle saver RSS: {max(rss):.0f} MB (target < 80 MB)")
@@ -258,7 +326,10 @@ async def report(results: list[Result], notes: list[str], meta: dict,
     raw_consume = find(results, "JetStream consume+ack", "raw nats-py")
     ratios = ratio_rows(results, raw_consume.msgs_per_s if raw_consume else None)
     meta = {**meta, "seconds": time.time() - meta.pop("started"), "notes": notes}
-    text = markdown(results, ratios, meta)
+    previous_file = RESULTS / "results.json"
+    previous = (json.loads(previous_file.read_text())["results"]
+                if previous_file.exists() else [])
+    text = markdown(results, ratios, meta, previous)
     print(text)
     if set(args.only) != set(GROUPS):
         print("partial run (--only): bench/results/ left as it was")
@@ -283,6 +354,8 @@ if __name__ == "__main__":
     p.add_argument("--workdir", type=Path, default=Path("build/bench/work"))
     p.add_argument("--repeat", type=int, default=3,
                    help="rounds of each broker pair; the median is reported")
+    p.add_argument("--drain-workers", type=int, nargs="+", default=[1, 2, 4],
+                   help="the saver drain's worker counts")
     p.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS),
                    help="run only these groups (the results files are then not written)")
     args = p.parse_args()

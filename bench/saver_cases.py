@@ -1,4 +1,9 @@
-"""The saver end to end (gRPC PostReport -> JetStream -> rows) vs a raw SQLAlchemy batch insert."""
+"""The saver end to end (gRPC PostReport -> JetStream -> rows) vs a raw SQLAlchemy batch insert.
+
+The saver is the generated service's: a batch subscriber (one handler call and one
+transaction per batch of up to `saver.batch_size` events). Its CPU per message is read from
+/proc for the saver's processes (the supervisor and its workers) over the timed part.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from brokerline.core.embedded import free_port, wait_for_port
-from common import Result, throughput
+from common import Result, Timed, throughput
 from report_pipeline.cli.sample_client import post_reports
 from report_pipeline.data.models import Base, RealtimeWarehousing
 from sqlalchemy import delete, func, insert, select
@@ -78,13 +83,13 @@ async def raw_insert(url: str, n: int, label: str) -> Result:
         for i in range(n)
     ]
     stmt = insert(RealtimeWarehousing)
-    t0 = time.perf_counter()
-    for i in range(0, n, BATCH):
-        async with engine.begin() as conn:
-            await conn.execute(stmt, rows[i:i + BATCH])
-    elapsed = time.perf_counter() - t0
+    with Timed() as t:  # CPU: this process (aiosqlite's thread included), not the server
+        for i in range(0, n, BATCH):
+            async with engine.begin() as conn:
+                await conn.execute(stmt, rows[i:i + BATCH])
     await engine.dispose()
-    return Result(f"saver vs insert ({label})", "raw SQLAlchemy insert", throughput(n, elapsed))
+    return Result(f"saver vs insert ({label})", "raw SQLAlchemy insert", t.rate(n),
+                  cpu_us=t.cpu_us(n))
 
 
 def rss_mb(pid: int) -> float:
@@ -100,6 +105,22 @@ def children_of(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(p) for p in text.split()]
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and its children (the workers of
+    `serve saver --workers N` are children of the supervisor), from /proc/<pid>/stat."""
+    ticks = 0
+    for each in [pid, *children_of(pid)]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return ticks / CLOCK_TICKS
 
 
 async def saver_end_to_end(
@@ -196,19 +217,25 @@ async def saver_drain(
             if saver.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the saver did not start; see {log_path}")
             await asyncio.sleep(0.01)
-        t0 = time.perf_counter()
-        stored = 0
+        # from here on every worker runs; the first ones may have stored rows already, so
+        # the rate and the CPU are of the rows stored from now on
+        t0, cpu0 = time.perf_counter(), tree_cpu(saver.pid)
+        stored = before = await count_rows(db_url)
         deadline = time.monotonic() + 120
         while stored < n and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             stored = await count_rows(db_url)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, tree_cpu(saver.pid) - cpu0
     finally:
         saver.send_signal(signal.SIGTERM)
         try:
             saver.wait(30)
         except subprocess.TimeoutExpired:
             saver.kill()
+    timed = stored - before
     note = "" if stored == n else f"stored {stored} of {n}"
+    if before:
+        note = f"{before} stored before the last worker started; " + note
     side = f"saver drain, {workers} worker{'s' if workers > 1 else ''}"
-    return Result(f"saver vs insert ({label})", side, throughput(stored, elapsed), note=note)
+    return Result(f"saver vs insert ({label})", side, throughput(timed, elapsed),
+                  note=note.rstrip("; "), cpu_us=cpu / timed * 1e6 if timed > 0 else None)

@@ -48,8 +48,11 @@ SELECTION = {
     "jetstream-no-sample": ["-m", "not slow", "-k", "not processes_starting_at_once"],
     # Kafka is not a default broker: its process tests (the crash test, workers, the local
     # Kafka of dev and demo) run here, on the session's Apache Kafka (Java 17 and Maven)
+    # (one signal of the two for dev's process group, dev's local Kafka but not `serve all`'s:
+    # each starts a JVM, and defaults ran the same code on the other brokers)
     "kafka-only": ["tests/test_reliability.py", "tests/test_workers.py", "tests/test_cli.py",
-                   "tests/test_deployment.py", "-k", "kafka or deployment"],
+                   "tests/test_deployment.py", "-k",
+                   "(kafka or deployment) and not kafka-SIGTERM and not kafka-serve"],
 }
 
 

@@ -11,7 +11,13 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from brokerline.core import Backoff, BrokerError, MessageContext, SubscribeOptions
+from brokerline.core import (
+    Backoff,
+    BatchContext,
+    BrokerError,
+    MessageContext,
+    SubscribeOptions,
+)
 from brokerline.core import SubscriptionType as Type
 from brokerline.pulsar.broker import PulsarBroker
 from brokerline.pulsar.consumer import PulsarSubscribeOptions
@@ -130,3 +136,29 @@ async def test_a_failed_message_holds_the_frontier_until_its_retry_is_handled(
 
 async def _ignore(msg: bytes, ctx: MessageContext) -> None:
     del msg, ctx
+
+
+async def test_a_batch_subscription_acks_each_message_whatever_the_broker_setting(
+    pulsar_factory: Factory,
+) -> None:
+    """broker.pulsar.cumulative_ack is for single-message subscriptions; asking for it on a
+    batch subscription is refused (a BatchResult may retry any message of a batch)."""
+    broker = await pulsar_factory(cumulative_ack=True)
+    topic, group = unique("batch-acks"), unique("g")
+    handled: list[int] = []
+
+    async def handle(batch: list[dict[str, int]], ctx: BatchContext) -> None:
+        handled.extend(m["n"] for m in batch)
+
+    options = SubscribeOptions(subscription_type=Type.EXCLUSIVE)
+    subscription = await broker.subscribe_batch(topic, handle, group=group, options=options)
+    for n in range(5):
+        await broker.publish(topic, {"n": n})
+    await eventually(lambda: sorted(handled) == [0, 1, 2, 3, 4], timeout=20)
+    await subscription.close(timeout=5)
+    assert await redelivered(await pulsar_factory(), topic, group, Type.EXCLUSIVE) == []
+    with pytest.raises(BrokerError, match="a Pulsar batch subscription acks each message"):
+        await broker.subscribe_batch(
+            unique("batch-acks"), handle, group=unique("g"), options=options,
+            pulsar_options=PulsarSubscribeOptions(cumulative_ack=True),
+        )

@@ -4,7 +4,6 @@ batched write (with the process-wide set-up `setup_telemetry`, as `serve` does).
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -22,7 +21,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from brokerline.config import TelemetryConfig
-from brokerline.core import Backoff, MessageContext, SubscribeOptions
+from brokerline.core import (
+    Backoff,
+    BatchContext,
+    BatchOptions,
+    BatchResult,
+    MessageContext,
+    SubscribeOptions,
+)
 from brokerline.core.metrics import MetricsMiddleware
 from brokerline.core.tracing import TracingMiddleware
 from brokerline.logs import JsonFormatter, TextFormatter, TraceContextFilter
@@ -128,6 +134,87 @@ async def test_counters_for_ack_redelivery_and_dead_letter() -> None:
     assert [p.sum for p in points["messaging.batch.size"]] == [2]
 
 
+async def test_a_batch_has_one_consumer_span_linked_to_every_producer_span(
+    tracing: Any,
+) -> None:
+    provider, exporter = tracing
+    broker = MemoryBroker()
+    broker.middleware.append(TracingMiddleware("memory", tracer_provider=provider))
+    await broker.connect()
+    topic, group = unique("traced-batch"), unique("group")
+    batches: list[list[dict[str, int]]] = []
+
+    async def handle(batch: list[dict[str, int]], ctx: BatchContext) -> None:
+        batches.append(batch)
+
+    await broker.subscribe_batch(
+        topic, handle, group=group, batch=BatchOptions(max_size=3, max_wait=1.0)
+    )
+    tracer = provider.get_tracer("test")
+    requests = []
+    for n in range(3):
+        with tracer.start_as_current_span(f"request {n}") as request:
+            requests.append(request)
+            await broker.publish(topic, {"n": n})
+    await eventually(lambda: sum(map(len, batches)) == 3)
+    await broker.close(timeout=5)
+
+    assert len(batches) == 1
+    spans = exporter.get_finished_spans()
+    producers = [s for s in spans if s.name == f"send {topic}"]
+    consumers = [s for s in spans if s.name == f"process {topic}"]
+    assert len(producers) == 3 and len(consumers) == 1
+    consumer = consumers[0]
+    assert consumer.kind is SpanKind.CONSUMER
+    first = next(p for p in producers if p.attributes and p.parent
+                 and p.parent.span_id == requests[0].get_span_context().span_id)
+    assert consumer.parent is not None and consumer.parent.span_id == first.context.span_id
+    assert {link.context.span_id for link in consumer.links} == {
+        p.context.span_id for p in producers
+    }
+    assert consumer.attributes is not None
+    assert consumer.attributes["messaging.batch.message_count"] == 3
+    assert consumer.attributes["messaging.consumer.group.name"] == group
+
+
+async def test_batch_metrics_count_each_message_and_time_each_batch() -> None:
+    reader = InMemoryMetricReader()
+    broker = MemoryBroker()
+    broker.middleware.append(MetricsMiddleware("memory", MeterProvider(metric_readers=[reader])))
+    await broker.connect()
+    topic, group = unique("metered-batch"), unique("group")
+    calls: list[int] = []
+
+    async def handle(batch: list[dict[str, int]], ctx: BatchContext) -> BatchResult:
+        calls.append(len(batch))
+        retry = [i for i, m in enumerate(ctx.messages) if m.redelivery_count == 0
+                 and batch[i]["n"] == 1]
+        return BatchResult(retry=retry)
+
+    options = SubscribeOptions(backoff=Backoff(initial=0.01))
+    await broker.subscribe_batch(topic, handle, group=group, options=options,
+                                 batch=BatchOptions(max_size=10, max_wait=0.2))
+    await broker.publish_batch(topic, [{"n": 0}, {"n": 1}])
+    await broker.publish(topic, b"\xff not json", headers={"content-type": "application/json"})
+
+    def settled() -> bool:
+        return total(metric_points(reader), "messaging.client.consumed.messages") >= 4
+
+    await eventually(settled)
+    await broker.close(timeout=5)
+    points = metric_points(reader)
+    where = {"messaging.destination.name": topic, "messaging.consumer.group.name": group}
+    assert total(points, "messaging.client.acked.messages", **where) == 2
+    assert total(points, "messaging.client.redelivered.messages", **where) == 1
+    assert total(points, "messaging.client.dead_lettered.messages", **where) == 1
+    durations = [p for p in points["messaging.process.duration"]
+                 if p.attributes.get("messaging.destination.name") == topic]
+    assert sum(p.count for p in durations) == len(calls)  # one per batch, not per message
+    sizes = [p for p in points["messaging.batch.size"]
+             if p.attributes.get("messaging.consumer.group.name") == group]
+    assert sum(p.sum for p in sizes) == sum(calls) == 3
+
+
 def test_exporters_by_configuration(tmp_path: Path) -> None:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -212,30 +299,21 @@ def app_spans() -> Iterator[InMemorySpanExporter]:
     exporter.clear()
 
 
-async def test_a_batched_write_links_to_the_span_of_every_message(
+async def test_a_batched_write_is_a_span_inside_the_batch_span(
     app_spans: InMemorySpanExporter,
 ) -> None:
-    from brokerline.sql.batcher import BatchWriter  # the sql extra
+    from brokerline.sql.batcher import RowBatchWriter  # the sql extra
 
     written: list[list[int]] = []
 
     async def write(rows: list[int]) -> None:
         written.append(rows)
 
-    writer: BatchWriter[int] = BatchWriter(write, max_size=3, max_delay=5)
-    tracer = trace.get_tracer("test")
-    handlers: list[trace.Span] = []
-
-    async def handle(n: int) -> None:
-        with tracer.start_as_current_span(f"handler {n}") as span:
-            handlers.append(span)
-            await writer.add(n)
-
-    await asyncio.gather(*(handle(n) for n in range(3)))
+    writer: RowBatchWriter[int] = RowBatchWriter(write)
+    with trace.get_tracer("test").start_as_current_span("process batch") as batch_span:
+        assert await writer.write([0, 1, 2]) == {}
     assert written == [[0, 1, 2]]
-    batch = next(s for s in app_spans.get_finished_spans() if s.name == "write batch"
-                 and s.attributes and s.attributes.get("db.operation.batch.size") == 3
-                 and {link.context.span_id for link in s.links}
-                 == {h.get_span_context().span_id for h in handlers})
-    assert batch.parent is not None  # inside the handler that sealed the batch
-    assert batch.parent.span_id in {h.get_span_context().span_id for h in handlers}
+    span = next(s for s in app_spans.get_finished_spans() if s.name == "write batch"
+                and s.attributes and s.attributes.get("db.operation.batch.size") == 3)
+    assert span.parent is not None
+    assert span.parent.span_id == batch_span.get_span_context().span_id

@@ -7,7 +7,6 @@ the way a foreign producer's junk would reach it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -16,9 +15,8 @@ from typing import Any
 
 import pytest
 from brokerline.config import DatabaseConfig
-from brokerline.core import Reject
 from brokerline.logs import quiet_driver_loggers
-from brokerline.sql.batcher import BatchWriter
+from brokerline.sql.batcher import RowBatchWriter
 from brokerline.sql.database import Database
 from sqlalchemy import select
 
@@ -67,7 +65,7 @@ async def test_bad_rows_cost_only_themselves(
         writes.append(len(rows))
         return await repo.insert_rows(rows)
 
-    writer: BatchWriter[dict[str, Any]] = BatchWriter(write, max_size=100, max_delay=0.05)
+    writer: RowBatchWriter[dict[str, Any]] = RowBatchWriter(write)
     bad = {7, 30, 50, 93}  # 30: text no driver can encode (a lone surrogate)
     if database.dialect == "postgresql":
         bad |= {20, 21}  # text PostgreSQL cannot hold
@@ -80,17 +78,15 @@ async def test_bad_rows_cost_only_themselves(
     ]
     caplog.set_level(logging.DEBUG)  # every logger at DEBUG, as with LOG_LEVEL=DEBUG...
     quiet_driver_loggers()  # ...which keeps the drivers that log parameters at INFO
-    results = await asyncio.gather(*(writer.add(r) for r in rows), return_exceptions=True)
+    refused = await writer.write(rows)
 
-    refused = {n for n, result in enumerate(results) if isinstance(result, Reject)}
-    assert refused == bad
-    assert all(result is None for n, result in enumerate(results) if n not in bad)
-    assert "the database refused this row" in str(results[7])
+    assert set(refused) == bad
+    assert refused[7].startswith("the database refused this row")
     assert await stored_ids(database) == {f"ev-{n}" for n in range(100) if n not in bad}
     assert writes[0] == 100 and len(writes) < 100, "the batch was split row by row"
     log_text = "\n".join(record.getMessage() for record in caplog.records)
     assert "secret-content" not in log_text, "row contents reached the log"
-    reasons = " ".join(str(result) for result in results if isinstance(result, Reject))
+    reasons = " ".join(refused.values())
     assert "secret-content" not in reasons, "row contents reached a dead-letter reason"
     assert sum("refused" in r.getMessage() for r in caplog.records) == 1, "not aggregated"
 
@@ -101,11 +97,10 @@ async def test_a_refused_row_stored_before_by_a_good_half_is_not_stored_twice(
     """The halves of a split batch commit on their own: a redelivery of the whole batch
     (the database went down mid-split) must still store each row once."""
     repo = RealtimeWarehousingRepo(database)
-    writer: BatchWriter[dict[str, Any]] = BatchWriter(repo.insert_rows, max_size=10)
+    writer: RowBatchWriter[dict[str, Any]] = RowBatchWriter(repo.insert_rows)
     rows = [row(n, user_id=None) if n == 3 else row(n) for n in range(10)]
     for _ in range(2):
-        results = await asyncio.gather(*(writer.add(r) for r in rows), return_exceptions=True)
-        assert [n for n, r in enumerate(results) if isinstance(r, Reject)] == [3]
+        assert list(await writer.write(rows)) == [3]
     async with database.sessions() as session:
         count = len((await session.scalars(select(RealtimeWarehousing.id))).all())
     assert count == 9

@@ -87,7 +87,8 @@ async def readiness(port: int) -> tuple[int, dict[str, Any]]:
     """GET /readyz from the saver's ops server: (status, its JSON); 0 if no answer."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
-        writer.write(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        # read to the end: ask the server to close (HTTP/1.1 keeps the connection open)
+        writer.write(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         raw = await asyncio.wait_for(reader.read(), 5)
         writer.close()
         head, _, body = raw.partition(b"\r\n\r\n")

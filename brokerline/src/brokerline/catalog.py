@@ -9,14 +9,15 @@ the tests use it to check that a handler is registered.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import typing
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dependency_injector import providers
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from brokerline.core.codec import message_type_of
+from brokerline.core.codec import batch_item_type, message_type_of
 from brokerline.memory.broker import MemoryBroker
 from brokerline.server.broker import Registration
 from brokerline.sql.database import Database
@@ -43,7 +44,9 @@ def handler_name(handler: Callable[..., Any]) -> str:
 
 
 def handler_message_type(handler: Callable[..., Any]) -> Any:
-    return message_type_of(handler)
+    """The type of the messages a handler takes (a batch handler's `list[T]`: `T`)."""
+    tp = message_type_of(handler)
+    return batch_item_type(handler) if typing.get_origin(tp) in (list, Sequence) else tp
 
 
 async def read_catalog(container: Any) -> Catalog:

@@ -68,7 +68,7 @@ class Container(containers.DeclarativeContainer):
     realtime_repo = providers.Singleton(lazy(".data.repo:RealtimeWarehousingRepo"), database)
     status_repo = providers.Singleton(lazy(".data.repo:AcceptStatusRepo"), database)
     report_store = providers.Singleton(
-        lazy(".data.repo:BatchedReportStore"), realtime_repo, status_repo, config.provided.saver
+        lazy(".data.repo:BatchedReportStore"), realtime_repo, status_repo
     )
     publisher = providers.Singleton(
         lazy(".data.publisher:EventPublisher"), broker, config.provided.topics

@@ -17,6 +17,7 @@ from brokerline.core.base import (
     Subscription,
     SubscriptionType,
 )
+from brokerline.core.batch import BatchContext, BatchHandler, BatchOptions, BatchResult
 from brokerline.core.codec import Codec
 from brokerline.core.dispatch import DLQ_DELIVERIES, DLQ_ORIGINAL_TOPIC, DLQ_REASON
 from brokerline.core.errors import (
@@ -38,6 +39,10 @@ __all__ = [
     "DLQ_REASON",
     "MESSAGE_ID_HEADER",
     "Backoff",
+    "BatchContext",
+    "BatchHandler",
+    "BatchOptions",
+    "BatchResult",
     "Broker",
     "BrokerError",
     "BrokerUnavailable",

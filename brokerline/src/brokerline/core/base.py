@@ -13,9 +13,12 @@ import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from brokerline.core.errors import BrokerError
+
+if TYPE_CHECKING:
+    from brokerline.core.batch import BatchHandler, BatchOptions
 
 #: The publish header that names a message for the broker's deduplication: publish the same
 #: logical message (a retry, a resend) with the same value and a broker that deduplicates
@@ -255,3 +258,25 @@ class Broker(abc.ABC):
         group); different groups each receive every message. The handler's first parameter
         annotation picks the decoding (protobuf class, pydantic model, dataclass, dict, bytes).
         """
+
+    async def subscribe_batch(
+        self,
+        topic: str,
+        handler: BatchHandler,
+        *,
+        group: str | None = None,
+        options: SubscribeOptions | None = None,
+        batch: BatchOptions | None = None,
+    ) -> Subscription:
+        """Deliver the messages of `topic` to `handler` in batches (see `brokerline.core.batch`).
+
+        `handler(batch: list[T], ctx: BatchContext)` is called with up to `batch.max_size`
+        decoded messages, or what arrived within `batch.max_wait` of the first; it settles
+        them by returning (all acked), raising (all redelivered) or returning a `BatchResult`.
+        `options.concurrency` is the number of batches in flight. A plugin implements it with
+        a `BatchSource` and `batch.batch_loop`.
+        """
+        raise BrokerError(
+            f"the {self.type_name} broker has no batch subscriber; subscribe a single-message "
+            "handler with subscribe(), or use a broker plugin that implements subscribe_batch"
+        )

@@ -16,6 +16,7 @@ not know (a newer producer's) are accepted: kept as unknown fields in binary, sk
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
 import json
@@ -115,6 +116,26 @@ def message_type_of(handler: Callable[..., Any]) -> Any:
         hints = {}
     tp = hints.get(params[0].name, params[0].annotation)
     return bytes if tp is inspect.Parameter.empty else tp
+
+
+def batch_item_type(handler: Callable[..., Any]) -> Any:
+    """The item type of a batch handler's first parameter, `list[T]` (bytes when bare)."""
+    tp = message_type_of(handler)
+    if tp is bytes:  # no annotation
+        return bytes
+    origin = typing.get_origin(tp)
+    if origin not in (list, collections.abc.Sequence):
+        raise TypeError(
+            f"a batch handler takes a list of messages; annotate {_handler_name(handler)}'s "
+            f"first parameter as list[T] (T: bytes, dict, a dataclass, a pydantic model or a "
+            f"protobuf message class), not {tp!r}"
+        )
+    args = typing.get_args(tp)
+    return args[0] if args else bytes
+
+
+def _handler_name(handler: Callable[..., Any]) -> str:
+    return getattr(handler, "__qualname__", repr(handler))
 
 
 def _json_object(payload: bytes) -> Any:

@@ -28,7 +28,6 @@ from typing import Any
 from brokerline.core.base import (
     Delivery,
     Envelope,
-    Handler,
     MessageContext,
     SubscribeOptions,
     dead_letter_topic_for,
@@ -71,6 +70,8 @@ ACK = Outcome(Action.ACK)
 DEAD_LETTERED = Outcome(Action.ACK, dead_lettered=True)
 
 Send = Callable[[Envelope], Awaitable[None]]
+#: a single handler (message, MessageContext) or a batch one (list, BatchContext)
+AnyHandler = Callable[[Any, Any], Awaitable[Any]]
 
 
 class Dispatcher:
@@ -80,7 +81,7 @@ class Dispatcher:
         self,
         topic: str,
         group: str | None,
-        handler: Handler,
+        handler: AnyHandler,
         *,
         options: SubscribeOptions,
         codec: Codec,
@@ -92,8 +93,7 @@ class Dispatcher:
         self.group = group
         self.options = options
         self.dead_letter_topic = dead_letter_topic_for(topic, group, options)
-        self._decode = codec.decoder_for(handler)
-        self._handler = chain_handler(handler, middleware, topic, group)
+        self._bind(handler, codec, middleware)
         self._send = send
         #: pauses the subscription while a dependency is down (shared by a subscription's
         #: dispatchers when it reads several topics)
@@ -106,6 +106,11 @@ class Dispatcher:
         # key -> a future that completes when the last message seen with that key is done
         self._key_tails: dict[str, asyncio.Future[None]] = {}
         self._sequence_keys = options.ordered and options.concurrency > 1
+
+    def _bind(self, handler: AnyHandler, codec: Codec, middleware: list[Middleware]) -> None:
+        """The decoder the handler's annotation asks for, and the handler chain."""
+        self._decode = codec.decoder_for(handler)
+        self._handler: AnyHandler = chain_handler(handler, middleware, self.topic, self.group)
 
     async def process(self, delivery: Delivery, order_key: str | None = None) -> Outcome:
         """Decide the outcome of one delivery.
@@ -137,7 +142,7 @@ class Dispatcher:
             if self._key_tails.get(key) is done:
                 del self._key_tails[key]
 
-    def _settled(self, outcome: Outcome) -> None:
+    def _settled(self, outcome: Outcome) -> None:  # tell the middleware that listen
         settlement: Settlement = (
             "dead_letter" if outcome.dead_lettered else "ack" if outcome.acked else "redeliver"
         )
@@ -160,21 +165,28 @@ class Dispatcher:
         try:
             result = await self._call(msg, ctx)
         except Released:  # closing while the message waited for a dependency: hand it back
-            return Outcome(Action.RETRY, self.options.backoff.delay(delivery.redelivery_count))
+            return self._released(delivery)
         except Reject as exc:
             return await self._dead_letter(delivery, f"rejected: {exc}")
         except Exception as exc:  # any handler failure is a retry, up to max_deliveries
-            if delivery.redelivery_count + 1 >= self.options.max_deliveries:
-                attempts = delivery.redelivery_count + 1
-                reason = f"failed {attempts} times: {describe_failure(exc)}"
-                return await self._dead_letter(delivery, reason)
-            delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else None
-            if delay is None:
-                delay = self.options.backoff.delay(delivery.redelivery_count)
-            return Outcome(Action.RETRY, delay)
+            delay = exc.delay if isinstance(exc, Retry) else None
+            return await self._failed(delivery, describe_failure(exc), delay)
         return ACK if result is None else Outcome(Action.ACK, result=result)
 
-    async def _call(self, msg: Any, ctx: MessageContext) -> Any:
+    async def _failed(self, delivery: Delivery, failure: str, delay: float | None) -> Outcome:
+        """A failed delivery: redeliver after `delay` (or the backoff), or dead-letter it when
+        it was the `max_deliveries`-th."""
+        attempts = delivery.redelivery_count + 1
+        if attempts >= self.options.max_deliveries:
+            return await self._dead_letter(delivery, f"failed {attempts} times: {failure}")
+        if delay is None:
+            delay = self.options.backoff.delay(delivery.redelivery_count)
+        return Outcome(Action.RETRY, delay)
+
+    def _released(self, delivery: Delivery) -> Outcome:
+        return Outcome(Action.RETRY, self.options.backoff.delay(delivery.redelivery_count))
+
+    async def _call(self, msg: Any, ctx: Any) -> Any:
         """The handler chain; a transient failure holds the message instead of failing it."""
         flow = self.flow
         held = False

@@ -12,7 +12,10 @@ Instruments (OpenTelemetry names; a Prometheus exporter turns dots into undersco
 | messaging.client.dead_lettered.messages  | counter*       | deliveries sent to the DLQ     |
 | messaging.process.duration               | histogram (s)  | handler duration               |
 | messaging.process.in_flight              | up-down counter*| handlers running now          |
-| messaging.batch.size                     | histogram      | messages per publish_batch     |
+| messaging.batch.size                     | histogram      | messages per batch (sent, handled) |
+
+A batch subscriber counts its messages one by one (consumed, acked, ...); the duration and
+in-flight figures are per batch (one handler call), and each batch's size is recorded.
 
 Attributes: `messaging.system`, `messaging.destination.name` (the topic) and, on the consumer
 side, `messaging.consumer.group.name`. Only the OpenTelemetry API is used. (*) Observable
@@ -24,14 +27,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
-from brokerline.core.base import Envelope, Handler, MessageContext
+from brokerline.core.base import Envelope, Handler
 from brokerline.core.middleware import Middleware, Settlement
 from brokerline.core.tracing import CONSUMER_GROUP, DESTINATION, SYSTEM
+
+if TYPE_CHECKING:
+    from brokerline.core.batch import BatchContext, BatchHandler
 
 #: handler durations from 1 ms to 60 s (the SDK's default buckets are in milliseconds)
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -133,12 +139,29 @@ class MetricsMiddleware(Middleware):
         return envelopes
 
     def wrap_handler(self, handler: Handler, topic: str, group: str | None) -> Handler:
+        return self._measured(handler, topic, group)
+
+    def wrap_batch_handler(
+        self, handler: BatchHandler, topic: str, group: str | None
+    ) -> BatchHandler:
+        attributes = self._attributes(topic, group)
+        batch_size = self.batch_size
+        measured = self._measured(handler, topic, group)
+
+        async def sized(batch: list[Any], ctx: BatchContext) -> Any:
+            batch_size.record(len(batch), attributes)
+            return await measured(batch, ctx)
+
+        return sized
+
+    def _measured(self, handler: Any, topic: str, group: str | None) -> Any:
+        """The handler, timed and counted in flight (one call: a message, or a batch)."""
         attributes = self._attributes(topic, group)
         key: _Key = (self.system, topic, group)
         duration, in_flight = self.duration, self.in_flight
         in_flight.add(key, 0)  # reported as 0 from the start, not only after a first message
 
-        async def measured(msg: Any, ctx: MessageContext) -> Any:
+        async def measured(msg: Any, ctx: Any) -> Any:
             in_flight.add(key)
             started = time.perf_counter()
             outcome = "ok"

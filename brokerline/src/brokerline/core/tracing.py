@@ -4,8 +4,12 @@ On publish, a PRODUCER span `send <topic>` is opened as a child of the caller's 
 call, say) and its context is written into the message headers (`traceparent`, `tracestate`),
 which the plugins carry as NATS headers or Pulsar properties. On consume, the context is read
 back and the handler runs inside a CONSUMER span `process <topic>` whose parent is that
-producer span, so one trace follows a request across processes. Attribute names follow the
-OpenTelemetry messaging semantic conventions.
+producer span, so one trace follows a request across processes. A batch handler runs inside
+one CONSUMER span `process <topic>` per batch, linked (span links) to the producer span of
+every message in it; a span has one parent, so its parent is the first message's producer
+span: a message handled alone (and the first of each batch) keeps one trace from request to
+database, the others are reached through the links. Attribute names follow the OpenTelemetry
+messaging semantic conventions.
 
 Only the OpenTelemetry API is used: without an SDK configured, every span is a no-op.
 """
@@ -13,13 +17,17 @@ Only the OpenTelemetry API is used: without an SDK configured, every span is a n
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, TracerProvider
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, SpanKind, TracerProvider
 
 from brokerline.core.base import Envelope, Handler, MessageContext
 from brokerline.core.middleware import Middleware
+
+if TYPE_CHECKING:
+    from brokerline.core.batch import BatchContext, BatchHandler
 
 SYSTEM = "messaging.system"
 DESTINATION = "messaging.destination.name"
@@ -30,6 +38,7 @@ BODY_SIZE = "messaging.message.body.size"
 CONSUMER_GROUP = "messaging.consumer.group.name"
 #: not (yet) a generic convention; named like the broker-specific `...delivery_count` ones
 DELIVERY_COUNT = "messaging.message.delivery_count"
+BATCH_COUNT = "messaging.batch.message_count"
 
 
 class TracingMiddleware(Middleware):
@@ -60,9 +69,7 @@ class TracingMiddleware(Middleware):
             propagate.inject(headers)
         return replace(envelope, headers=headers)
 
-    def wrap_handler(self, handler: Handler, topic: str, group: str | None) -> Handler:
-        tracer = self.tracer
-        name = f"process {topic}"
+    def _process_attributes(self, topic: str, group: str | None) -> dict[str, Any]:
         base: dict[str, Any] = {
             SYSTEM: self.system,
             DESTINATION: topic,
@@ -71,6 +78,12 @@ class TracingMiddleware(Middleware):
         }
         if group:
             base[CONSUMER_GROUP] = group
+        return base
+
+    def wrap_handler(self, handler: Handler, topic: str, group: str | None) -> Handler:
+        tracer = self.tracer
+        name = f"process {topic}"
+        base = self._process_attributes(topic, group)
 
         async def traced(msg: Any, ctx: MessageContext) -> Any:
             parent = propagate.extract(ctx.headers)
@@ -81,5 +94,29 @@ class TracingMiddleware(Middleware):
                         DELIVERY_COUNT: ctx.redelivery_count + 1,
                     })
                 return await handler(msg, ctx)
+
+        return traced
+
+    def wrap_batch_handler(
+        self, handler: BatchHandler, topic: str, group: str | None
+    ) -> BatchHandler:
+        tracer = self.tracer
+        name = f"process {topic}"
+        base = self._process_attributes(topic, group)
+
+        async def traced(batch: list[Any], ctx: BatchContext) -> Any:
+            parent: Context | None = None
+            links = []
+            for message in ctx.messages:  # the W3C header this middleware's publish writes
+                if "traceparent" in message.headers:
+                    context = propagate.extract(message.headers)
+                    parent = parent or context
+                    links.append(Link(trace.get_current_span(context).get_span_context()))
+            with tracer.start_as_current_span(
+                name, context=parent or Context(), kind=SpanKind.CONSUMER, links=links
+            ) as span:
+                if span.is_recording():
+                    span.set_attributes({**base, BATCH_COUNT: len(batch)})
+                return await handler(batch, ctx)
 
         return traced

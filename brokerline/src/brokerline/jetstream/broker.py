@@ -42,6 +42,8 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig, StreamInfo
 
 from brokerline.core.base import Envelope, Handler, SubscribeOptions, Subscription
+from brokerline.core.batch import BatchHandler, BatchOptions
+from brokerline.core.batch_dispatch import BatchDispatcher
 from brokerline.core.dispatch import Dispatcher
 from brokerline.core.errors import BrokerError, BrokerUnavailable
 from brokerline.jetstream.consumer import JetStreamSubscription
@@ -317,13 +319,9 @@ class JetStreamBroker(NatsBroker):
         return f"{SCHEDULE_PREFIX}.{name}.{self.next_id()}"
 
     # -- subscribing -----------------------------------------------------------------------
-    async def subscribe(
-        self,
-        topic: str,
-        handler: Handler,
-        *,
-        group: str | None = None,
-        options: SubscribeOptions | None = None,
+    async def _subscribe(
+        self, topic: str, handler: Handler | BatchHandler, group: str | None,
+        options: SubscribeOptions | None, batch: BatchOptions | None,
     ) -> Subscription:
         options = options or SubscribeOptions()
         check_shared(self.type_name, options)
@@ -332,13 +330,14 @@ class JetStreamBroker(NatsBroker):
                 f"a JetStream subscription to the wildcard {topic!r} needs an explicit "
                 "dead_letter_topic inside the stream; set SubscribeOptions.dead_letter_topic"
             )
-        dispatcher = Dispatcher(
+        kind = Dispatcher if batch is None else BatchDispatcher
+        dispatcher = kind(
             topic, group, handler,
             options=options, codec=self.codec, middleware=self.middleware, send=self._send,
             flow=self.flows.new(f"subscription {topic} (group {group})"),
         )
         subscription = JetStreamSubscription(
-            topic, group, dispatcher, options, self._subscriptions.discard
+            topic, group, dispatcher, options, self._subscriptions.discard, batch
         )
         await subscription.start(self.js, self.client, await self._stream_of(topic))
         self._subscriptions.add(subscription)

@@ -35,9 +35,10 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -47,6 +48,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from brokerline.core.base import Delivery, InitialPosition, SubscribeOptions, Subscription
+from brokerline.core.batch import BatchBuffer, BatchOptions, batch_loop
+from brokerline.core.batch_dispatch import BatchDispatcher
 from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import Dispatcher, Outcome
 from brokerline.core.errors import BrokerError
@@ -74,12 +77,18 @@ def durable_name(group: str, topic: str) -> str:
     return f"{readable}_{digest}"
 
 
-def max_ack_pending(options: SubscribeOptions) -> int:
-    return options.concurrency * 4 + 16
+def max_ack_pending(options: SubscribeOptions, batch: BatchOptions | None = None) -> int:
+    return 2 * prefetch(options, batch) + 8 if batch else options.concurrency * 4 + 16
 
 
-def prefetch(options: SubscribeOptions) -> int:
-    """Messages asked for ahead of the handlers (below max_ack_pending, which also holds naks)."""
+def prefetch(options: SubscribeOptions, batch: BatchOptions | None = None) -> int:
+    """Messages asked for ahead of the handlers (below max_ack_pending, which also holds naks).
+
+    A batch subscription asks for a batch per worker and one more, so the next batch is on
+    its way while the current ones are handled.
+    """
+    if batch is not None:
+        return batch.max_size * (options.concurrency + 1)
     return options.concurrency * 2 + 8
 
 
@@ -93,14 +102,15 @@ class _PullRequest:
 class JetStreamSubscription(Subscription):
     def __init__(
         self, topic: str, group: str | None, dispatcher: Dispatcher, options: SubscribeOptions,
-        on_close: Callable[[Subscription], None],
+        on_close: Callable[[Subscription], None], batch: BatchOptions | None = None,
     ) -> None:
         self.topic = topic
         self.group = group
         self._dispatcher = dispatcher
         self._options = options
-        self._prefetch = prefetch(options)
-        self._direct = options.concurrency == 1
+        self._batch = batch
+        self._prefetch = prefetch(options, batch)
+        self._direct = options.concurrency == 1 and batch is None
         self._requests: deque[_PullRequest] = deque()
         self._held = 0  # messages received and not yet settled
         self._settled = asyncio.Event()
@@ -111,10 +121,22 @@ class JetStreamSubscription(Subscription):
         # handled, for progress reports; Msg itself is unhashable
         self._running: dict[int, tuple[Msg, float]] = {}
         self._flow = dispatcher.flow
-        self._workers: ConsumerLoop[Msg] = ConsumerLoop(
-            self._queue.get, self._handle, concurrency=options.concurrency,
-            name=f"jetstream:{topic}:{group or '-'}", flow=self._flow,
-        )
+        name = f"jetstream:{topic}:{group or '-'}"
+        self._buffer: BatchBuffer[Msg] = BatchBuffer()
+        # where a message waits for a worker
+        self._enqueue: Callable[[Msg], None] = self._queue.put_nowait
+        self._workers: ConsumerLoop[Any]
+        if batch is None:
+            self._workers = ConsumerLoop(
+                self._queue.get, self._handle, concurrency=options.concurrency, name=name,
+                flow=self._flow,
+            )
+        else:  # batches are taken from what the pull requests brought
+            assert isinstance(dispatcher, BatchDispatcher)
+            self._enqueue = self._buffer.put
+            self._workers = batch_loop(
+                self, dispatcher, batch, concurrency=options.concurrency, name=name
+            )
         self._on_close = on_close
         self._client: NatsClient | None = None
         self._inbox: ClientSubscription | None = None
@@ -135,7 +157,7 @@ class JetStreamSubscription(Subscription):
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=options.ack_wait,
             max_deliver=options.max_deliveries + 1,
-            max_ack_pending=max_ack_pending(options),
+            max_ack_pending=max_ack_pending(options, self._batch),
             deliver_policy=(
                 DeliverPolicy.NEW
                 if options.initial_position is InitialPosition.LATEST else DeliverPolicy.ALL
@@ -265,7 +287,7 @@ class JetStreamSubscription(Subscription):
         if self._direct:
             await self._handle(msg)
         else:
-            self._queue.put_nowait(msg)
+            self._enqueue(msg)
 
     async def _handle(self, msg: Msg) -> None:
         try:
@@ -275,6 +297,25 @@ class JetStreamSubscription(Subscription):
             raise
         finally:
             self._running.pop(id(msg), None)
+            self._done()
+
+    # -- the BatchSource of a batch subscription --------------------------------------------
+    async def receive(self, max_size: int, max_wait: float) -> list[Msg]:
+        return await self._buffer.receive(max_size, max_wait)
+
+    def delivery(self, message: Msg) -> Delivery:
+        return to_delivery(message)
+
+    async def settle(self, messages: Sequence[Msg], outcomes: Sequence[Outcome]) -> None:
+        for message, outcome in zip(messages, outcomes, strict=True):
+            await self._settle(message, outcome)
+            self._running.pop(id(message), None)
+            self._done()
+
+    async def give_back(self, messages: Sequence[Msg]) -> None:
+        await self._give_back(list(messages))
+        for message in messages:
+            self._running.pop(id(message), None)
             self._done()
 
     async def _settle(self, msg: Msg, outcome: Outcome) -> None:
@@ -341,7 +382,8 @@ class JetStreamSubscription(Subscription):
             await asyncio.wait_for(self._settled.wait(), _left(deadline))
         await self._workers.stop(_left(deadline))
         while not self._queue.empty():  # queued but never handled
-            queued = self._queue.get_nowait()
+            self._buffer.put(self._queue.get_nowait())
+        for queued in self._buffer.leftovers():
             self._running.pop(id(queued), None)
             self._returned.append(queued)
         returned, self._returned = self._returned, []

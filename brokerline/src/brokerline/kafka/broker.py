@@ -4,7 +4,7 @@
   client, headers, linger/batch size, compression).
 - Subscribing: `consumer.py` (a consumer group per `group`, manual commits of each
   partition's settled prefix, per-key order, in-process retries, dead letters, rebalances
-  without loss).
+  without loss); `batches.py` the batch subscriptions on the same consumer.
 - Topics are created on first use with `topic_partitions` partitions (`create_topics`).
 - Kafka has no delayed delivery; a group's members share its partitions (`shared`, and
   `key_shared`, which a Kafka group is by nature: one key, one partition, one member).
@@ -26,8 +26,11 @@ from brokerline.core.base import (
     Subscription,
     SubscriptionType,
 )
+from brokerline.core.batch import BatchHandler, BatchOptions
+from brokerline.core.batch_dispatch import BatchDispatcher
 from brokerline.core.dispatch import Dispatcher
 from brokerline.core.errors import BrokerError
+from brokerline.kafka.batches import KafkaBatchSubscription
 from brokerline.kafka.connection import (
     TopicProvisioner,
     bootstrap_failures,
@@ -112,22 +115,49 @@ class KafkaBroker(Broker):
         group: str | None = None,
         options: SubscribeOptions | None = None,
     ) -> Subscription:
-        options = options or SubscribeOptions()
-        if options.subscription_type not in GROUP_TYPES:
-            raise BrokerError(
-                f"the kafka broker has no {options.subscription_type.value} subscriptions (a "
-                "group splits a topic's partitions among its members); use subscription_type "
-                "shared or pulsar"
-            )
-        await self._topics.ensure(topic)
+        options = await self._prepare(topic, options)
         dispatcher = Dispatcher(
             topic, group, handler,
             options=options, codec=self.codec, middleware=self.middleware, send=self._send,
             flow=self.flows.new(f"subscription {topic} (group {group})"),
         )
-        subscription = KafkaSubscription(
+        return await self._started(KafkaSubscription(
             topic, group, dispatcher, options, self.settings, self._subscriptions.discard
+        ))
+
+    async def subscribe_batch(
+        self,
+        topic: str,
+        handler: BatchHandler,
+        *,
+        group: str | None = None,
+        options: SubscribeOptions | None = None,
+        batch: BatchOptions | None = None,
+    ) -> Subscription:
+        options = await self._prepare(topic, options)
+        dispatcher = BatchDispatcher(
+            topic, group, handler,
+            options=options, codec=self.codec, middleware=self.middleware, send=self._send,
+            flow=self.flows.new(f"subscription {topic} (group {group})"),
         )
+        return await self._started(KafkaBatchSubscription(
+            topic, group, dispatcher, options, batch or BatchOptions(), self.settings,
+            self._subscriptions.discard,
+        ))
+
+    async def _prepare(self, topic: str, options: SubscribeOptions | None) -> SubscribeOptions:
+        """The options, checked; the topic, created if missing."""
+        options = options or SubscribeOptions()
+        if options.subscription_type not in GROUP_TYPES:
+            raise BrokerError(
+                f"the kafka broker has no {options.subscription_type.value} subscriptions (a "
+                "group splits a topic's partitions among its members); use subscription_type "
+                "shared or key_shared"
+            )
+        await self._topics.ensure(topic)
+        return options
+
+    async def _started(self, subscription: KafkaSubscription) -> Subscription:
         await subscription.start()
         self._subscriptions.add(subscription)
         return subscription

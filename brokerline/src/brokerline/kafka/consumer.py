@@ -23,8 +23,8 @@
 - **Flow.** While a dependency is down (flow paused) or `prefetch` records are in hand, the
   assigned partitions are paused but the consumer keeps polling, so it stays in the group.
 
-The two steps a batch subscriber needs are separate methods: `receive()` takes up to N of
-the fetched records within T, and `settle()` settles one of them.
+Batch subscriptions (`batches.KafkaBatchSubscription`) share all of this: only how fetched
+records reach the handler differs (`_hand_over`).
 """
 
 from __future__ import annotations
@@ -66,9 +66,10 @@ class Fetched:
 
     record: ConsumerRecord[bytes, bytes]
     progress: PartitionProgress
+    redeliveries: int = 0  # handled and retried here this many times (batch subscriptions)
 
 
-def to_delivery(record: ConsumerRecord[bytes, bytes]) -> Delivery:
+def to_delivery(record: ConsumerRecord[bytes, bytes], redeliveries: int = 0) -> Delivery:
     headers = {name: value.decode("utf-8", "replace") for name, value in record.headers or ()}
     timestamp = record.timestamp
     return Delivery(
@@ -77,7 +78,7 @@ def to_delivery(record: ConsumerRecord[bytes, bytes]) -> Delivery:
         key=record.key.decode("utf-8", "replace") if record.key is not None else None,
         headers=headers,
         message_id=message_id(record.topic, record.partition, record.offset),
-        redelivery_count=0,
+        redelivery_count=redeliveries,
         publish_time=datetime.fromtimestamp(timestamp / 1000, UTC) if timestamp >= 0 else None,
     )
 
@@ -191,7 +192,7 @@ class KafkaSubscription(Subscription):
                     continue
                 self._resume_all()
                 for item in await self.receive(room, POLL_WAIT):
-                    self._queue.put_nowait(item)
+                    self._hand_over(item)
             except asyncio.CancelledError:
                 raise
             except KafkaError as exc:  # the client reconnects and rejoins by itself
@@ -215,6 +216,10 @@ class KafkaSubscription(Subscription):
                 progress.received(record.offset)
                 taken.append(Fetched(record, progress))
         return taken
+
+    def _hand_over(self, item: Fetched) -> None:
+        """A fetched record to the handlers (a batch subscription buffers it instead)."""
+        self._queue.put_nowait(item)
 
     async def _wait_for_room(self) -> None:
         """Wait until a record settles (or POLL_WAIT); past that, poll with the partitions

@@ -9,10 +9,12 @@ Messages published to a topic with no group yet are dropped, as on NATS core.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from brokerline.core.base import (
     Broker,
@@ -23,8 +25,10 @@ from brokerline.core.base import (
     Subscription,
     SubscriptionType,
 )
+from brokerline.core.batch import BatchHandler, BatchOptions, batch_loop
+from brokerline.core.batch_dispatch import BatchDispatcher
 from brokerline.core.consumer_loop import ConsumerLoop
-from brokerline.core.dispatch import Dispatcher
+from brokerline.core.dispatch import Dispatcher, Outcome
 from brokerline.core.errors import BrokerError, BrokerUnavailable
 
 
@@ -38,10 +42,11 @@ class _Group:
 
 class MemorySubscription(Subscription):
     def __init__(
-        self, broker: MemoryBroker, group: _Group, topic: str, loop: ConsumerLoop[Delivery],
-        dispatcher: Dispatcher,
+        self, broker: MemoryBroker, group: _Group, topic: str, loop: ConsumerLoop[Any],
+        dispatcher: Dispatcher, batches: _GroupBatches | None = None,
     ) -> None:
         self.topic = topic
+        self._batches = batches
         self._dispatcher = dispatcher
         self.group = group.name
         self._broker = broker
@@ -55,6 +60,9 @@ class MemorySubscription(Subscription):
         self._closed = True
         self._dispatcher.flow.release()  # held messages go back to the group's queue
         await self._loop.stop(timeout)
+        if self._batches is not None:  # taken for a batch that never started: back in line
+            for delivery in self._batches.taken():
+                self._group.queue.put_nowait(delivery)
         self._group.consumers -= 1
         self._broker._subscriptions.discard(self)
 
@@ -138,8 +146,55 @@ class MemoryBroker(Broker):
         group: str | None = None,
         options: SubscribeOptions | None = None,
     ) -> Subscription:
-        self._check_connected()
         options = options or SubscribeOptions()
+        state = self._join(topic, group, options)
+        dispatcher = Dispatcher(
+            topic, group, handler,
+            options=options, codec=self.codec, middleware=self.middleware, send=self._send,
+            flow=self.flows.new(f"subscription {topic} (group {state.name})"),
+        )
+
+        async def handle(delivery: Delivery) -> None:
+            try:
+                outcome = await dispatcher.process(delivery)
+            except asyncio.CancelledError:  # stopped mid-handler: hand it back unharmed
+                state.queue.put_nowait(delivery)
+                raise
+            if not outcome.acked:
+                self._redeliver(state, delivery, outcome.delay)
+
+        loop: ConsumerLoop[Delivery] = ConsumerLoop(
+            state.queue.get, handle, concurrency=options.concurrency,
+            name=f"memory:{topic}:{state.name}", flow=dispatcher.flow,
+        )
+        return self._started(MemorySubscription(self, state, topic, loop, dispatcher))
+
+    async def subscribe_batch(
+        self,
+        topic: str,
+        handler: BatchHandler,
+        *,
+        group: str | None = None,
+        options: SubscribeOptions | None = None,
+        batch: BatchOptions | None = None,
+    ) -> Subscription:
+        options = options or SubscribeOptions()
+        state = self._join(topic, group, options)
+        dispatcher = BatchDispatcher(
+            topic, group, handler,
+            options=options, codec=self.codec, middleware=self.middleware, send=self._send,
+            flow=self.flows.new(f"subscription {topic} (group {state.name})"),
+        )
+        source = _GroupBatches(self, state)
+        loop = batch_loop(
+            source, dispatcher, batch or BatchOptions(), concurrency=options.concurrency,
+            name=f"memory:{topic}:{state.name}",
+        )
+        return self._started(MemorySubscription(self, state, topic, loop, dispatcher, source))
+
+    def _join(self, topic: str, group: str | None, options: SubscribeOptions) -> _Group:
+        """The group's state (created on first use); refuses a second exclusive consumer."""
+        self._check_connected()
         name = group or f"anonymous-{next(self.hub.anonymous)}"
         groups = self.hub.groups.setdefault(topic, {})
         state = groups.get(name)
@@ -152,28 +207,62 @@ class MemoryBroker(Broker):
                 "use another group or a shared subscription type"
             )
         state.exclusive = exclusive
-        dispatcher = Dispatcher(
-            topic, group, handler,
-            options=options, codec=self.codec, middleware=self.middleware, send=self._send,
-            flow=self.flows.new(f"subscription {topic} (group {name})"),
-        )
+        return state
 
-        async def handle(delivery: Delivery) -> None:
-            try:
-                outcome = await dispatcher.process(delivery)
-            except asyncio.CancelledError:  # stopped mid-handler: hand it back unharmed
-                state.queue.put_nowait(delivery)
-                raise
-            if not outcome.acked:
-                redelivery = replace(delivery, redelivery_count=delivery.redelivery_count + 1)
-                self._enqueue(state, redelivery, outcome.delay)
-
-        loop: ConsumerLoop[Delivery] = ConsumerLoop(
-            state.queue.get, handle, concurrency=options.concurrency, name=f"memory:{topic}:{name}",
-            flow=dispatcher.flow,
-        )
-        subscription = MemorySubscription(self, state, topic, loop, dispatcher)
-        state.consumers += 1
+    def _started(self, subscription: MemorySubscription) -> MemorySubscription:
+        subscription._group.consumers += 1
         self._subscriptions.add(subscription)
-        loop.start()
+        subscription._loop.start()
         return subscription
+
+    def _redeliver(self, group: _Group, delivery: Delivery, delay: float) -> None:
+        redelivery = replace(delivery, redelivery_count=delivery.redelivery_count + 1)
+        self._enqueue(group, redelivery, delay)
+
+
+class _GroupBatches:
+    """A batch subscription's source (`BatchSource`): the group's queue, which the group's
+    other consumers share."""
+
+    def __init__(self, broker: MemoryBroker, group: _Group) -> None:
+        self._broker = broker
+        self._group = group
+        self._carried: list[Delivery] = []  # taken by a receive that was cancelled
+
+    async def receive(self, max_size: int, max_wait: float) -> list[Delivery]:
+        queue = self._group.queue
+        batch, self._carried = self._carried[:max_size], self._carried[max_size:]
+        try:
+            if not batch:
+                batch.append(await queue.get())
+            deadline = asyncio.get_running_loop().time() + max_wait
+            while len(batch) < max_size:
+                if not queue.empty():
+                    batch.append(queue.get_nowait())
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        batch.append(await queue.get())
+                        continue
+                break
+        except asyncio.CancelledError:
+            self._carried.extend(batch)
+            raise
+        return batch
+
+    def taken(self) -> list[Delivery]:
+        """What a cancelled receive took and no handler got (for close)."""
+        taken, self._carried = self._carried, []
+        return taken
+
+    def delivery(self, message: Delivery) -> Delivery:
+        return message
+
+    async def settle(self, messages: Sequence[Delivery], outcomes: Sequence[Outcome]) -> None:
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if not outcome.acked:
+                self._broker._redeliver(self._group, message, outcome.delay)
+
+    async def give_back(self, messages: Sequence[Delivery]) -> None:
+        for message in messages:
+            self._group.queue.put_nowait(message)

@@ -31,7 +31,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -50,6 +50,8 @@ from brokerline.core.base import (
     Subscription,
     SubscriptionType,
 )
+from brokerline.core.batch import BatchBuffer, BatchHandler, BatchOptions, batch_loop
+from brokerline.core.batch_dispatch import BatchDispatcher
 from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import Dispatcher, Outcome
 from brokerline.core.errors import BrokerError, BrokerUnavailable
@@ -108,30 +110,48 @@ class NatsSubscription(Subscription):
 
     def __init__(
         self, broker: NatsBroker, topic: str, group: str | None, dispatcher: Dispatcher,
-        options: SubscribeOptions,
+        options: SubscribeOptions, batch: BatchOptions | None = None,
     ) -> None:
         self.topic = topic
         self.group = group
         self._broker = broker
         self._dispatcher = dispatcher
-        self._direct = options.concurrency == 1
+        self._direct = options.concurrency == 1 and batch is None
         self._turn = asyncio.Lock()  # direct mode: one handler at a time, retries included
         self._retrying: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[_Inbound] = asyncio.Queue()
         self._room = asyncio.Semaphore(options.concurrency * HELD_PER_WORKER)
+        # batch mode's backpressure: a count against a limit (no semaphore round per message)
+        self._limit = 0
+        self._room_freed = asyncio.Event()
         self._held = 0  # messages taken from the server and not yet settled
         self._settled = asyncio.Event()
         self._settled.set()
         self._timers: set[asyncio.TimerHandle] = set()
-        self._loop: ConsumerLoop[_Inbound] = ConsumerLoop(
-            self._queue.get, self._handle, concurrency=options.concurrency,
-            name=f"nats:{topic}:{group or '-'}", flow=dispatcher.flow,
-        )
+        name = f"nats:{topic}:{group or '-'}"
+        self._loop: ConsumerLoop[Any]
+        self._buffer: BatchBuffer[_Inbound] = BatchBuffer()
+        #: where a message waits for a worker (a retried one too, after its delay)
+        self._enqueue: Callable[[_Inbound], None] = self._queue.put_nowait
+        if batch is None:
+            self._loop = ConsumerLoop(
+                self._queue.get, self._handle, concurrency=options.concurrency, name=name,
+                flow=dispatcher.flow,
+            )
+        else:  # the delivery callback buffers; each worker takes a batch from the buffer
+            assert isinstance(dispatcher, BatchDispatcher)
+            self._enqueue = self._buffer.put
+            self._limit = max(HELD_PER_WORKER, 2 * batch.max_size) * options.concurrency
+            self._loop = batch_loop(
+                self, dispatcher, batch, concurrency=options.concurrency, name=name
+            )
         self._sub: ClientSubscription | None = None
         self._closed = False
 
     async def start(self, client: NatsClient) -> None:
         receive = self._receive_direct if self._direct else self._receive_queued
+        if self._limit:
+            receive = self._receive_batched
         self._sub = await client.subscribe(self.topic, queue=self.group or "", cb=receive)
         if not self._direct:
             self._loop.start()
@@ -154,7 +174,13 @@ class NatsSubscription(Subscription):
 
     async def _receive_queued(self, msg: Msg) -> None:
         await self._room.acquire()  # backpressure: the server buffers while we are full
-        self._queue.put_nowait(self._take(msg))
+        self._enqueue(self._take(msg))
+
+    async def _receive_batched(self, msg: Msg) -> None:
+        while self._held >= self._limit:  # backpressure: the server buffers while we are full
+            self._room_freed.clear()
+            await self._room_freed.wait()
+        self._buffer.put(self._take(msg))
 
     async def _handle(self, item: _Inbound) -> None:
         try:
@@ -170,6 +196,33 @@ class NatsSubscription(Subscription):
         item.delivery.redelivery_count += 1
         self._redeliver_later(item, outcome.delay)
 
+    # -- the BatchSource of a batch subscription --------------------------------------------
+    async def receive(self, max_size: int, max_wait: float) -> list[_Inbound]:
+        return await self._buffer.receive(max_size, max_wait)
+
+    def delivery(self, message: _Inbound) -> Delivery:
+        return message.delivery
+
+    async def settle(self, messages: Sequence[_Inbound], outcomes: Sequence[Outcome]) -> None:
+        settled = 0
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if outcome.acked:
+                settled += 1
+                continue
+            message.delivery.redelivery_count += 1
+            self._redeliver_later(message, outcome.delay)
+        self._batch_done(settled)
+
+    async def give_back(self, messages: Sequence[_Inbound]) -> None:
+        self._batch_done(len(messages))  # NATS core cannot redeliver: they count as not handled
+
+    def _batch_done(self, count: int) -> None:
+        self._held -= count
+        if self._held == 0:
+            self._settled.set()
+        if self._held < self._limit:
+            self._room_freed.set()
+
     async def _handle_in_turn(self, item: _Inbound) -> None:
         """Direct mode: new and retried messages take turns, one handler at a time."""
         async with self._turn:
@@ -179,7 +232,7 @@ class NatsSubscription(Subscription):
         def release() -> None:
             self._timers.discard(timer)
             if not self._direct:
-                self._queue.put_nowait(item)
+                self._enqueue(item)
                 return
             task = asyncio.ensure_future(self._handle_in_turn(item))
             self._retrying.add(task)
@@ -338,18 +391,36 @@ class NatsBroker(Broker):
         group: str | None = None,
         options: SubscribeOptions | None = None,
     ) -> Subscription:
+        return await self._subscribe(topic, handler, group, options, None)
+
+    async def subscribe_batch(
+        self,
+        topic: str,
+        handler: BatchHandler,
+        *,
+        group: str | None = None,
+        options: SubscribeOptions | None = None,
+        batch: BatchOptions | None = None,
+    ) -> Subscription:
+        return await self._subscribe(topic, handler, group, options, batch or BatchOptions())
+
+    async def _subscribe(
+        self, topic: str, handler: Handler | BatchHandler, group: str | None,
+        options: SubscribeOptions | None, batch: BatchOptions | None,
+    ) -> Subscription:
         options = options or SubscribeOptions()
         check_shared(self.type_name, options)
         if options.dead_letter_topic is None and wildcard_safe(topic) != topic:
             options = dataclasses.replace(
                 options, dead_letter_topic=f"{wildcard_safe(topic)}-{group or 'default'}-DLQ"
             )
-        dispatcher = Dispatcher(
+        kind = Dispatcher if batch is None else BatchDispatcher
+        dispatcher = kind(
             topic, group, handler,
             options=options, codec=self.codec, middleware=self.middleware, send=self._send,
             flow=self.flows.new(f"subscription {topic} (group {group})"),
         )
-        subscription = NatsSubscription(self, topic, group, dispatcher, options)
+        subscription = NatsSubscription(self, topic, group, dispatcher, options, batch)
         await subscription.start(self.client)
         await self._flush()  # the server knows the subscription before we return
         self._subscriptions.add(subscription)

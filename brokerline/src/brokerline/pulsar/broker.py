@@ -54,6 +54,8 @@ from brokerline.core.base import (
     Subscription,
     SubscriptionType,
 )
+from brokerline.core.batch import BatchHandler, BatchOptions
+from brokerline.core.batch_dispatch import BatchDispatcher
 from brokerline.core.dispatch import Dispatcher
 from brokerline.core.errors import BrokerError, BrokerUnavailable
 from brokerline.pulsar.client import (
@@ -317,6 +319,34 @@ class PulsarBroker(Broker):
         options: SubscribeOptions | None = None,
         pulsar_options: PulsarSubscribeOptions | None = None,
     ) -> Subscription:
+        return await self._subscribe(topic, handler, group, options, pulsar_options, None)
+
+    async def subscribe_batch(
+        self,
+        topic: str,
+        handler: BatchHandler,
+        *,
+        group: str | None = None,
+        options: SubscribeOptions | None = None,
+        batch: BatchOptions | None = None,
+        pulsar_options: PulsarSubscribeOptions | None = None,
+    ) -> Subscription:
+        """A batch subscription to one topic (see `Broker.subscribe_batch`); individual acks
+        (no `cumulative_ack`)."""
+        if not isinstance(topic, str):
+            raise BrokerError(
+                "a Pulsar batch subscription reads one topic; subscribe one batch handler per "
+                "topic (a partitioned topic counts as one)"
+            )
+        return await self._subscribe(
+            topic, handler, group, options, pulsar_options, batch or BatchOptions()
+        )
+
+    async def _subscribe(
+        self, topic: Topics, handler: Handler | BatchHandler, group: str | None,
+        options: SubscribeOptions | None, pulsar_options: PulsarSubscribeOptions | None,
+        batch: BatchOptions | None,
+    ) -> Subscription:
         client, producers = self._connected()
         options = options or SubscribeOptions()
         extras = pulsar_options or PulsarSubscribeOptions()
@@ -347,11 +377,19 @@ class PulsarBroker(Broker):
             TopicNames.persistent(f"{first_topic}-{subscription}-DLQ") if single_topic else None
         )
         ack_timeout = self._ack_timeout(options.ack_wait)
-        cumulative_ack = self._cumulative_ack(extras, options.subscription_type)
+        if batch is None:
+            cumulative_ack = self._cumulative_ack(extras, options.subscription_type)
+        elif extras.cumulative_ack:  # asked for this subscription: refused
+            raise BrokerError(
+                "a Pulsar batch subscription acks each message (a BatchResult may retry any "
+                "of them); drop cumulative_ack from its PulsarSubscribeOptions"
+            )
+        else:  # broker.pulsar.cumulative_ack is for single-message subscriptions
+            cumulative_ack = False
         kwargs: dict[str, Any] = {
             "consumer_type": CONSUMER_TYPES[options.subscription_type],
             "initial_position": INITIAL_POSITIONS[options.initial_position],
-            "receiver_queue_size": self._receiver_queue_size(extras, options.concurrency),
+            "receiver_queue_size": self._receiver_queue_size(extras, options.concurrency, batch),
             "negative_ack_redelivery_delay_ms": int(
                 self.settings.negative_ack_redelivery_delay * 1000
             ),
@@ -378,18 +416,26 @@ class PulsarBroker(Broker):
 
         def dispatcher_for(source_topic: str) -> Dispatcher:
             dlq = dead_letter or TopicNames.persistent(f"{source_topic}-{subscription}-DLQ")
-            return Dispatcher(
+            kind = Dispatcher if batch is None else BatchDispatcher
+            return kind(
                 source_topic, group, handler,
                 options=dataclasses.replace(options, dead_letter_topic=dlq),
                 codec=self.codec, middleware=self.middleware, send=self._send, flow=flow,
             )
+
+        batch_dispatcher: BatchDispatcher | None = None
+        if batch is not None:
+            assert first_topic is not None  # one topic by name
+            made = dispatcher_for(first_topic)
+            assert isinstance(made, BatchDispatcher)
+            batch_dispatcher = made
 
         live = PulsarSubscription(
             consumer, label=label, group=group, anonymous=group is None,
             dispatcher_for=dispatcher_for, flow=flow, producers=producers, retry_topic=retry_topic,
             nack_delay=self.settings.negative_ack_redelivery_delay, ack_timeout=ack_timeout,
             concurrency=options.concurrency, cumulative_ack=cumulative_ack,
-            on_closed=self._subscriptions.discard,
+            on_closed=self._subscriptions.discard, batch=batch, batch_dispatcher=batch_dispatcher,
         )
         self._subscriptions.add(live)
         live.start()
@@ -467,8 +513,12 @@ class PulsarBroker(Broker):
             )
         return wanted
 
-    def _receiver_queue_size(self, extras: PulsarSubscribeOptions, concurrency: int) -> int:
+    def _receiver_queue_size(
+        self, extras: PulsarSubscribeOptions, concurrency: int, batch: BatchOptions | None
+    ) -> int:
         size = extras.receiver_queue_size or self.settings.receiver_queue_size
+        if batch is not None:  # a batch per worker and the next one prefetched
+            return max(size or 0, batch.max_size * (concurrency + 1))
         return size if size else max(10, 2 * concurrency)
 
     @staticmethod

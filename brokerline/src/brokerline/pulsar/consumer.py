@@ -21,6 +21,11 @@ A retry waits the delay the Dispatcher asked for, in one of two ways:
   the retry topic too. Long backoffs then cost no client memory and survive restarts. When the
   broker cannot delay delivery (pulsar-lite), the plugin falls back to hold-then-nack.
 
+A batch subscription (`subscribe_batch`, one topic) takes its batches from the same receiver
+(`Receiver.next_batch`: what the client prefetched, up to `max_size`, waiting at most
+`max_wait`) and settles each message of a batch as above (ack, hold-then-nack or retry
+letter; a batch the close cancelled is negatively acked).
+
 With `cumulative_ack` (exclusive and failover subscriptions) a handled message is not acked
 by itself: `CumulativeAcks` acks the longest run of handled messages at once (see there).
 """
@@ -31,16 +36,20 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import _pulsar
 import pulsar
 from pulsar.asyncio import Consumer
 
 from brokerline.core.base import Delivery, Envelope, Subscription
-from brokerline.core.dispatch import Dispatcher
+from brokerline.core.batch import BatchOptions, batch_loop
+from brokerline.core.batch_dispatch import BatchDispatcher
+from brokerline.core.consumer_loop import ConsumerLoop
+from brokerline.core.dispatch import Dispatcher, Outcome
 from brokerline.core.errors import BrokerError
 from brokerline.core.flow import FlowControl
 from brokerline.pulsar.cumulative import CumulativeAcks, Tracked
@@ -86,11 +95,6 @@ def base_topic(topic: str) -> str:
     return _PARTITION_SUFFIX.sub("", topic)
 
 
-def publish_time(message: _pulsar.Message) -> datetime | None:
-    millis = message.publish_timestamp()
-    return datetime.fromtimestamp(millis / 1000, UTC) if millis else None
-
-
 def _acknowledged(result: pulsar.Result) -> None:
     """The client's ack callback (its I/O thread, or the caller's): only failures matter."""
     if result != pulsar.Result.Ok:  # the broker will redeliver it: at-least-once, nothing lost
@@ -117,6 +121,8 @@ class PulsarSubscription(Subscription):
         concurrency: int,
         cumulative_ack: bool,
         on_closed: Callable[[PulsarSubscription], None],
+        batch: BatchOptions | None = None,
+        batch_dispatcher: BatchDispatcher | None = None,
     ) -> None:
         self.topic = label
         self.group = group
@@ -139,21 +145,60 @@ class PulsarSubscription(Subscription):
             CumulativeAcks(self._client_consumer, _acknowledged) if cumulative_ack else None
         )
         self._clock = asyncio.get_running_loop().time
+        self._base_topics: dict[str, str] = {}  # topic or partition name -> subscribed name
+        self._last_millis = 0
+        self._last_time: datetime | None = None
         self._flow = flow
+        name = f"pulsar:{label}:{consumer.subscription_name()}"
         self._receiver = Receiver(
-            self._client_consumer, self._handle, concurrency=concurrency,
-            name=f"pulsar:{label}:{consumer.subscription_name()}", flow=flow,
+            self._client_consumer, self._handle, concurrency=concurrency, name=name, flow=flow,
         )
+        self._batch_workers: ConsumerLoop[Any] | None = None
+        self._received_at: dict[int, float] = {}  # batch mode: id(batch) -> when received
+        if batch is not None:  # its workers take batches from the receiver (not started)
+            assert batch_dispatcher is not None
+            self._batch_workers = batch_loop(
+                self, batch_dispatcher, batch, concurrency=concurrency, name=name
+            )
 
     def start(self) -> None:
-        self._receiver.start()
+        (self._batch_workers or self._receiver).start()
+
+    # -- the BatchSource of a batch subscription --------------------------------------------
+    async def receive(self, max_size: int, max_wait: float) -> list[_pulsar.Message]:
+        batch = await self._receiver.next_batch(max_size, max_wait)
+        self._received_at[id(batch)] = self._clock()  # settle gets this very list back
+        return batch
+
+    def delivery(self, message: _pulsar.Message) -> Delivery:
+        return self._delivery(message)
+
+    async def settle(
+        self, messages: Sequence[_pulsar.Message], outcomes: Sequence[Outcome]
+    ) -> None:
+        acknowledge = self._client_consumer.acknowledge_async
+        received_at = self._received_at.pop(id(messages), None) or self._clock()
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if outcome.acked:
+                acknowledge(message, _acknowledged)
+                continue
+            delivery = self._delivery(message)
+            await self._retry(message, None, delivery, outcome.delay, received_at)
+
+    async def give_back(self, messages: Sequence[_pulsar.Message]) -> None:
+        self._received_at.pop(id(messages), None)
+        for message in messages:
+            self._abandon(message)
 
     # -- receiving ----------------------------------------------------------------------------
     def _delivery(self, message: _pulsar.Message) -> Delivery:
         headers = message.properties()  # a new dict on every call: ours to change
         # a partition's message is the partitioned topic's: handlers, dead letters and retries
         # see the name that was subscribed to (the partition index is in the message id)
-        topic = base_topic(message.topic_name())
+        name = message.topic_name()
+        topic = self._base_topics.get(name)
+        if topic is None:
+            topic = self._base_topics[name] = base_topic(name)
         message_id = str(message.message_id())
         earlier_retries = 0
         if self._retry_topic is not None and topic == self._retry_topic:
@@ -169,8 +214,15 @@ class PulsarSubscription(Subscription):
             headers=headers,
             message_id=message_id,
             redelivery_count=earlier_retries + message.redelivery_count(),
-            publish_time=publish_time(message),
+            publish_time=self._publish_time(message.publish_timestamp()),
         )
+
+    def _publish_time(self, millis: int) -> datetime | None:
+        """The publish time; the messages of one producer batch share it (computed once)."""
+        if millis != self._last_millis:
+            self._last_millis = millis
+            self._last_time = datetime.fromtimestamp(millis / 1000, UTC) if millis else None
+        return self._last_time
 
     def _dispatcher(self, topic: str) -> Dispatcher:
         dispatcher = self._dispatchers.get(topic)
@@ -281,6 +333,8 @@ class PulsarSubscription(Subscription):
             return
         self._closed = True
         self._flow.release()  # messages held for a dependency are negatively acknowledged
+        if self._batch_workers is not None:
+            await self._batch_workers.stop(timeout)
         await self._receiver.stop(timeout)
         for timer in self._held:  # held messages go back to the broker when the consumer closes
             timer.cancel()

@@ -15,6 +15,10 @@ spreads over as many workers as it has messages. Messages are taken in arrival o
 worker starts handling at once (the Dispatcher queues per-key order before its first await);
 while the wakeup receive is pending nobody polls, so its message cannot be overtaken.
 
+A batch subscription does not start the Receiver's own workers: its workers call
+`next_batch`, which takes a first message as above, then whatever else the receiver queue
+holds, waiting at most `max_wait` for more, up to `max_size`.
+
 `stop()` lets the workers that are handling a message finish (within a timeout) and cancels
 the others; a message the pending wakeup delivers after that is left unacknowledged, and the
 broker redelivers it when the consumer closes.
@@ -76,6 +80,32 @@ class Receiver(ConsumerLoop[_pulsar.Message]):
             self._streak = 0
             await asyncio.sleep(0)
         return message
+
+    async def next_batch(self, max_size: int, max_wait: float) -> list[_pulsar.Message]:
+        """Up to `max_size` messages: the next one, then what arrives within `max_wait`."""
+        batch = [await self._next()]
+        try:
+            deadline: float | None = None
+            while len(batch) < max_size:
+                message = self._take()
+                if message is not None:
+                    batch.append(message)
+                    continue
+                if deadline is None:
+                    deadline = self._loop.time() + max_wait
+                remaining = deadline - self._loop.time()
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self._park()
+                    continue
+                break
+        except asyncio.CancelledError:  # stopping: hand back what this batch took
+            for message in batch:
+                self._consumer.negative_acknowledge(message)
+            raise
+        return batch
 
     def _take(self) -> _pulsar.Message | None:
         """The next message in arrival order, or None when there is none yet."""

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from brokerline.config.sections import ConfigError
-from brokerline.core import Broker, Handler, SubscribeOptions, Subscription
+from brokerline.core import (
+    BatchHandler,
+    BatchOptions,
+    Broker,
+    Handler,
+    SubscribeOptions,
+    Subscription,
+)
 
 log = logging.getLogger(__name__)
 
@@ -18,9 +25,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Registration:
     topic: str
-    handler: Handler
+    handler: Handler | BatchHandler
     group: str | None = None
     options: SubscribeOptions = field(default_factory=SubscribeOptions)
+    batch: BatchOptions | None = None  # a batch handler's (see `register_batch`)
 
 
 class BrokerServer:
@@ -58,12 +66,35 @@ class BrokerServer:
         )
         self.registrations.append(Registration(topic, handler, group, chosen))
 
+    def register_batch(
+        self,
+        topic: str,
+        handler: BatchHandler,
+        *,
+        group: str | None = None,
+        options: SubscribeOptions | None = None,
+        batch: BatchOptions | None = None,
+    ) -> None:
+        """Add a batch subscriber (`Broker.subscribe_batch`): `handler(batch: list[T], ctx)`."""
+        chosen = dataclasses.replace(
+            options or self.default_options, **self.overrides.get(topic, {})
+        )
+        self.registrations.append(
+            Registration(topic, handler, group, chosen, batch or BatchOptions())
+        )
+
     async def start(self) -> None:
         self._check_overrides()
         for reg in self.registrations:
-            sub = await self.broker.subscribe(
-                reg.topic, reg.handler, group=reg.group, options=reg.options
-            )
+            handler: Any = reg.handler  # a Handler, or a BatchHandler when reg.batch is set
+            if reg.batch is None:
+                sub = await self.broker.subscribe(
+                    reg.topic, handler, group=reg.group, options=reg.options
+                )
+            else:
+                sub = await self.broker.subscribe_batch(
+                    reg.topic, handler, group=reg.group, options=reg.options, batch=reg.batch
+                )
             self._subscriptions.append(sub)
             log.info("subscribed %s to %s (group %s)", _name(reg.handler), reg.topic, reg.group)
 
@@ -84,5 +115,5 @@ class BrokerServer:
             )
 
 
-def _name(handler: Handler) -> str:
+def _name(handler: Handler | BatchHandler) -> str:
     return getattr(handler, "__qualname__", repr(handler))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import pytest
 
-from brokerline.core import Broker, known_types
+from brokerline.core import Backoff, Broker, MessageContext, known_types
 from brokerline.core.embedded import EmbeddedBroker
 from brokerline.memory.broker import MemoryBroker, MemoryHub
 from brokerline.nats.settings import NatsSettings
@@ -137,6 +137,21 @@ def cannot_run(reason: str, ci_needs: str = "") -> NoReturn:
     if in_ci():
         pytest.fail(f"{reason} ({ci_needs})" if ci_needs else reason, pytrace=False)
     pytest.skip(reason)
+
+
+#: a quick backoff for tests that wait for redeliveries
+FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.5)
+
+
+async def collect_dead_letters(broker: Broker, dlq: str) -> list[tuple[bytes, MessageContext]]:
+    """Subscribe to the dead-letter topic `dlq`; the list fills with (payload, context)."""
+    dead: list[tuple[bytes, MessageContext]] = []
+
+    async def on_dead(msg: bytes, ctx: MessageContext) -> None:
+        dead.append((msg, ctx))
+
+    await broker.subscribe(dlq, on_dead, group=unique("dlq-reader"))
+    return dead
 
 
 def unique(name: str) -> str:

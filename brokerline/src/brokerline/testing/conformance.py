@@ -49,9 +49,14 @@ from brokerline.core import (
     Retry,
     SubscribeOptions,
 )
-from brokerline.testing.brokers import BrokerFactory, eventually, unique
-
-FAST = Backoff(initial=0.05, multiplier=2.0, maximum=0.5)
+from brokerline.testing.batch_conformance import BatchConformance
+from brokerline.testing.brokers import (
+    FAST,
+    BrokerFactory,
+    collect_dead_letters,
+    eventually,
+    unique,
+)
 
 
 class Order(pydantic.BaseModel):
@@ -65,18 +70,10 @@ class Point:
     y: int
 
 
-async def collect_dead_letters(broker: Broker, dlq: str) -> list[tuple[bytes, MessageContext]]:
-    dead: list[tuple[bytes, MessageContext]] = []
-
-    async def on_dead(msg: bytes, ctx: MessageContext) -> None:
-        dead.append((msg, ctx))
-
-    await broker.subscribe(dlq, on_dead, group=unique("dlq-reader"))
-    return dead
-
-
-class BrokerConformance:
+class BrokerConformance(BatchConformance):
     """The conformance tests; inherit them in a `Test...` class that provides `broker_factory`.
+
+    Batch subscribers (`subscribe_batch`) have their tests in `BatchConformance`, inherited.
 
     Not collected itself (its name does not start with `Test`). The `asyncio` mark lets the
     tests run in pytest-asyncio's strict mode as well as in auto mode.

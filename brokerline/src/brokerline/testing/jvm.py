@@ -8,6 +8,7 @@ under ~/.cache/brokerline/<name>/<pom digest>/, so later sessions start without 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -94,13 +95,22 @@ class MavenProject:
         return Path(base) / "brokerline" / self.name / digest[:16]
 
     def resolve_classpath(self) -> str:
-        """The broker's classpath; runs Maven only when no cached one is complete."""
+        """The broker's classpath; runs Maven only when no cached one is complete.
+
+        One resolve at a time per machine (a file lock): two test sessions side by side (as
+        `make test` runs them) would otherwise write the same jars into ~/.m2 at once.
+        """
         directory = self.cache_dir()
         output = directory / "classpath.txt"
         classpath = cached_classpath(output)
         if classpath is not None:
             return classpath
         directory.mkdir(parents=True, exist_ok=True)
+        with open(directory.parent.parent / "maven.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            return cached_classpath(output) or self._run_maven(directory, output)
+
+    def _run_maven(self, directory: Path, output: Path) -> str:
         for name in ("pom.xml", "settings.xml"):
             (directory / name).write_bytes(self.project_file(name))
         argv = [

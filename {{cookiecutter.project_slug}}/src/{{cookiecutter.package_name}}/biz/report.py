@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from .report_rules import post_report_problems, report_event_problems, status_event_problems
 
@@ -37,6 +37,9 @@ def event_id_for(user_id: str, request_id: str) -> str:
     if not request_id:
         return uuid.uuid4().hex
     return uuid.uuid5(EVENT_ID_NAMESPACE, f"{user_id}\n{request_id}").hex
+
+
+Event = TypeVar("Event")
 
 
 class InvalidReport(ValueError):
@@ -73,14 +76,21 @@ class ReportEvents(Protocol):
         """Return once both events are accepted; raise PublishUnavailable if they are not."""
 
 
+#: the events of a batch that were not stored: position in the batch -> why
+Refused = dict[int, str]
+
+
 class ReportStore(Protocol):
-    """Saving is idempotent on `event_id`: a redelivered event adds no second row."""
+    """Saving is idempotent on `event_id`: a redelivered event adds no second row.
 
-    async def save_report(self, report: Report) -> None:
-        """Return once the report is stored, so that its event can be acknowledged."""
+    Each call stores a batch in one transaction and returns once it is stored, so that its
+    events can be acknowledged; rows the database refuses are returned (the others are
+    stored); a database that is down raises.
+    """
 
-    async def save_status(self, status: ReportStatus) -> None:
-        """Return once the status is stored."""
+    async def save_reports(self, reports: Sequence[Report]) -> Refused: ...
+
+    async def save_statuses(self, statuses: Sequence[ReportStatus]) -> Refused: ...
 
 
 class ReportUseCase:
@@ -110,7 +120,8 @@ class ReportUseCase:
 
 
 class SaverUseCase:
-    """Storing received events: one the store could not hold as it is is refused first.
+    """Storing received events, a batch at a time: one the store could not hold as it is is
+    refused first (and so is one the database refuses), the others are stored.
 
     Protobuf decodes almost any bytes as almost any message, so this is also what keeps an
     empty payload, or another message type sent to the topic, from becoming a junk row.
@@ -119,20 +130,46 @@ class SaverUseCase:
     def __init__(self, store: ReportStore) -> None:
         self.store = store
 
-    async def save_report(self, report: Report) -> None:
-        problems = report_event_problems(
-            event_id=report.event_id, user_id=report.user_id, event_name=report.event_name,
-            report_data=report.report_data, create_time_ms=report.create_time_ms,
-        )
-        if problems:
-            raise InvalidReport("; ".join(problems))
-        await self.store.save_report(report)
+    async def save_reports(self, reports: Sequence[Report]) -> Refused:
+        """Store a batch of reports; the refused ones (by the rules or the database) by
+        position."""
+        return await _save_valid(reports, _report_problems, self.store.save_reports)
 
-    async def save_status(self, status: ReportStatus) -> None:
-        problems = status_event_problems(
-            event_id=status.event_id, user_id=status.user_id, status=status.status,
-            create_time_ms=status.create_time_ms,
-        )
+    async def save_statuses(self, statuses: Sequence[ReportStatus]) -> Refused:
+        return await _save_valid(statuses, _status_problems, self.store.save_statuses)
+
+
+def _report_problems(report: Report) -> list[str]:
+    return report_event_problems(
+        event_id=report.event_id, user_id=report.user_id, event_name=report.event_name,
+        report_data=report.report_data, create_time_ms=report.create_time_ms,
+    )
+
+
+def _status_problems(status: ReportStatus) -> list[str]:
+    return status_event_problems(
+        event_id=status.event_id, user_id=status.user_id, status=status.status,
+        create_time_ms=status.create_time_ms,
+    )
+
+
+async def _save_valid(
+    events: Sequence[Event],
+    problems_of: Callable[[Event], list[str]],
+    save: Callable[[Sequence[Event]], Awaitable[Refused]],
+) -> Refused:
+    """Save the events the rules accept; the refused ones, by position in `events`."""
+    refused: Refused = {}
+    valid: list[Event] = []
+    positions: list[int] = []  # of each valid event in `events`
+    for position, event in enumerate(events):
+        problems = problems_of(event)
         if problems:
-            raise InvalidReport("; ".join(problems))
-        await self.store.save_status(status)
+            refused[position] = "; ".join(problems)
+        else:
+            valid.append(event)
+            positions.append(position)
+    if valid:
+        for index, reason in (await save(valid)).items():
+            refused[positions[index]] = reason
+    return refused

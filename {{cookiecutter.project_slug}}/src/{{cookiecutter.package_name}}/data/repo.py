@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from brokerline.sql.batcher import BatchWriter
+from brokerline.sql.batcher import RowBatchWriter
 from brokerline.sql.database import Database
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..biz.report import Report, ReportStatus
-from ..conf import SaverConfig
+from ..biz.report import Refused, Report, ReportStatus
 from .models import AcceptStatus, Base, RealtimeWarehousing
 
 log = logging.getLogger(__name__)
@@ -94,23 +93,20 @@ class AcceptStatusRepo(_EventRepo):
 
 
 class BatchedReportStore:
-    """The saver's store: reports and statuses written in batches, one transaction each.
+    """The saver's store: each batch of reports or statuses is written in one transaction.
 
-    A batch is up to `batch_size` events, or what `batch_delay_ms` gathered: no per-message
-    transaction on the hot path. If the database refuses some rows anyway, the batch is split
-    and only those are rejected (dead-lettered); if it is down, every event of the batch gets
-    a transient error, so the broker holds them until it answers.
+    A batch is what the batch subscriber received (up to `saver.batch_size` events, or what
+    `saver.batch_delay_ms` gathered). If the database refuses some rows, the batch is split
+    and only those are refused (dead-lettered); if it is down, the error is raised, so the
+    broker holds the batch until it answers.
     """
 
-    def __init__(
-        self, reports: RealtimeWarehousingRepo, statuses: AcceptStatusRepo, settings: SaverConfig
-    ) -> None:
-        size, delay = settings.batch_size, settings.batch_delay_ms / 1000
-        self._reports = BatchWriter(reports.save, max_size=size, max_delay=delay)
-        self._statuses = BatchWriter(statuses.save, max_size=size, max_delay=delay)
+    def __init__(self, reports: RealtimeWarehousingRepo, statuses: AcceptStatusRepo) -> None:
+        self._reports = RowBatchWriter(reports.save)
+        self._statuses = RowBatchWriter(statuses.save)
 
-    async def save_report(self, report: Report) -> None:
-        await self._reports.add(report)
+    async def save_reports(self, reports: Sequence[Report]) -> Refused:
+        return await self._reports.write(reports)
 
-    async def save_status(self, status: ReportStatus) -> None:
-        await self._statuses.add(status)
+    async def save_statuses(self, statuses: Sequence[ReportStatus]) -> Refused:
+        return await self._statuses.write(statuses)

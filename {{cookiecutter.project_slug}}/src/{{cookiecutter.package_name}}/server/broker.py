@@ -5,8 +5,10 @@ from __future__ import annotations
 {% if cookiecutter.include_sample -%}
 from dataclasses import replace
 
-{% endif -%}
+from brokerline.core import BatchOptions, Broker
+{%- else -%}
 from brokerline.core import Broker
+{%- endif %}
 from brokerline.factory import subscribe_options, subscription_overrides
 from brokerline.server.broker import BrokerServer
 
@@ -28,17 +30,18 @@ def new_broker_server(broker: Broker, config: AppConfig) -> BrokerServer:
     )
     group = config.broker.group
 {%- if cookiecutter.include_sample %}
-    # The saver batches its writes: one handler in flight per batch slot fills a batch, and
-    # twice that lets the next batch fill while the previous one is being written. Its
-    # inserts are idempotent and order-free, so same-key messages need not wait in line.
-    # Its subscription stays shared (the default): `serve saver --workers N` needs it.
-    saver_options = replace(
-        server.default_options, concurrency=2 * config.saver.batch_size, ordered=False
+    # The saver is a batch subscriber: one handler call and one transaction per batch of up
+    # to saver.batch_size events (or what arrived within saver.batch_delay_ms). Two batches
+    # in flight let the next one be decoded while the previous one is written. Its
+    # subscription stays shared (the default): `serve saver --workers N` needs it.
+    batch = BatchOptions(
+        max_size=config.saver.batch_size, max_wait=config.saver.batch_delay_ms / 1000
     )
-    server.register(config.topics.report, saver.save_event_report, group=group,
-                    options=saver_options)
-    server.register(config.topics.user_report, saver.save_user_report, group=group,
-                    options=saver_options)
+    saver_options = replace(server.default_options, concurrency=2)
+    server.register_batch(config.topics.report, saver.save_event_reports, group=group,
+                          options=saver_options, batch=batch)
+    server.register_batch(config.topics.user_report, saver.save_user_reports, group=group,
+                          options=saver_options, batch=batch)
 {%- else %}
     # server.register("events.something", MyHandler().handle, group=group)
     del group
