@@ -87,3 +87,18 @@ def test_a_missing_ca_file_is_named_before_connecting() -> None:
                   "KAFKA_TLS_CA_FILE": "/nonexistent/ca.pem"})
     with pytest.raises(ConfigError, match=r"broker.kafka.tls.ca_file '/nonexistent/ca.pem'"):
         check_broker_config(cfg.broker)
+
+
+def test_the_test_brokers_cluster_ids_never_look_like_an_option(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kafka-storage's parser takes an id starting with "-" for an option (1 start in 64)."""
+    import uuid
+
+    from brokerline.testing.apache_kafka import kraft
+
+    # the first draw encodes to an id starting with "-" (0xf8 -> "-" in URL-safe base64)
+    draws = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(int=1)])
+    monkeypatch.setattr(kraft.uuid, "uuid4", lambda: next(draws))
+    cluster_id = kraft.random_cluster_id()
+    assert not cluster_id.startswith("-") and len(cluster_id) == 22
