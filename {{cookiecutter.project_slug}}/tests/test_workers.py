@@ -143,10 +143,10 @@ async def join_and_leave_mid_stream(
 
 
 async def post_until(target: str, over: asyncio.Event, minimum: int) -> list[PostResult]:
-    """Rounds of 100 reports (8 at a time, a short pause each) until `over` and `minimum`."""
+    """Rounds of 100 reports (16 at a time, a short pause each) until `over` and `minimum`."""
     rounds: list[PostResult] = []
     while not over.is_set() or sum(len(r.accepted) for r in rounds) < minimum:
-        rounds.append(await post_reports(target, 100, concurrency=8, pause=0.005))
+        rounds.append(await post_reports(target, 100, concurrency=16, pause=0.005))
     return rounds
 
 
