@@ -26,7 +26,7 @@ from brokerline.pulsar import pulsar_lite
 from common import Result
 
 RESULTS = Path(__file__).parent / "results"
-GROUPS = ("core", "jetstream", "pulsar", "saver", "ingest")
+GROUPS = ("core", "jetstream", "pulsar", "saver", "ingest", "kafka")
 
 # (name, case, baseline side, compared side, target ratio, what is compared)
 RATIOS = [
@@ -46,11 +46,18 @@ RATIOS = [
      "framework", 0.9),
     ("Pulsar consume, framework / raw", "Pulsar consume+ack", "raw pulsar-client", "framework",
      0.9),
+    ("Kafka produce, framework / raw", "Kafka produce", "raw aiokafka", "framework", 0.9),
+    ("Kafka consume, framework / raw", "Kafka consume+commit", "raw aiokafka", "framework", 0.9),
+    ("Kafka consume, framework batch / raw", "Kafka consume+commit", "raw aiokafka",
+     "framework (batch)", 0.9),
     ("NATS core e2e, framework / FastStream", "NATS core end to end", "faststream", "framework",
      3.0),
     ("JetStream consume, framework / FastStream", "JetStream consume+ack", "faststream",
      "framework", 1.5),
     ("JetStream publish, framework / FastStream", "JetStream publish", "faststream", "framework",
+     1.5),
+    ("Kafka produce, framework / FastStream", "Kafka produce", "faststream", "framework", 1.5),
+    ("Kafka consume, framework / FastStream", "Kafka consume+commit", "faststream", "framework",
      1.5),
 ]
 
@@ -265,6 +272,13 @@ async def main(args: argparse.Namespace) -> None:
                 lambda c=case: c(pulsar.url, n)
                 for case in (pulsar_cases.pulsar_raw, pulsar_cases.pulsar_framework,
                              pulsar_cases.pulsar_framework_batch)])
+        if "kafka" in args.only:
+            import kafka_cases  # aiokafka and a JVM only where the Kafka group runs
+
+            async with kafka_cases.apache_kafka(notes) as bootstrap:
+                if bootstrap:
+                    results += await rounds(args.repeat, [
+                        lambda c=case: c(bootstrap, n) for case in kafka_cases.CASES])
         if "ingest" in args.only:
             missing = ingest_cases.h2load_missing()
             if missing:

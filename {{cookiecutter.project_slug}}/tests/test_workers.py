@@ -1,5 +1,6 @@
 """`serve --workers 2`: two saver processes in one consumer group store every event once; two
-report processes answer gRPC and HTTP on one port each (SO_REUSEPORT).
+report processes answer gRPC and HTTP on one port each (SO_REUSEPORT); a second saver that
+joins and leaves the group mid-stream leaves every event stored once.
 
 On JetStream (one durable consumer) and on Apache Pulsar (one Shared subscription, the
 session's standalone in a namespace of this test's). Not on pulsar-lite: it refuses a second
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,10 @@ from .processes import (
     PostResult,
     post_reports,
     running_pair,
+    stored_event_ids,
     wait_for_rows,
 )
+from .service_process import Service
 
 SHARED_GROUPS = (["jetstream"] if "jetstream" in known_types() else []) + (
     [APACHE_PULSAR] if "pulsar" in known_types() else []
@@ -49,6 +52,8 @@ pytestmark = [
 ]
 
 COUNT = 400
+#: the rebalance test posts at least this many reports, in rounds, until its phases are over
+MID_STREAM_MINIMUM = 3000
 
 
 @pytest.fixture(params=SHARED_GROUPS)
@@ -73,6 +78,101 @@ def test_two_saver_workers_store_every_event_exactly_once(pair: Pair, tmp_path: 
         text = log_path.read_text(errors="replace")
         assert text.count(":saver stopped") == 2, text[-3000:]
         assert "Traceback" not in text, text[-3000:]
+
+
+def test_a_saver_joining_and_leaving_mid_stream_loses_and_duplicates_nothing(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """Reports flow the whole time; a second `serve saver` joins the group, stores a share (by
+    its own /metrics), and leaves with SIGTERM. Each rebalance hands work over: every accepted
+    report is exactly one row."""
+    pair.start("saver")
+    pair.start("report")
+    metrics = free_port()
+    (tmp_path / "second").mkdir()
+    second = Service("saver", pair.env(OTEL_EXPORTER_PROMETHEUS_PORT=str(metrics)),
+                     tmp_path / "second")
+    try:
+        posts, share = asyncio.run(join_and_leave_mid_stream(pair, second, metrics))
+    finally:
+        if second.alive():
+            second.kill()
+    accepted = [event_id for post in posts for event_id in post.accepted]
+    assert not any(post.refused for post in posts), [post.refused for post in posts]
+    assert len(accepted) >= MID_STREAM_MINIMUM
+    stored = asyncio.run(wait_for_rows(pair.db_url, len(accepted), timeout=60))
+    duplicates = [event_id for event_id, n in Counter(stored).items() if n > 1]
+    assert not duplicates, f"{len(duplicates)} reports stored twice"
+    lost = set(accepted) - set(stored)
+    assert not lost, f"{len(lost)} of {len(accepted)} accepted reports never stored"
+    assert len(stored) == len(accepted)
+    assert share > 0, "the second saver stored nothing while it was in the group"
+    log = second.log()
+    assert ":saver stopped" in log and "Traceback" not in log, log[-3000:]
+
+
+async def join_and_leave_mid_stream(
+    pair: Pair, second: Service, metrics_port: int
+) -> tuple[list[PostResult], int]:
+    """Post in rounds throughout; meanwhile: the first saver alone, `second` joins and
+    stores some, `second` leaves, the first saver alone again. Returns every round's result
+    and the reports `second` acked (stored) before it left."""
+    over = asyncio.Event()
+    posting = asyncio.create_task(post_until(pair.grpc_address, over, MID_STREAM_MINIMUM))
+
+    def rows_beyond(count: int) -> Callable[[], Awaitable[bool]]:
+        async def enough() -> bool:
+            return len(await stored_event_ids(pair.db_url)) > count
+        return enough
+
+    try:
+        await until("rows from the first saver", rows_beyond(200), posting)
+        second.start()
+
+        async def second_stored_some() -> bool:
+            return (await asyncio.to_thread(acked, metrics_port)) >= 200
+
+        await until("a share for the second saver", second_stored_some, posting)
+        share = await asyncio.to_thread(acked, metrics_port)
+        assert await asyncio.to_thread(second.terminate, 30) == 0, second.log()[-3000:]
+        left_at = len(await stored_event_ids(pair.db_url))
+        await until("rows after the second saver left", rows_beyond(left_at + 200), posting)
+    finally:
+        over.set()
+    return await posting, share
+
+
+async def post_until(target: str, over: asyncio.Event, minimum: int) -> list[PostResult]:
+    """Rounds of 100 reports (16 at a time, a short pause each) until `over` and `minimum`."""
+    rounds: list[PostResult] = []
+    while not over.is_set() or sum(len(r.accepted) for r in rounds) < minimum:
+        rounds.append(await post_reports(target, 100, concurrency=16, pause=0.005))
+    return rounds
+
+
+async def until(
+    what: str, check: Callable[[], Awaitable[bool]], posting: asyncio.Task[list[PostResult]],
+    timeout: float = 30,
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if posting.done():
+            posting.result()  # its error, if it failed
+        assert loop.time() < deadline, f"no {what} within {timeout:.0f}s"
+        await asyncio.sleep(0.2)
+
+
+def acked(metrics_port: int) -> int:
+    """Deliveries a saver acked (after storing them), from its /metrics; 0 before it serves."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    except OSError:
+        return 0
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("messaging_client_acked_messages_total")))
 
 
 def test_a_worker_killed_stops_the_group_instead_of_running_one_short(
@@ -123,7 +223,7 @@ def test_two_report_workers_answer_grpc_and_http_on_one_port_each(
             assert len(accepted) == 8 * 40 + 8 * 20, [r.refused for r in grpc_posts]
             stored = asyncio.run(wait_for_rows(pair.db_url, len(accepted), timeout=60))
             assert sorted(stored) == sorted(accepted)  # each once
-            sent = [published(metrics + index) for index in range(2)]
+            sent = [published(metrics + index, pair.report_topic) for index in range(2)]
             assert all(sent) and sum(sent) == len(accepted), f"reports per worker: {sent}"
             workers.send_signal(signal.SIGTERM)
             assert workers.wait(60) == 0, log_path.read_text(errors="replace")[-3000:]
@@ -157,14 +257,14 @@ def post_http_on_many_connections(address: str) -> list[str]:
     return [i for ids in asyncio.run(clients()) for i in ids]
 
 
-def published(metrics_port: int) -> int:
+def published(metrics_port: int, topic: str) -> int:
     """Reports a worker published to the saver's topic, from its own /metrics."""
     conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
     return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("messaging_client_sent_messages_total")
-                   and f'messaging_destination_name="{REPORT_TOPIC}"' in line))
+                   and f'messaging_destination_name="{topic}"' in line))
 
 
 def two_free_ports() -> int:
