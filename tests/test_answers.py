@@ -8,6 +8,8 @@ import pytest
 
 from .conftest import generate
 
+EMPTY_BROKERS = "brokers is empty; choose at least one of pulsar, nats, jetstream, kafka"
+
 
 @pytest.mark.parametrize(
     ("answers", "message"),
@@ -18,8 +20,8 @@ from .conftest import generate
         ({"project_slug": "My Service"}, "project_slug 'My Service' is not a valid slug"),
         ({"brokers": "pulsar,rabbitmq"}, "brokers has unknown broker(s) 'rabbitmq'"),
         ({"brokers": "nats,nats"}, "names a broker twice"),
-        ({"brokers": ""}, "brokers is empty; choose at least one of pulsar, nats, jetstream, kafka"),
-        ({"brokers": " , "}, "brokers is empty; choose at least one of pulsar, nats, jetstream, kafka"),
+        ({"brokers": ""}, EMPTY_BROKERS),
+        ({"brokers": " , "}, EMPTY_BROKERS),
         # the templates drop spaces only: any other blank would reach them as part of a name
         ({"brokers": "\tnats"}, "brokers has unknown broker(s) '\\tnats'"),
         ({"python_version": "3.9"}, "python_version '3.9' is not supported"),

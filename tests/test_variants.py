@@ -1,13 +1,14 @@
 """Every generated variant holds only code it uses, and every module of it imports.
 
-For each broker choice (each one, each pair, all three; Kafka alone and with all), with and without the sample: generate
-the project, import every module of `src/<package>/` with the default project's venv (it has
-every option's dependencies, so no install of its own), and walk the imports from the entry
-points: a file none of them reaches is dead code that pruning left behind. A helper module in
-`tests/` that no test imports is dead the same way. Only the service's own modules are walked:
-the framework and the broker plugins are the brokerline library's, chosen by its extras and
-tested by its own suite. The compose file of every variant depends only on services it
-defines. The prune table of the post-generation hook must name only files the template has.
+For each broker choice (each one, each pair, all three; Kafka alone and with all), with and
+without the sample: generate the project, import every module of `src/<package>/` with the
+default project's venv (it has every option's dependencies, so no install of its own), and
+walk the imports from the entry points: a file none of them reaches is dead code that pruning
+left behind. A helper module in `tests/` that no test imports is dead the same way. Only the
+service's own modules are walked: the framework and the broker plugins are the brokerline
+library's, chosen by its extras and tested by its own suite. The compose file of every variant
+depends only on services it defines. The prune table of the post-generation hook must name
+only files the template has.
 """
 
 from __future__ import annotations
