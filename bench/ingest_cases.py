@@ -61,7 +61,7 @@ def bodies(work: Path) -> tuple[Path, Path]:
 
 def h2load(url: str, body: Path, load: list[str], seconds: float, headers: list[str]) -> dict:
     """Run h2load for `seconds` (after a 1 s warm-up); its counts, rate and CPU per request."""
-    argv = ["h2load", "-t", "1", *load, "-D", str(seconds), "--warm-up-time", "1",
+    argv = ["h2load", "-t", "1", *load, "-D", str(max(1, round(seconds))), "--warm-up-time", "1",
             "-d", str(body), *(arg for h in headers for arg in ("-H", h)), url]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)

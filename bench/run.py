@@ -285,8 +285,13 @@ async def main(args: argparse.Namespace) -> None:
                 notes.append(missing)
                 print(missing, flush=True)
             else:
-                results += await rounds(args.repeat, [
-                    lambda c=ingest_cases.ingest: c(nats.url, args.project, args.ingest_seconds)])
+                try:
+                    results += await rounds(args.repeat, [
+                        lambda c=ingest_cases.ingest: c(nats.url, args.project,
+                                                        args.ingest_seconds)])
+                except RuntimeError as exc:  # the load generator failed: say so, go on
+                    notes.append(f"ingest skipped: {exc}".splitlines()[0])
+                    print(exc, flush=True)
         if "saver" not in args.only:
             return await report(results, notes, meta_for(started, n, rate), args)
         databases = [("SQLite", f"sqlite+aiosqlite:///{args.workdir}/bench.db")]
