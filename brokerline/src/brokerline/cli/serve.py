@@ -102,21 +102,23 @@ def serve_workers(
             f"{exclusive[0]} is exclusive (the broker refuses a second consumer); set it to "
             "shared, key_shared or failover (a hot standby), or run one worker"
         )
-    reserved = [_reserve(config, section) for section in listens]
+    listening: dict[str, tuple[str, socket.socket]] = {}
     try:
-        return _supervise(package, config_path, role, workers, config, dict(reserved))
+        for section in listens:  # one at a time: those reserved before a failure are closed
+            listening[section] = _reserve(config, section)
+        return _supervise(package, config_path, role, workers, config, listening)
     finally:
-        for _, (_address, sock) in reserved:
+        for _address, sock in listening.values():
             sock.close()
 
 
-def _reserve(config: ServiceConfig, section: str) -> tuple[str, tuple[str, socket.socket]]:
-    """The section's port held (not listening) for the workers, and its concrete address."""
+def _reserve(config: ServiceConfig, section: str) -> tuple[str, socket.socket]:
+    """The section's concrete address, and its port held (not listening) for the workers."""
     address = getattr(config, section).address
     what, setting = LISTENERS.get(section, (section, f"{section}.address"))
     sock = reserve(address, what, setting)
     host = address.rpartition(":")[0]
-    return section, (f"{host}:{sock.getsockname()[1]}", sock)
+    return f"{host}:{sock.getsockname()[1]}", sock
 
 
 def _supervise(
