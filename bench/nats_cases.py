@@ -1,12 +1,18 @@
-"""NATS core and JetStream: raw nats-py, this framework and FastStream, side by side."""
+"""NATS core and JetStream: raw nats-py, this framework and FastStream, side by side.
+
+Only single-handler names of brokerline at import time: the before/after group runs these
+framework cases against the library from before the batch subscribers (batch_cases.py has
+the framework's batch sides).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
-from brokerline import BatchContext, BatchOptions, MessageContext, SubscribeOptions
+from brokerline import MessageContext, SubscribeOptions, Subscription
 from brokerline.jetstream import JetStreamBroker, StreamSettings
 from brokerline.nats import NatsBroker, NatsSettings
 from common import (
@@ -16,7 +22,6 @@ from common import (
     Result,
     Sink,
     Timed,
-    framework_consume,
     framework_produce_consume,
     make_reports,
     paced,
@@ -27,10 +32,7 @@ from nats.js.api import ConsumerConfig
 WINDOW = 256  # JetStream publishes awaited together (FastStream)
 FETCH = 64  # JetStream pull batch (raw), the framework's concurrency, FastStream's batch_size
 STREAM = "BENCH"
-#: the framework's batch subscribers: a batch per publish_batch chunk; a partial batch waits
-#: at most 2 ms for more (this bounds the latency a batch adds at low rates)
-CORE_BATCH = BatchOptions(max_size=CHUNK, max_wait=0.002)
-JS_BATCH = BatchOptions(max_size=256, max_wait=0.002)
+JS_BATCH_SIZE = 256  # the JetStream batch sides' batch size: the framework's and FastStream's
 
 
 def settings(url: str) -> NatsSettings:
@@ -86,40 +88,29 @@ async def core_raw(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
 
 
 async def core_framework(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
-    return await _core_framework(url, n, rate, lat_n, None)
+    async def subscribe(broker: NatsBroker, subject: str, sink: Sink) -> Subscription:
+        async def handler(msg: Report, ctx: MessageContext) -> None:
+            sink.hit(msg)
+
+        return await broker.subscribe(subject, handler, options=SubscribeOptions())
+
+    return await core_framework_side(url, n, rate, lat_n, "framework", "fw", subscribe)
 
 
-async def core_framework_batch(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
-    return await _core_framework(url, n, rate, lat_n, CORE_BATCH)
-
-
-async def _core_framework(
-    url: str, n: int, rate: float, lat_n: int, batch: BatchOptions | None
+async def core_framework_side(
+    url: str, n: int, rate: float, lat_n: int, side: str, tag: str,
+    subscribe: Callable[[NatsBroker, str, Sink], Awaitable[Subscription]], lat_note: str = "",
 ) -> list[Result]:
-    """Single handlers, or (batch) one handler call per batch of up to CHUNK messages."""
+    """A framework side: `subscribe` makes its subscription (a single or a batch handler)."""
     broker = NatsBroker(settings(url))
     await broker.connect()
-    side = "framework" if batch is None else "framework (batch)"
     out = []
     try:
         for phase in ("tput", "lat"):
             count = n if phase == "tput" else lat_n
             sink = Sink(count)
-
-            async def handler(msg: Report, ctx: MessageContext, sink: Sink = sink) -> None:
-                sink.hit(msg)
-
-            async def batch_handler(
-                msgs: list[Report], ctx: BatchContext, sink: Sink = sink
-            ) -> None:
-                for msg in msgs:
-                    sink.hit(msg)
-
-            subject = f"bench.core.{'fw' if batch is None else 'fwb'}.{phase}"
-            if batch is None:
-                sub = await broker.subscribe(subject, handler, options=SubscribeOptions())
-            else:
-                sub = await broker.subscribe_batch(subject, batch_handler, batch=batch)
+            subject = f"bench.core.{tag}.{phase}"
+            sub = await subscribe(broker, subject, sink)
             if phase == "tput":
                 reports = make_reports(n)
                 with Timed() as t:
@@ -130,9 +121,7 @@ async def _core_framework(
             else:
                 await paced(rate, count, lambda r, s=subject: broker.publish(s, r))
                 await sink.wait(TIMEOUT)
-                note = "publish() waits for the server's flush"
-                if batch is not None:
-                    note += f"; a partial batch waits up to {batch.max_wait * 1000:g} ms"
+                note = "publish() waits for the server's flush" + lat_note
                 out.append(latency_result("NATS core latency", side, sink, note))
             await sub.close(5)
     finally:
@@ -274,19 +263,6 @@ async def js_framework(url: str, n: int, rate: float, lat_n: int) -> list[Result
     return out
 
 
-async def js_framework_batch(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
-    """A batch subscriber reading what the pull requests brought, one call per batch."""
-    subject = "bench.js.fwb.tput"
-    await preload(url, subject, n)
-    broker = JetStreamBroker(settings(url))
-    await broker.connect()
-    try:
-        return [await framework_consume(broker, subject, n, SubscribeOptions(),
-                                        "JetStream consume+ack", JS_BATCH)]
-    finally:
-        await broker.close(5)
-
-
 async def faststream_consume(
     url: str, subject: str, n: int, durable: str, pull_sub: Any, batch: bool
 ) -> Timed:
@@ -322,10 +298,10 @@ async def js_faststream_batch(url: str, n: int, rate: float, lat_n: int) -> list
 
     subject = "bench.js.fsb.tput"
     await preload(url, subject, n)
-    pull = PullSub(batch_size=JS_BATCH.max_size, timeout=0.1, batch=True)
+    pull = PullSub(batch_size=JS_BATCH_SIZE, timeout=0.1, batch=True)
     t = await faststream_consume(url, subject, n, "fs-batch", pull, batch=True)
     return [Result("JetStream consume+ack", "faststream (batch)", t.rate(n),
-                   note=f"PullSub(batch_size={JS_BATCH.max_size}, timeout=0.1, batch=True)",
+                   note=f"PullSub(batch_size={JS_BATCH_SIZE}, timeout=0.1, batch=True)",
                    cpu_us=t.cpu_us(n))]
 
 

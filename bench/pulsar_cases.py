@@ -1,4 +1,8 @@
-"""Pulsar over pulsar-lite: raw pulsar-client vs this framework (batched produce, consume+ack)."""
+"""Pulsar over pulsar-lite: raw pulsar-client vs this framework (batched produce, consume+ack).
+
+Only single-handler names of brokerline at import time (see nats_cases.py); the framework's
+batch side is in batch_cases.py.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,12 @@ import time
 import uuid
 
 import pulsar
-from brokerline import BatchOptions, SubscribeOptions
+from brokerline import SubscribeOptions
 from brokerline.pulsar import PulsarBroker, PulsarSettings
 from common import (
     TIMEOUT,
     Report,
     Result,
-    framework_consume,
     framework_produce_consume,
     make_reports,
     process_cpu,
@@ -21,8 +24,6 @@ from common import (
 )
 
 CONCURRENCY = 64  # framework handlers in flight; the raw consumer's receiver queue matches
-#: the framework's batch subscriber: one handler call per batch taken from the prefetch queue
-BATCH = BatchOptions(max_size=256, max_wait=0.002)
 
 
 def full(topic: str) -> str:
@@ -103,21 +104,5 @@ async def pulsar_framework(url: str, n: int) -> list[Result]:
         return await framework_produce_consume(
             broker, topic, n, SubscribeOptions(concurrency=CONCURRENCY, ordered=False),
             "Pulsar produce (batching)", "Pulsar consume+ack")
-    finally:
-        await broker.close(5)
-
-
-
-async def pulsar_framework_batch(url: str, n: int) -> list[Result]:
-    """A batch subscriber: batches of up to 256 from the client's receiver queue."""
-    broker = PulsarBroker(PulsarSettings(service_urls=[url], delayed_delivery="off"))
-    await broker.connect()
-    topic = f"bench-fwb-{uuid.uuid4().hex[:6]}"
-    try:
-        reports = make_reports(n)
-        for i in range(0, n, 500):  # untimed: the produce figure is the single case's
-            await broker.publish_batch(topic, reports[i:i + 500])
-        return [await framework_consume(broker, topic, n, SubscribeOptions(),
-                                        "Pulsar consume+ack", BATCH)]
     finally:
         await broker.close(5)

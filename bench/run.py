@@ -17,6 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import batch_cases
+import before_after
 import ingest_cases
 import nats_cases
 import pulsar_cases
@@ -26,7 +28,7 @@ from brokerline.pulsar import pulsar_lite
 from common import Result
 
 RESULTS = Path(__file__).parent / "results"
-GROUPS = ("core", "jetstream", "pulsar", "saver", "ingest", "kafka")
+GROUPS = ("core", "jetstream", "pulsar", "before-after", "saver", "ingest", "kafka")
 
 # (name, case, baseline side, compared side, target ratio, what is compared)
 RATIOS = [
@@ -153,23 +155,6 @@ def cpu_rows(results: list[Result]) -> list[str]:
     return lines
 
 
-def before_after(results: list[Result], previous: list[dict]) -> list[str]:
-    """Single-handler framework rows of the committed run (before) against this run."""
-    if not previous:
-        return []
-    lines = ["", "| single handlers (framework side) | before: committed run, msgs/s | "
-             "this run, msgs/s | this / before |", "|---|---:|---:|---:|"]
-    for r in results:
-        if r.side != "framework" or not r.msgs_per_s:
-            continue
-        old = next((p for p in previous if p["case"] == r.case and p["side"] == r.side
-                    and p.get("msgs_per_s")), None)
-        if old:
-            lines.append(f"| {r.case} | {fmt(old['msgs_per_s'])} | {fmt(r.msgs_per_s)} | "
-                         f"{r.msgs_per_s / old['msgs_per_s']:.2f}x |")
-    return lines
-
-
 def ratio(name: str, value: float, target: float | None) -> dict:
     row = {"ratio": name, "value": round(value, 3), "target": target}
     if target is not None:
@@ -183,7 +168,7 @@ def fmt(x: float | None, digits: int = 0) -> str:
 
 
 def markdown(results: list[Result], ratios: list[dict], meta: dict,
-             previous: list[dict] | None = None) -> str:
+             single_before_after: dict | None = None) -> str:
     lines = ["# Benchmark results", "",
              (f"Machine: {meta['nproc']} CPU(s), {meta['cpu']}, Python {meta['python']} "
               f"({meta['platform']}). Run: {meta['when']}, {meta['seconds']:.0f} s; "
@@ -200,7 +185,7 @@ def markdown(results: list[Result], ratios: list[dict], meta: dict,
         target = "" if row["target"] is None else f">= {row['target']}x"
         lines.append(f"| {row['ratio']} | {row['value']:.2f}x | {target} | {met} |")
     lines += cpu_rows(results)
-    lines += before_after(results, previous or [])
+    lines += before_after.markdown(single_before_after or {})
     for note in meta.get("notes", []):
         lines.append(f"\n- {note}")
     return "\n".join(lines) + "\n"
@@ -252,6 +237,7 @@ async def main(args: argparse.Namespace) -> None:
     n, rate, lat_n = args.messages, args.rate, int(args.rate * args.latency_seconds)
     results: list[Result] = []
     notes: list[str] = []
+    comparison: dict = {}
     nats = nats_server().start()
     pulsar = pulsar_lite().start()
     try:
@@ -259,19 +245,22 @@ async def main(args: argparse.Namespace) -> None:
             results += await rounds(args.repeat, [
                 lambda c=case: c(nats.url, n, rate, lat_n)
                 for case in (nats_cases.core_raw, nats_cases.core_framework,
-                             nats_cases.core_framework_batch, nats_cases.core_faststream)])
+                             batch_cases.core_framework_batch, nats_cases.core_faststream)])
         await nats_cases.ensure_stream(nats.url)
         if "jetstream" in args.only:
             results += await rounds(args.repeat, [
                 lambda c=case: c(nats.url, n, rate / 2, lat_n // 2)
                 for case in (nats_cases.js_raw, nats_cases.js_framework,
-                             nats_cases.js_framework_batch, nats_cases.js_faststream,
+                             batch_cases.js_framework_batch, nats_cases.js_faststream,
                              nats_cases.js_faststream_batch)])
         if "pulsar" in args.only:
             results += await rounds(args.repeat, [
                 lambda c=case: c(pulsar.url, n)
                 for case in (pulsar_cases.pulsar_raw, pulsar_cases.pulsar_framework,
-                             pulsar_cases.pulsar_framework_batch)])
+                             batch_cases.pulsar_framework_batch)])
+        if args.libraries:
+            comparison = await before_after.measure(args.libraries, args.repeat, nats.url,
+                                                    pulsar.url, n, rate, lat_n)
         if "kafka" in args.only:
             import kafka_cases  # aiokafka and a JVM only where the Kafka group runs
 
@@ -293,7 +282,7 @@ async def main(args: argparse.Namespace) -> None:
                     notes.append(f"ingest skipped: {exc}".splitlines()[0])
                     print(exc, flush=True)
         if "saver" not in args.only:
-            return await report(results, notes, meta_for(started, n, rate), args)
+            return await report(results, notes, meta_for(started, n, rate), args, comparison)
         databases = [("SQLite", f"sqlite+aiosqlite:///{args.workdir}/bench.db")]
         reason = await saver_cases.pg_reachable()
         if reason:
@@ -317,7 +306,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         nats.cleanup()
         pulsar.cleanup()
-    await report(results, notes, meta_for(started, n, rate), args)
+    await report(results, notes, meta_for(started, n, rate), args, comparison)
 
 
 def meta_for(started: float, n: int, rate: float) -> dict:
@@ -326,15 +315,12 @@ def meta_for(started: float, n: int, rate: float) -> dict:
 
 
 async def report(results: list[Result], notes: list[str], meta: dict,
-                 args: argparse.Namespace) -> None:
+                 args: argparse.Namespace, comparison: dict) -> None:
     """Print the table; write bench/results/ only for a full run (the committed figures)."""
     raw_consume = find(results, "JetStream consume+ack", "raw nats-py")
     ratios = ratio_rows(results, raw_consume.msgs_per_s if raw_consume else None)
     meta = {**meta, "seconds": time.time() - meta.pop("started"), "notes": notes}
-    previous_file = RESULTS / "results.json"
-    previous = (json.loads(previous_file.read_text())["results"]
-                if previous_file.exists() else [])
-    text = markdown(results, ratios, meta, previous)
+    text = markdown(results, ratios, meta, comparison)
     print(text)
     if set(args.only) != set(GROUPS):
         print("partial run (--only): bench/results/ left as it was")
@@ -342,7 +328,8 @@ async def report(results: list[Result], notes: list[str], meta: dict,
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "results.md").write_text(text)
     (RESULTS / "results.json").write_text(json.dumps(
-        {"machine": meta, "results": [asdict(r) for r in results], "ratios": ratios}, indent=2))
+        {"machine": meta, "results": [asdict(r) for r in results], "ratios": ratios,
+         "single_handlers_before_after": comparison}, indent=2))
     chart(results, RESULTS / "results.png")
     print(f"wrote {RESULTS}/results.md, results.json, results.png")
 
@@ -361,9 +348,19 @@ if __name__ == "__main__":
                    help="rounds of each broker pair; the median is reported")
     p.add_argument("--drain-workers", type=int, nargs="+", default=[1, 2, 4],
                    help="the saver drain's worker counts")
+    p.add_argument("--baseline", default=before_after.DEFAULT_BASELINE,
+                   help="before-after: the git revision of the library to compare with the "
+                        "working tree's (default: %(default)s, before the batch subscribers)")
     p.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS),
                    help="run only these groups (the results files are then not written)")
     args = p.parse_args()
     args.workdir = args.workdir.resolve()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    args.libraries = None
+    if "before-after" in args.only:  # a bad --baseline stops the run before any broker starts
+        try:
+            args.libraries = before_after.libraries(args.baseline, args.workdir)
+        except before_after.BeforeAfterError as exc:
+            print(f"before-after: {exc}", file=sys.stderr)
+            sys.exit(2)
     asyncio.run(main(args))

@@ -3,6 +3,11 @@
 The saver is the generated service's: a batch subscriber (one handler call and one
 transaction per batch of up to `saver.batch_size` events). Its CPU per message is read from
 /proc for the saver's processes (the supervisor and its workers) over the timed part.
+
+Every case starts from an empty stream with no consumers (`empty_stream`): the service's
+stream (its default config: EVENTS on events.>) also holds what the ingest group posted and
+what an earlier saver case left, and the saver's durable would resume or replay it. A case
+whose stored rows differ from what it posted reports no rate, only FAILED and the counts.
 """
 
 from __future__ import annotations
@@ -14,18 +19,33 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 from brokerline.core.embedded import free_port, wait_for_port
 from common import Result, Timed, throughput
 from report_pipeline.cli.sample_client import post_reports
+from report_pipeline.conf import TopicsConfig
 from report_pipeline.data.models import Base, RealtimeWarehousing
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
+from streams import empty_stream, stream_messages
 
 BATCH = 256  # the saver's default batch_size
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+REPORT_TOPIC = TopicsConfig().report  # the topic the saver stores rows from
+SETTLE = 0.5  # seconds to wait after the last expected row, to catch rows beyond it
+
+
+def checked(result: Result, stored: int, expected: int, what: str) -> Result:
+    """The result, or, if the rows stored are not the rows expected, one without a rate."""
+    if stored == expected:
+        return result
+    failure = f"FAILED: stored {stored} rows of {expected} {what}; no rate"
+    print(f"{result.case}, {result.side}: {failure}", flush=True)
+    return Result(result.case, result.side, None, note=failure + (
+        f"; {result.note}" if result.note else ""))
 
 
 async def pg_reachable() -> str | None:
@@ -128,6 +148,7 @@ async def saver_end_to_end(
 ) -> tuple[Result, float]:
     """Post n reports over gRPC to `serve report`; time until the saver(s) stored them all."""
     await reset_tables(db_url)
+    await empty_stream(nats_url, REPORT_TOPIC)
     work = Path(tempfile.mkdtemp(prefix="bench-saver-"))
     grpc_address = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "BROKER_TYPE": "jetstream", "BROKER_ADDRESS": nats_url,
@@ -159,12 +180,13 @@ async def saver_end_to_end(
                 break
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - t0
+        await asyncio.sleep(SETTLE)
+        stored = await count_rows(db_url)
         note = f"gRPC posting alone {ok / posted:,.0f}/s; idle RSS {idle_rss:.0f} MB"
-        if stored != n:
-            note += f"; stored {stored} of {n} (posted ok {ok})"
         side = f"saver, {workers} worker{'s' if workers > 1 else ''}"
-        return Result(f"saver vs insert ({label})", side, throughput(stored, elapsed),
-                      note=note), idle_rss
+        result = Result(f"saver vs insert ({label})", side, throughput(stored, elapsed),
+                        note=note)
+        return checked(result, stored, n, f"posted ({ok} accepted over gRPC)"), idle_rss
     finally:
         for p in procs:
             if p.poll() is None:
@@ -189,19 +211,24 @@ async def saver_drain(
     from report_pipeline.api.events.v1.events_pb2 import RealTimeWarehousingData
 
     await reset_tables(db_url)
+    await empty_stream(nats_url, REPORT_TOPIC)
     publisher = JetStreamBroker(NatsSettings(servers=[nats_url]))
     await publisher.connect()
+    run = uuid.uuid4().hex[:8]  # ids of this case only
     try:
         now_ms = int(time.time() * 1000)
         for start in range(0, n, 1000):
-            await publisher.publish_batch("events.realtime-warehousing", [
-                RealTimeWarehousingData(event_id=f"drain-{label}-{i}", user_id=f"u{i % 97}",
+            await publisher.publish_batch(REPORT_TOPIC, [
+                RealTimeWarehousingData(event_id=f"drain-{run}-{i}", user_id=f"u{i % 97}",
                                         event_name="bench", report_data='{"page": 1}',
                                         create_time_ms=now_ms)
                 for i in range(start, min(start + 1000, n))
             ])
     finally:
         await publisher.close(timeout=10)
+    on_stream = await stream_messages(nats_url, REPORT_TOPIC)
+    if on_stream != n:
+        raise RuntimeError(f"the stream holds {on_stream} events, not the {n} just published")
     work = Path(tempfile.mkdtemp(prefix="bench-drain-"))
     env = {**os.environ, "BROKER_TYPE": "jetstream", "BROKER_ADDRESS": nats_url,
            "DATABASE_URL": db_url, "LOG_LEVEL": "INFO"}
@@ -226,6 +253,8 @@ async def saver_drain(
             await asyncio.sleep(0.05)
             stored = await count_rows(db_url)
         elapsed, cpu = time.perf_counter() - t0, tree_cpu(saver.pid) - cpu0
+        await asyncio.sleep(SETTLE)
+        stored = await count_rows(db_url)
     finally:
         saver.send_signal(signal.SIGTERM)
         try:
@@ -233,9 +262,8 @@ async def saver_drain(
         except subprocess.TimeoutExpired:
             saver.kill()
     timed = stored - before
-    note = "" if stored == n else f"stored {stored} of {n}"
-    if before:
-        note = f"{before} stored before the last worker started; " + note
+    note = f"{before} stored before the last worker started" if before else ""
     side = f"saver drain, {workers} worker{'s' if workers > 1 else ''}"
-    return Result(f"saver vs insert ({label})", side, throughput(timed, elapsed),
-                  note=note.rstrip("; "), cpu_us=cpu / timed * 1e6 if timed > 0 else None)
+    result = Result(f"saver vs insert ({label})", side, throughput(timed, elapsed), note=note,
+                    cpu_us=cpu / timed * 1e6 if timed > 0 else None)
+    return checked(result, stored, n, "published")

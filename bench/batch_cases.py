@@ -1,0 +1,65 @@
+"""The framework's batch sides (subscribe_batch) of the NATS core, JetStream and Pulsar pairs.
+
+Apart from nats_cases.py and pulsar_cases.py so that those import nothing the library before
+the batch subscribers lacks (the before/after group runs their single-handler cases on it).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from brokerline import BatchContext, BatchOptions, SubscribeOptions, Subscription
+from brokerline.jetstream import JetStreamBroker
+from brokerline.nats import NatsBroker
+from brokerline.pulsar import PulsarBroker, PulsarSettings
+from common import CHUNK, Report, Result, Sink, framework_consume, make_reports
+from nats_cases import JS_BATCH_SIZE, core_framework_side, preload, settings
+
+#: a batch per publish_batch chunk; a partial batch waits at most 2 ms for more (this bounds
+#: the latency a batch adds at low rates)
+CORE_BATCH = BatchOptions(max_size=CHUNK, max_wait=0.002)
+JS_BATCH = BatchOptions(max_size=JS_BATCH_SIZE, max_wait=0.002)
+#: one handler call per batch taken from the Pulsar client's prefetch queue
+PULSAR_BATCH = BatchOptions(max_size=256, max_wait=0.002)
+
+
+async def core_framework_batch(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
+    """One handler call per batch of up to CHUNK messages, filled from the delivery callback."""
+    async def subscribe(broker: NatsBroker, subject: str, sink: Sink) -> Subscription:
+        async def batch_handler(msgs: list[Report], ctx: BatchContext) -> None:
+            for msg in msgs:
+                sink.hit(msg)
+
+        return await broker.subscribe_batch(subject, batch_handler, batch=CORE_BATCH)
+
+    note = f"; a partial batch waits up to {CORE_BATCH.max_wait * 1000:g} ms"
+    return await core_framework_side(url, n, rate, lat_n, "framework (batch)", "fwb",
+                                     subscribe, note)
+
+
+async def js_framework_batch(url: str, n: int, rate: float, lat_n: int) -> list[Result]:
+    """A batch subscriber reading what the pull requests brought, one call per batch."""
+    subject = "bench.js.fwb.tput"
+    await preload(url, subject, n)
+    broker = JetStreamBroker(settings(url))
+    await broker.connect()
+    try:
+        return [await framework_consume(broker, subject, n, SubscribeOptions(),
+                                        "JetStream consume+ack", JS_BATCH)]
+    finally:
+        await broker.close(5)
+
+
+async def pulsar_framework_batch(url: str, n: int) -> list[Result]:
+    """A batch subscriber: batches of up to 256 from the client's receiver queue."""
+    broker = PulsarBroker(PulsarSettings(service_urls=[url], delayed_delivery="off"))
+    await broker.connect()
+    topic = f"bench-fwb-{uuid.uuid4().hex[:6]}"
+    try:
+        reports = make_reports(n)
+        for i in range(0, n, 500):  # untimed: the produce figure is the single case's
+            await broker.publish_batch(topic, reports[i:i + 500])
+        return [await framework_consume(broker, topic, n, SubscribeOptions(),
+                                        "Pulsar consume+ack", PULSAR_BATCH)]
+    finally:
+        await broker.close(5)
