@@ -76,6 +76,12 @@ def find(results: list[Result], case: str, side: str) -> Result | None:
     return next((r for r in results if r.case == case and r.side == side), None)
 
 
+def rate_of(results: list[Result], case: str, side: str) -> float | None:
+    """The row's msgs/s; None if there is no such row or it has no rate (e.g. FAILED)."""
+    found = find(results, case, side)
+    return found.msgs_per_s if found else None
+
+
 def ratio_rows(results: list[Result], raw_js_consume: float | None) -> list[dict]:
     rows = []
     for name, case, base, other, target in RATIOS:
@@ -98,29 +104,22 @@ def ratio_rows(results: list[Result], raw_js_consume: float | None) -> list[dict
                               two.msgs_per_s / one.msgs_per_s, None))
     for label in ("SQLite", "PostgreSQL"):
         case = f"saver vs insert ({label})"
-        insert = find(results, case, "raw SQLAlchemy insert")
-        drain_four = find(results, case, "saver drain, 4 workers")
-        one = find(results, case, "saver, 1 worker")
-        two = find(results, case, "saver, 2 workers")
-        drain = find(results, case, "saver drain, 1 worker")
-        if insert and drain and raw_js_consume:
-            slower = min(insert.msgs_per_s or 0, raw_js_consume)
-            rows.append(ratio(f"saver drain ({label}) / slower raw stage",
-                              drain.msgs_per_s / slower, 0.8))
-        if insert and one and raw_js_consume:
-            slower = min(insert.msgs_per_s or 0, raw_js_consume)
-            rows.append(ratio(f"saver e2e ({label}) / slower raw stage", one.msgs_per_s / slower,
-                              0.8))
+        insert, one, two, drain, drain_two, drain_four = (rate_of(results, case, side) for side in (
+            "raw SQLAlchemy insert", "saver, 1 worker", "saver, 2 workers",
+            "saver drain, 1 worker", "saver drain, 2 workers", "saver drain, 4 workers"))
+        slower = min(insert, raw_js_consume) if insert and raw_js_consume else None
+        if slower and drain:
+            rows.append(ratio(f"saver drain ({label}) / slower raw stage", drain / slower, 0.8))
+        if slower and one:
+            rows.append(ratio(f"saver e2e ({label}) / slower raw stage", one / slower, 0.8))
         if one and two:
-            rows.append(ratio(f"saver e2e 2 workers / 1 worker ({label})",
-                              two.msgs_per_s / one.msgs_per_s, None))
-        drain_two = find(results, case, "saver drain, 2 workers")
+            rows.append(ratio(f"saver e2e 2 workers / 1 worker ({label})", two / one, None))
         if drain and drain_two:
-            rows.append(ratio(f"saver drain 2 workers / 1 worker ({label})",
-                              drain_two.msgs_per_s / drain.msgs_per_s, None))
+            rows.append(ratio(f"saver drain 2 workers / 1 worker ({label})", drain_two / drain,
+                              None))
         if drain and drain_four:
-            rows.append(ratio(f"saver drain 4 workers / 1 worker ({label})",
-                              drain_four.msgs_per_s / drain.msgs_per_s, None))
+            rows.append(ratio(f"saver drain 4 workers / 1 worker ({label})", drain_four / drain,
+                              None))
     return rows
 
 
@@ -149,7 +148,7 @@ def cpu_rows(results: list[Result]) -> list[str]:
         if raw_consume and raw_consume.cpu_us and insert.cpu_us:
             raw_cpu = raw_consume.cpu_us + insert.cpu_us
         workers = ", ".join(f"{fmt(d.cpu_us, 1)} ({w} worker{'s' if w > 1 else ''})"
-                            for w, d in zip((1, 2, 4), drains, strict=True) if d)
+                            for w, d in zip((1, 2, 4), drains, strict=True) if d and d.cpu_us)
         lines.append(f"| saver drain ({label}): raw consume + raw insert; the saver | "
                      f"{fmt(raw_cpu, 1)} | {workers} | |")
     return lines
