@@ -46,7 +46,12 @@ class Library:
 
 
 def git(*argv: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["git", "-C", str(REPO), *argv], capture_output=True, check=False)
+    try:
+        return subprocess.run(["git", "-C", str(REPO), *argv], capture_output=True, check=False)
+    except OSError as exc:
+        raise BeforeAfterError(f"git does not run ({exc.strerror}): the before/after group "
+                               f"reads the older library from the repo with git; install it "
+                               f"or leave the group out (--only)") from None
 
 
 def resolve(rev: str) -> str:
