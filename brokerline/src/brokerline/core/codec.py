@@ -90,7 +90,10 @@ def _encoder_for(msg: Any) -> Encoder:
         content_type = protobuf_content_type(type(msg))
         return lambda m: (m.SerializeToString(), content_type)
     if pydantic is not None and isinstance(msg, pydantic.BaseModel):
-        return lambda m: (m.model_dump_json().encode(), JSON)
+        # the model's serializer gives the bytes `model_dump_json` would give as text (the
+        # same JSON, without a decode and an encode per message)
+        to_json = type(msg).__pydantic_serializer__.to_json
+        return lambda m: (to_json(m), JSON)
     if dataclasses.is_dataclass(msg) and not isinstance(msg, type):
         return lambda m: (_json(dataclasses.asdict(m)), JSON)
     if isinstance(msg, dict | list | str | int | float | bool):
@@ -193,9 +196,17 @@ def _protobuf_decoder(cls: type[ProtobufMessage]) -> Decoder:
 
 
 def _pydantic_decoder(cls: Any) -> Decoder:
+    # the model's validator itself (what `model_validate_json` calls, one frame less per
+    # message); a model not complete yet (forward references) goes through the classmethod,
+    # which builds it
+    validate = (
+        cls.__pydantic_validator__.validate_json if cls.__pydantic_complete__
+        else cls.model_validate_json
+    )
+
     def decode(payload: bytes, _content_type: str | None) -> Any:
         try:
-            return cls.model_validate_json(payload)
+            return validate(payload)
         except pydantic.ValidationError as exc:
             raise DecodeError(
                 f"payload is not a valid {cls.__name__}: {_validation_problems(exc)}"

@@ -70,7 +70,7 @@ from brokerline.pulsar.client import (
     service_url,
     unreachable_hint,
 )
-from brokerline.pulsar.consumer import PulsarSubscribeOptions, PulsarSubscription
+from brokerline.pulsar.consumer import PulsarSubscribeOptions, PulsarSubscription, base_topic
 from brokerline.pulsar.pattern import subscribe_pattern
 from brokerline.pulsar.probe import probe_delayed_delivery
 from brokerline.pulsar.producer import ProducerPool, PulsarEnvelope
@@ -435,7 +435,12 @@ class PulsarBroker(Broker):
             dispatcher_for=dispatcher_for, flow=flow, producers=producers, retry_topic=retry_topic,
             nack_delay=self.settings.negative_ack_redelivery_delay, ack_timeout=ack_timeout,
             concurrency=options.concurrency, cumulative_ack=cumulative_ack,
-            on_closed=self._subscriptions.discard, batch=batch, batch_dispatcher=batch_dispatcher,
+            on_closed=self._subscriptions.discard,
+            fixed_topic=(
+                base_topic(first_topic)
+                if first_topic is not None and single_topic and retry_topic is None else None
+            ),
+            batch=batch, batch_dispatcher=batch_dispatcher,
         )
         self._subscriptions.add(live)
         live.start()

@@ -49,7 +49,7 @@ from brokerline.core.base import Delivery, Envelope, Subscription
 from brokerline.core.batch import BatchOptions, batch_loop
 from brokerline.core.batch_dispatch import BatchDispatcher
 from brokerline.core.consumer_loop import ConsumerLoop
-from brokerline.core.dispatch import Dispatcher, Outcome
+from brokerline.core.dispatch import ACK, Dispatcher, Outcome
 from brokerline.core.errors import BrokerError
 from brokerline.core.flow import FlowControl
 from brokerline.pulsar.cumulative import CumulativeAcks, Tracked
@@ -95,9 +95,12 @@ def base_topic(topic: str) -> str:
     return _PARTITION_SUFFIX.sub("", topic)
 
 
+_OK = pulsar.Result.Ok
+
+
 def _acknowledged(result: pulsar.Result) -> None:
     """The client's ack callback (its I/O thread, or the caller's): only failures matter."""
-    if result != pulsar.Result.Ok:  # the broker will redeliver it: at-least-once, nothing lost
+    if result != _OK:  # the broker will redeliver it: at-least-once, nothing lost
         log.warning("pulsar: an acknowledgement failed (%s); the message will be redelivered",
                     result.name)
 
@@ -121,6 +124,7 @@ class PulsarSubscription(Subscription):
         concurrency: int,
         cumulative_ack: bool,
         on_closed: Callable[[PulsarSubscription], None],
+        fixed_topic: str | None = None,
         batch: BatchOptions | None = None,
         batch_dispatcher: BatchDispatcher | None = None,
     ) -> None:
@@ -146,6 +150,9 @@ class PulsarSubscription(Subscription):
         )
         self._clock = asyncio.get_running_loop().time
         self._base_topics: dict[str, str] = {}  # topic or partition name -> subscribed name
+        #: the topic of every message when one topic is subscribed by name, without a retry
+        #: topic (a partition's messages too): no need to ask each message for its topic
+        self._fixed_topic = fixed_topic
         self._last_millis = 0
         self._last_time: datetime | None = None
         self._flow = flow
@@ -170,16 +177,13 @@ class PulsarSubscription(Subscription):
         self._received_at[id(batch)] = self._clock()  # settle gets this very list back
         return batch
 
-    def delivery(self, message: _pulsar.Message) -> Delivery:
-        return self._delivery(message)
-
     async def settle(
         self, messages: Sequence[_pulsar.Message], outcomes: Sequence[Outcome]
     ) -> None:
         acknowledge = self._client_consumer.acknowledge_async
         received_at = self._received_at.pop(id(messages), None) or self._clock()
         for message, outcome in zip(messages, outcomes, strict=True):
-            if outcome.acked:
+            if outcome is ACK or outcome.acked:  # `is`: the usual outcome, without a call
                 acknowledge(message, _acknowledged)
                 continue
             delivery = self._delivery(message)
@@ -191,38 +195,35 @@ class PulsarSubscription(Subscription):
             self._abandon(message)
 
     # -- receiving ----------------------------------------------------------------------------
-    def _delivery(self, message: _pulsar.Message) -> Delivery:
+    def delivery(self, message: _pulsar.Message) -> Delivery:
+        """The message as the core decodes it (once per message: kept to the calls it needs)."""
         headers = message.properties()  # a new dict on every call: ours to change
-        # a partition's message is the partitioned topic's: handlers, dead letters and retries
-        # see the name that was subscribed to (the partition index is in the message id)
-        name = message.topic_name()
-        topic = self._base_topics.get(name)
-        if topic is None:
-            topic = self._base_topics[name] = base_topic(name)
         message_id = str(message.message_id())
         earlier_retries = 0
-        if self._retry_topic is not None and topic == self._retry_topic:
-            topic = headers.get(REAL_TOPIC, topic)
-            earlier_retries = int(headers.get(RECONSUME_TIMES, "0") or 0)
-            message_id = headers.get(ORIGIN_MESSAGE_ID, message_id)
-            for name in RETRY_PROPERTIES:
-                headers.pop(name, None)
-        return Delivery(
-            topic=topic,
-            payload=message.data(),
-            key=message.partition_key() or None,
-            headers=headers,
-            message_id=message_id,
-            redelivery_count=earlier_retries + message.redelivery_count(),
-            publish_time=self._publish_time(message.publish_timestamp()),
-        )
-
-    def _publish_time(self, millis: int) -> datetime | None:
-        """The publish time; the messages of one producer batch share it (computed once)."""
-        if millis != self._last_millis:
+        topic = self._fixed_topic
+        if topic is None:
+            # a partition's message is the partitioned topic's: handlers, dead letters and
+            # retries see the name that was subscribed to (the partition is in the message id)
+            name = message.topic_name()
+            topic = self._base_topics.get(name)
+            if topic is None:
+                topic = self._base_topics[name] = base_topic(name)
+            if self._retry_topic is not None and topic == self._retry_topic:
+                topic = headers.get(REAL_TOPIC, topic)
+                earlier_retries = int(headers.get(RECONSUME_TIMES, "0") or 0)
+                message_id = headers.get(ORIGIN_MESSAGE_ID, message_id)
+                for name in RETRY_PROPERTIES:
+                    headers.pop(name, None)
+        millis = message.publish_timestamp()
+        if millis != self._last_millis:  # the messages of one producer batch share it
             self._last_millis = millis
             self._last_time = datetime.fromtimestamp(millis / 1000, UTC) if millis else None
-        return self._last_time
+        return Delivery(
+            topic, message.data(), message.partition_key() or None, headers, message_id,
+            earlier_retries + message.redelivery_count(), self._last_time,
+        )
+
+    _delivery = delivery
 
     def _dispatcher(self, topic: str) -> Dispatcher:
         dispatcher = self._dispatchers.get(topic)
