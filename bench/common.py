@@ -121,14 +121,23 @@ class Timed:
 
 
 async def framework_produce_consume(
-    broker: Any, topic: str, n: int, options: Any, produce_case: str, consume_case: str
+    broker: Any, topic: str, n: int, options: Any, produce_case: str, consume_case: str,
+    in_flight: int = 1,
 ) -> list[Result]:
-    """The framework side of a produce / consume pair: publish_batch in chunks, then a group
+    """The framework side of a produce / consume pair: publish_batch in chunks (`in_flight`
+    chunks at a time, to match a raw side that keeps that many messages pending), then a group
     subscription timed from when subscribe() returns, like the raw consumers."""
     reports = make_reports(n)
     with Timed() as t:
+        pending: set[asyncio.Task[None]] = set()
         for i in range(0, n, CHUNK):
-            await broker.publish_batch(topic, reports[i:i + CHUNK])
+            if len(pending) >= in_flight:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            pending.add(asyncio.ensure_future(broker.publish_batch(topic, reports[i:i + CHUNK])))
+        for task in pending:
+            await task
     produced = Result(produce_case, "framework", t.rate(n), cpu_us=t.cpu_us(n))
     return [produced, await framework_consume(broker, topic, n, options, consume_case)]
 

@@ -14,6 +14,7 @@ import pulsar
 from brokerline import SubscribeOptions
 from brokerline.pulsar import PulsarBroker, PulsarSettings
 from common import (
+    CHUNK,
     TIMEOUT,
     Report,
     Result,
@@ -23,6 +24,9 @@ from common import (
     throughput,
 )
 
+#: messages the raw producer keeps pending (`max_pending_messages`); the framework side keeps
+#: as many in flight, in publish_batch calls of CHUNK
+RAW_PENDING = 1000
 CONCURRENCY = 64  # framework handlers in flight; the raw consumer's receiver queue matches
 
 
@@ -36,7 +40,7 @@ def _raw_produce(url: str, topic: str, reports: list[Report]) -> float:
         producer = client.create_producer(
             full(topic), batching_enabled=True, batching_max_messages=1000,
             batching_max_publish_delay_ms=1, block_if_queue_full=True,
-            max_pending_messages=1000,
+            max_pending_messages=RAW_PENDING,
         )
         failures: list[object] = []
 
@@ -103,6 +107,6 @@ async def pulsar_framework(url: str, n: int) -> list[Result]:
     try:
         return await framework_produce_consume(
             broker, topic, n, SubscribeOptions(concurrency=CONCURRENCY, ordered=False),
-            "Pulsar produce (batching)", "Pulsar consume+ack")
+            "Pulsar produce (batching)", "Pulsar consume+ack", in_flight=RAW_PENDING // CHUNK)
     finally:
         await broker.close(5)
