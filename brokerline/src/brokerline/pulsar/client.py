@@ -27,6 +27,11 @@ from brokerline.pulsar.settings import PulsarSettings
 
 log = logging.getLogger("broker.pulsar")
 
+#: `pulsar.Result.Ok` as an int. The binding hands each callback a new `Result` object, so
+#: `result is Ok` never holds, and `result != Ok` goes through the binding's enum comparison
+#: (about 1 us, once per send and per ack); `result.value != OK_VALUE` is a fifth of that.
+OK_VALUE: int = pulsar.Result.Ok.value
+
 SCHEMES = ("pulsar", "pulsar+ssl")
 DOMAINS = ("persistent://", "non-persistent://")
 

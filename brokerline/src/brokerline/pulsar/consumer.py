@@ -52,6 +52,7 @@ from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import ACK, Dispatcher, Outcome
 from brokerline.core.errors import BrokerError
 from brokerline.core.flow import FlowControl
+from brokerline.pulsar.client import OK_VALUE
 from brokerline.pulsar.cumulative import CumulativeAcks, Tracked
 from brokerline.pulsar.producer import ProducerPool
 from brokerline.pulsar.receiver import Receiver
@@ -95,12 +96,9 @@ def base_topic(topic: str) -> str:
     return _PARTITION_SUFFIX.sub("", topic)
 
 
-_OK = pulsar.Result.Ok
-
-
 def _acknowledged(result: pulsar.Result) -> None:
     """The client's ack callback (its I/O thread, or the caller's): only failures matter."""
-    if result != _OK:  # the broker will redeliver it: at-least-once, nothing lost
+    if result.value != OK_VALUE:  # the broker will redeliver it: at-least-once, nothing lost
         log.warning("pulsar: an acknowledgement failed (%s); the message will be redelivered",
                     result.name)
 

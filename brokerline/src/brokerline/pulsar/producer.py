@@ -36,13 +36,20 @@ from pulsar.asyncio import Client, Producer, PulsarException
 
 from brokerline.core.base import Envelope
 from brokerline.core.errors import BrokerError
-from brokerline.pulsar.client import BATCHING, COMPRESSION, TopicNames, choice, explain, result_name
+from brokerline.pulsar.client import (
+    BATCHING,
+    COMPRESSION,
+    OK_VALUE,
+    TopicNames,
+    choice,
+    explain,
+    result_name,
+)
 from brokerline.pulsar.routing import ROUTING_MODES, key_router
 from brokerline.pulsar.settings import PulsarSettings
 
 log = logging.getLogger("broker.pulsar")
 
-OK = pulsar.Result.Ok
 UNBOUNDED = 1 << 30
 
 
@@ -168,7 +175,7 @@ class _Sends:
     def on_sent(self, result: pulsar.Result, message_id: _pulsar.MessageId | None) -> None:
         """The client's send callback (I/O thread): count; the last one wakes the loop."""
         with self._lock:
-            if result != OK:
+            if result.value != OK_VALUE:
                 self.failed += 1
                 if self._first_failure is None:
                     self._first_failure = result

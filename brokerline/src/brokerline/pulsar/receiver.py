@@ -37,10 +37,10 @@ import pulsar
 
 from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.flow import FlowControl
+from brokerline.pulsar.client import OK_VALUE
 
 log = logging.getLogger("broker.pulsar")
 
-OK = pulsar.Result.Ok
 YIELD_EVERY = 32  # messages a worker handles back to back before letting other tasks run
 RETRY_PAUSE = 0.5  # seconds before receiving again after the client reported an error
 
@@ -143,7 +143,7 @@ class Receiver(ConsumerLoop[_pulsar.Message]):
         self._armed = False
         if self._stopping:  # left unacknowledged: redelivered when the consumer closes
             return
-        if result == OK:
+        if result.value == OK_VALUE:
             self._ready.append(message)
             self._wake_one()
             return
