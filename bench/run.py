@@ -25,7 +25,7 @@ import pulsar_cases
 import saver_cases
 from brokerline.nats import nats_server
 from brokerline.pulsar import pulsar_lite
-from common import Result
+from common import Result, freeze_start_up_heap
 
 RESULTS = Path(__file__).parent / "results"
 GROUPS = ("core", "jetstream", "pulsar", "before-after", "saver", "ingest", "kafka")
@@ -362,4 +362,5 @@ if __name__ == "__main__":
         except before_after.BeforeAfterError as exc:
             print(f"before-after: {exc}", file=sys.stderr)
             sys.exit(2)
+    freeze_start_up_heap()
     asyncio.run(main(args))

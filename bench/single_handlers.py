@@ -54,6 +54,11 @@ def main() -> None:
     if not imported.is_relative_to(args.library.resolve()):
         sys.exit(f"brokerline was imported from {imported}, not from {args.library}: put "
                  f"{args.library} first on PYTHONPATH")
+    import nats_cases  # noqa: F401  # imported before the freeze, as run.py's cases are
+    import pulsar_cases  # noqa: F401
+    from common import freeze_start_up_heap
+
+    freeze_start_up_heap()  # as in run.py: the same for both libraries
     print(MARK + json.dumps({"library": str(imported.parent), "results": asyncio.run(run(args))}),
           flush=True)
 

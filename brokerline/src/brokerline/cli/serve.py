@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import json
 import logging
 import os
@@ -48,6 +49,19 @@ def stop_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def freeze_start_up_heap() -> None:
+    """Leave what the imports and the wiring made out of every later garbage collection.
+
+    After start-up the heap is mostly modules, classes and the container's objects, alive
+    until exit; each full collection would walk them all again. A batch subscriber keeps
+    hundreds of messages alive at once, so collections run often: freezing the start-up heap
+    took a third to a half off the CPU of its per-message steps (`bench/nats_steps.py`).
+    Collected first, so that start-up garbage is not kept with it.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def run_role(
     config: ServiceConfig, role: str, container: Any, build_app: Callable[[], Awaitable[App]]
 ) -> None:
@@ -63,6 +77,7 @@ async def run_role(
     try:
         app = await start_interruptibly(build_app)
         if app is not None:
+            freeze_start_up_heap()  # built, not yet consuming: no message is frozen with it
             await app.run()
     finally:
         if app is None:

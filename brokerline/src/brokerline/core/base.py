@@ -114,6 +114,19 @@ class MessageContext:
 
 
 @dataclass(slots=True)
+class Delivery(MessageContext):
+    """A message as a plugin received it, before decoding: the context its handler gets,
+    and the payload.
+
+    The dispatcher hands the delivery itself to the handler as its `MessageContext` (setting
+    `group`): one record per message, not two. The payload is left out of its repr, so a
+    logged context shows no message content.
+    """
+
+    payload: bytes = field(kw_only=True, repr=False)
+
+
+@dataclass(slots=True)
 class Envelope:
     """A message on its way out: already encoded, with its routing data."""
 
@@ -124,17 +137,6 @@ class Envelope:
     delay: float | None = None  # seconds before the broker may deliver it
 
 
-@dataclass(slots=True)
-class Delivery:
-    """A message as a plugin received it, before decoding."""
-
-    topic: str
-    payload: bytes
-    key: str | None
-    headers: Mapping[str, str]
-    message_id: str
-    redelivery_count: int
-    publish_time: datetime | None
 
 
 Handler = Callable[[Any, MessageContext], Awaitable[Any]]

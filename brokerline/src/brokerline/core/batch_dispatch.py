@@ -50,10 +50,8 @@ class BatchDispatcher(Dispatcher):
                 outcomes[position] = await self._dead_letter(delivery, f"decode error: {exc}")
                 continue
             decoded.append(msg)
-            contexts.append(MessageContext(
-                delivery.topic, delivery.key, delivery.headers, delivery.message_id,
-                delivery.redelivery_count, delivery.publish_time, group,
-            ))
+            delivery.group = group  # the delivery is the handler's MessageContext
+            contexts.append(delivery)
             positions.append(position)
         if decoded:
             handled = [deliveries[p] for p in positions]

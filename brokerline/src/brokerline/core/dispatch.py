@@ -28,7 +28,6 @@ from typing import Any
 from brokerline.core.base import (
     Delivery,
     Envelope,
-    MessageContext,
     SubscribeOptions,
     dead_letter_topic_for,
 )
@@ -158,12 +157,9 @@ class Dispatcher:
             msg = self._decode(delivery.payload, delivery.headers.get("content-type"))
         except DecodeError as exc:
             return await self._dead_letter(delivery, f"decode error: {exc}")
-        ctx = MessageContext(
-            delivery.topic, delivery.key, delivery.headers, delivery.message_id,
-            delivery.redelivery_count, delivery.publish_time, self.group,
-        )
+        delivery.group = self.group  # the delivery is the handler's MessageContext
         try:
-            result = await self._call(msg, ctx)
+            result = await self._call(msg, delivery)
         except Released:  # closing while the message waited for a dependency: hand it back
             return self._released(delivery)
         except Reject as exc:

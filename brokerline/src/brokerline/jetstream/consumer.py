@@ -418,12 +418,12 @@ def to_delivery(msg: Msg) -> Delivery:
     stream, stream_seq, delivered, timestamp_ns = ack_metadata(msg)
     return Delivery(
         msg.subject,
-        msg.data,
         key,
         headers,
         msg_id or f"{stream}:{stream_seq}",
         max(0, delivered - 1),
         datetime.fromtimestamp(timestamp_ns / 1e9, UTC) if timestamp_ns else None,
+        payload=msg.data,
     )
 
 

@@ -119,7 +119,8 @@ class MemoryBroker(Broker):
             publish_time=datetime.now(UTC),
         )
         for group in self.hub.groups.get(envelope.topic, {}).values():
-            self._enqueue(group, delivery, envelope.delay or 0.0)
+            # one delivery per group: it becomes the handler's context, with its group set
+            self._enqueue(group, replace(delivery), envelope.delay or 0.0)
 
     async def _send_batch(self, envelopes: Sequence[Envelope]) -> None:
         for envelope in envelopes:

@@ -163,7 +163,7 @@ class NatsSubscription(Subscription):
         else:
             headers, key, msg_id = NO_HEADERS, None, None
         delivery = Delivery(
-            msg.subject, msg.data, key, headers, msg_id or self._broker.next_id(), 0, None
+            msg.subject, key, headers, msg_id or self._broker.next_id(), 0, None, payload=msg.data
         )
         self._held += 1
         self._settled.clear()

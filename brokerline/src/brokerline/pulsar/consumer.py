@@ -217,8 +217,9 @@ class PulsarSubscription(Subscription):
             self._last_millis = millis
             self._last_time = datetime.fromtimestamp(millis / 1000, UTC) if millis else None
         return Delivery(
-            topic, message.data(), message.partition_key() or None, headers, message_id,
+            topic, message.partition_key() or None, headers, message_id,
             earlier_retries + message.redelivery_count(), self._last_time,
+            payload=message.data(),
         )
 
     _delivery = delivery
