@@ -91,6 +91,9 @@ class Result:
     #: user + system of every thread (the client libraries' I/O threads too), not of the
     #: broker or database server; independent of how busy the machine was
     cpu_us: float | None = None
+    #: end-to-end rows: the rate the load was offered at (the saver's posting client), which
+    #: bounds the row's own rate
+    offered_per_s: float | None = None
 
 
 def throughput(n: int, seconds: float) -> float:

@@ -186,7 +186,7 @@ async def saver_end_to_end(
         note = f"gRPC posting alone {ok / posted:,.0f}/s; idle RSS {idle_rss:.0f} MB"
         side = f"saver, {workers} worker{'s' if workers > 1 else ''}"
         result = Result(f"saver vs insert ({label})", side, throughput(stored, elapsed),
-                        note=note)
+                        note=note, offered_per_s=ok / posted)
         return checked(result, stored, n, f"posted ({ok} accepted over gRPC)"), idle_rss
     finally:
         for p in procs:

@@ -159,7 +159,15 @@ class Dispatcher:
             return await self._dead_letter(delivery, f"decode error: {exc}")
         delivery.group = self.group  # the delivery is the handler's MessageContext
         try:
-            result = await self._call(msg, delivery)
+            try:  # `_call`'s first attempt, inlined: this runs once per message
+                result = await self._handler(msg, delivery)
+            except Exception as exc:
+                if isinstance(exc, Reject) or not is_transient(exc):
+                    raise
+                result = await self._call(msg, delivery, held=exc)
+            else:
+                if self.flow.reason is not None:
+                    self.flow.answered()
         except Released:  # closing while the message waited for a dependency: hand it back
             return self._released(delivery)
         except Reject as exc:
@@ -182,10 +190,14 @@ class Dispatcher:
     def _released(self, delivery: Delivery) -> Outcome:
         return Outcome(Action.RETRY, self.options.backoff.delay(delivery.redelivery_count))
 
-    async def _call(self, msg: Any, ctx: Any) -> Any:
-        """The handler chain; a transient failure holds the message instead of failing it."""
+    async def _call(self, msg: Any, ctx: Any, held: Exception | None = None) -> Any:
+        """The handler chain; a transient failure holds the message instead of failing it.
+
+        `held`: the transient failure of an attempt already made (hold first, then call)."""
         flow = self.flow
-        held = False
+        was_held = held is not None
+        if held is not None:
+            await flow.hold(held)
         while True:
             try:
                 result = await self._handler(msg, ctx)
@@ -193,10 +205,10 @@ class Dispatcher:
                 if isinstance(exc, Reject) or not is_transient(exc):
                     # a held message failing for another reason reached the dependency; a
                     # new one (e.g. refused by validation) says nothing about it
-                    if held:
+                    if was_held:
                         flow.answered()
                     raise
-                held = True
+                was_held = True
                 await flow.hold(exc)  # until the dependency answers (or the subscription closes)
                 continue
             if flow.reason is not None:  # inlined check: this runs once per message

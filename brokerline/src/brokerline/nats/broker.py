@@ -115,6 +115,7 @@ class NatsSubscription(Subscription):
         self.topic = topic
         self.group = group
         self._broker = broker
+        self._next_id = broker.next_id
         self._dispatcher = dispatcher
         self._direct = options.concurrency == 1 and batch is None
         self._turn = asyncio.Lock()  # direct mode: one handler at a time, retries included
@@ -163,14 +164,17 @@ class NatsSubscription(Subscription):
         else:
             headers, key, msg_id = NO_HEADERS, None, None
         delivery = Delivery(
-            msg.subject, key, headers, msg_id or self._broker.next_id(), 0, None, payload=msg.data
+            msg.subject, key, headers, msg_id or self._next_id(), 0, None, payload=msg.data
         )
         self._held += 1
-        self._settled.clear()
+        if self._held == 1:  # was settled: not any more
+            self._settled.clear()
         return _Inbound(delivery, msg.reply or None)
 
     async def _receive_direct(self, msg: Msg) -> None:
-        await self._handle_in_turn(self._take(msg))
+        item = self._take(msg)
+        async with self._turn:  # `_handle_in_turn`, inlined: this runs once per message
+            await self._handle(item)
 
     async def _receive_queued(self, msg: Msg) -> None:
         await self._room.acquire()  # backpressure: the server buffers while we are full
