@@ -33,7 +33,7 @@ CASES = {
     "jetstream-no-sample": {"brokers": "jetstream", "include_sample": "no"},
     "pulsar-only": {"brokers": "pulsar"},
     "postgresql": {"database": "postgresql"},
-    "kafka-only": {"brokers": "kafka"},
+    "kafka-only": {"brokers": "kafka", "database": "postgresql"},
 }
 #: which of its tests a case runs (default: all but the slow ones): the slow end-to-end and
 #: reliability tests run once, on the project with every broker; the slow ones that need the
@@ -46,12 +46,14 @@ SELECTION = {
                    "-k", "not sqlite"],
     "pulsar-only": ["-m", "not slow", "-k", "not processes_starting_at_once"],
     "jetstream-no-sample": ["-m", "not slow", "-k", "not processes_starting_at_once"],
-    # Kafka is not a default broker: its process tests (the crash test, workers, the local
-    # Kafka of dev and demo) run here, on the session's Apache Kafka (Java 17 and Maven)
-    # (one signal of the two for dev's process group, dev's local Kafka but not `serve all`'s:
-    # each starts a JVM, and defaults ran the same code on the other brokers)
+    # Kafka is not a default broker: its process tests (the crash test, broker restarts on a
+    # KRaft node of the test's own, workers, poison messages, the database outage on
+    # PostgreSQL, the local Kafka of dev and demo) run here, on the session's Apache Kafka
+    # (Java 17 and Maven) (one signal of the two for dev's process group, dev's local Kafka but
+    # not `serve all`'s: each starts a JVM, and defaults ran the same code on the other brokers)
     "kafka-only": ["tests/test_reliability.py", "tests/test_workers.py", "tests/test_cli.py",
-                   "tests/test_deployment.py", "-k",
+                   "tests/test_deployment.py", "tests/test_poison_events.py",
+                   "tests/test_database_outage.py", "-k",
                    "(kafka or deployment) and not kafka-SIGTERM and not kafka-serve"],
 }
 

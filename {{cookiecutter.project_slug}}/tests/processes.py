@@ -42,6 +42,7 @@ ENV_PREFIX = "{{ cookiecutter.package_name.upper() }}__"
 #: services and clients use a namespace of its own
 PULSAR_NAMESPACE_ENV = f"{ENV_PREFIX}BROKER__PULSAR__NAMESPACE"
 REPORT_TOPIC = "events.realtime-warehousing"
+USER_REPORT_TOPIC = "events.user-report"  # the status events' topic (the config's default)
 
 
 @dataclass
@@ -65,12 +66,20 @@ class Pair:
         self.grpc_address = f"127.0.0.1:{free_port()}"
         self.http_address = f"127.0.0.1:{free_port()}"
 
+    @property
+    def status_topic(self) -> str:
+        """The status events' topic: the default, or on Kafka the test's own beside its report
+        topic."""
+        return f"{self.report_topic}-user-report" if self.broker_type == "kafka" else (
+            USER_REPORT_TOPIC
+        )
+
     def env(self, **extra: str) -> dict[str, str]:
         on_pulsar = self.broker_type == "pulsar"
         pulsar = {PULSAR_NAMESPACE_ENV: self.pulsar_namespace} if on_pulsar else {}
         own_names = {
             f"{ENV_PREFIX}TOPICS__REPORT": self.report_topic,
-            f"{ENV_PREFIX}TOPICS__USER_REPORT": f"{self.report_topic}-user-report",
+            f"{ENV_PREFIX}TOPICS__USER_REPORT": self.status_topic,
             f"{ENV_PREFIX}BROKER__GROUP": self.group,
             # a killed saver's partitions go to its successor once the group drops it
             f"{ENV_PREFIX}BROKER__KAFKA__SESSION_TIMEOUT": "6",
@@ -129,8 +138,9 @@ def running_pair(
     (Apache Kafka), its saver on `db_url` (default: an SQLite file in `workdir`).
 
     jetstream and pulsar-lite start a broker of the test's own; Apache Pulsar is the
-    session's JVM (10-30 s to start) with a fresh namespace, unless `private` (a test that
-    stops and restarts the broker gets a standalone of its own). Stops everything it started.
+    session's JVM (10-30 s to start) with a fresh namespace, and Apache Kafka the session's
+    KRaft node with topics of the test's own, unless `private` (a test that stops and
+    restarts the broker gets a JVM of its own). Stops everything it started.
     """
     own: EmbeddedBroker | None = None
     pair: Pair | None = None
@@ -143,6 +153,8 @@ def running_pair(
             pair = Pair("pulsar", server, workdir, pulsar_namespace=namespace, db_url=db_url)
         elif broker == "kafka":  # the session's Apache Kafka (or skips): topics of the test's own
             kafka: EmbeddedBroker = request.getfixturevalue("apache_kafka_server")
+            if private:  # a KRaft node of the test's own, to stop and start
+                kafka = own = _private_apache_kafka(workdir / "broker")
             pair = Pair("kafka", kafka, workdir, db_url=db_url,
                         report_topic=unique(REPORT_TOPIC), group=unique("saver"))
         else:
@@ -157,6 +169,17 @@ def running_pair(
             pair.stop_all()
         if own is not None:
             own.cleanup()
+
+
+def _private_apache_kafka(store: Path) -> EmbeddedBroker:
+    """A KRaft node with its log directory in `store` (no TLS listener: not needed here);
+    `stop()` then `start()` brings it back on the same port with the same log."""
+    from brokerline.testing.apache_kafka import apache_kafka_kraft
+
+    try:
+        return apache_kafka_kraft(store=store, tls=False).start()
+    except BrokerError as exc:
+        pytest.fail(f"Apache Kafka did not start: {exc}", pytrace=False)
 
 
 def _private_apache_pulsar(store: Path) -> ApachePulsarServer:

@@ -37,12 +37,12 @@ from .accounting import audit_reports, dead_letters, rows_per_content, wait_for_
 from .processes import Pair, post_reports, running_pair
 from .service_process import Service
 
-#: `pulsar` is pulsar-lite (test id `pulsar-lite`), `apache-pulsar` the session's standalone
+#: `pulsar` is pulsar-lite (test id `pulsar-lite`), `apache-pulsar` the session's standalone,
+#: `kafka` the session's Apache Kafka (topics of the test's own)
 DURABLE = [t for t in ("jetstream", "pulsar") if t in known_types()] + (
     [APACHE_PULSAR] if "pulsar" in known_types() else []
-)
+) + (["kafka"] if "kafka" in known_types() else [])
 ENV_PREFIX = "{{ cookiecutter.package_name.upper() }}__"
-TOPICS = ("events.realtime-warehousing", "events.user-report")
 REPORTS = 10_000
 OUTAGE = 12.0  # seconds the database is down: longer than the saver's whole backoff budget
 HEALTH_INTERVAL = 0.5  # seconds between the saver's readiness checks
@@ -51,7 +51,9 @@ MAX_WARNINGS = 50  # a few per state change is fine; one per message is the bug
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not DURABLE, reason="needs a durable broker plugin (jetstream, pulsar)"),
+    pytest.mark.skipif(
+        not DURABLE, reason="needs a durable broker plugin (jetstream, pulsar, kafka)"
+    ),
     pytest.mark.skipif(
         find_spec("asyncpg") is None,
         reason="the project was generated with database=sqlite, so it has no PostgreSQL driver "
@@ -136,7 +138,8 @@ async def test_database_outage_loses_nothing_and_dead_letters_nothing(
         **{f"{ENV_PREFIX}TELEMETRY__HEALTH_INTERVAL": str(HEALTH_INTERVAL)},
     )
     report = pair.start("report")
-    async with dead_letters(pair, TOPICS) as dead:
+    topics = (pair.report_topic, pair.status_topic)
+    async with dead_letters(pair, topics, group=pair.group) as dead:
         await wait_ready(ops_port, timeout=60)
         # throttled so that reports keep coming before, during and after the outage
         posting = asyncio.create_task(

@@ -41,18 +41,19 @@ from .databases import DATABASES, scratch_postgres_database
 from .processes import Pair, post_reports, running_pair, stored_event_ids, wait_for_rows
 from .service_process import Service
 
-#: `pulsar` is pulsar-lite (test id `pulsar-lite`), `apache-pulsar` the session's standalone
+#: `pulsar` is pulsar-lite (test id `pulsar-lite`), `apache-pulsar` the session's standalone,
+#: `kafka` the session's Apache Kafka (topics of the test's own)
 DURABLE = [t for t in ("jetstream", "pulsar") if t in known_types()] + (
     [APACHE_PULSAR] if "pulsar" in known_types() else []
-)
-REPORT_TOPIC = "events.realtime-warehousing"
-STATUS_TOPIC = "events.user-report"
+) + (["kafka"] if "kafka" in known_types() else [])
 ROUNDS = 40
 NOW_MS = int(time.time() * 1000)
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not DURABLE, reason="needs a durable broker plugin (jetstream, pulsar)"),
+    pytest.mark.skipif(
+        not DURABLE, reason="needs a durable broker plugin (jetstream, pulsar, kafka)"
+    ),
 ]
 
 Send = Callable[[bytes], Awaitable[None]]
@@ -95,6 +96,20 @@ async def foreign_producer(pair: Pair, topic: str) -> AsyncIterator[Send]:
             yield send
         finally:
             await client.close()
+        return
+    if pair.broker_type == "kafka":
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=pair.broker.url)
+        await producer.start()
+
+        async def send_to_kafka(payload: bytes) -> None:
+            await producer.send_and_wait(topic, payload)
+
+        try:
+            yield send_to_kafka
+        finally:
+            await producer.stop()
         return
     import pulsar
 
@@ -173,8 +188,9 @@ REASONS = {
     "report-as-status": "rejected: create_time_ms is missing",  # its field 5 is unknown here
 }
 
-MIXES = {REPORT_TOPIC: poison_mix, STATUS_TOPIC: status_poison_mix}
-MODELS: dict[str, Any] = {REPORT_TOPIC: RealTimeWarehousingData, STATUS_TOPIC: UserReportData}
+#: by the topic's role: each pair names its own topics (`Pair.report_topic`, `.status_topic`)
+MIXES = {"report": poison_mix, "status": status_poison_mix}
+MODELS: dict[str, Any] = {"report": RealTimeWarehousingData, "status": UserReportData}
 
 
 async def started(service: Service, timeout: float = 60) -> None:
@@ -186,12 +202,12 @@ async def started(service: Service, timeout: float = 60) -> None:
 
 
 async def test_poison_mix_valid_stored_once_bad_dead_lettered_with_reason(pair: Pair) -> None:
-    # topic -> payload -> the reason of each dead letter of that payload
+    # topic's role -> payload -> the reason of each dead letter of that payload
     dead: dict[str, dict[bytes, list[str]]] = {t: defaultdict(list) for t in MIXES}
 
-    def collector(topic: str) -> Callable[[bytes, MessageContext], Awaitable[None]]:
+    def collector(role: str) -> Callable[[bytes, MessageContext], Awaitable[None]]:
         async def on_dead_letter(msg: bytes, ctx: MessageContext) -> None:
-            dead[topic][msg].append(ctx.headers.get(DLQ_REASON, ""))
+            dead[role][msg].append(ctx.headers.get(DLQ_REASON, ""))
 
         return on_dead_letter
 
@@ -202,19 +218,21 @@ async def test_poison_mix_valid_stored_once_bad_dead_lettered_with_reason(pair: 
     try:
         saver = pair.start("saver")
         await started(saver)
-        for topic in MIXES:
-            await client.subscribe(f"{topic}-saver-DLQ", collector(topic), group=unique("dlq"))
-        for topic, mix in MIXES.items():
-            async with foreign_producer(pair, topic) as send:
+        topics = {"report": pair.report_topic, "status": pair.status_topic}
+        for role in MIXES:
+            await client.subscribe(f"{topics[role]}-{pair.group}-DLQ", collector(role),
+                                   group=unique("dlq"))
+        for role, mix in MIXES.items():
+            async with foreign_producer(pair, topics[role]) as send:
                 for n in range(ROUNDS):
                     for category, payload in mix(n):
                         await send(payload)
-                        sent[topic].append((category, payload))
+                        sent[role].append((category, payload))
         # and one from this framework: its content type names the message type it carries
         wrong = UserReportData(event_id="framework-wrong", user_id="u", status="accepted",
                                create_time_ms=NOW_MS)
-        await client.publish(REPORT_TOPIC, wrong, key="u")
-        sent[REPORT_TOPIC].append(("framework-wrong-type", wrong.SerializeToString()))
+        await client.publish(topics["report"], wrong, key="u")
+        sent["report"].append(("framework-wrong-type", wrong.SerializeToString()))
 
         bad = {t: Counter(p for c, p in sent[t] if c != "valid") for t in MIXES}
         expected_dead = sum(c.total() for c in bad.values())
@@ -225,10 +243,10 @@ async def test_poison_mix_valid_stored_once_bad_dead_lettered_with_reason(pair: 
         await eventually(lambda: dead_total() >= expected_dead, timeout=90, interval=0.2)
         good = {t: sorted(MODELS[t].FromString(p).event_id for c, p in sent[t] if c == "valid")
                 for t in MIXES}
-        await wait_for_rows(pair.db_url, len(good[REPORT_TOPIC]), timeout=60)
+        await wait_for_rows(pair.db_url, len(good["report"]), timeout=60)
         await asyncio.sleep(1)  # time for anything extra to arrive: a late junk row, a duplicate
-        stored = {REPORT_TOPIC: sorted(await stored_event_ids(pair.db_url)),
-                  STATUS_TOPIC: sorted(await stored_status_ids(pair.db_url))}
+        stored = {"report": sorted(await stored_event_ids(pair.db_url)),
+                  "status": sorted(await stored_status_ids(pair.db_url))}
         dead_letters = dead_total()
     finally:
         await client.close(timeout=5)
@@ -236,11 +254,11 @@ async def test_poison_mix_valid_stored_once_bad_dead_lettered_with_reason(pair: 
     # no valid event missing or stored twice, and no junk row (no id, dated 1970) beside them
     assert stored == good
     assert dead_letters == expected_dead, f"{dead_letters} dead letters for {expected_dead}"
-    for topic in MIXES:
-        assert {p: len(r) for p, r in dead[topic].items()} == dict(bad[topic]), topic
-        for category, payload in sent[topic]:
+    for role in MIXES:
+        assert {p: len(r) for p, r in dead[role].items()} == dict(bad[role]), role
+        for category, payload in sent[role]:
             if category != "valid":
-                reason = dead[topic][payload][0]
+                reason = dead[role][payload][0]
                 assert reason.startswith(REASONS[category]), f"{category}: {reason!r}"
     log = saver.log()
     assert "already stored" not in log  # an id-less event was never taken for a stored one

@@ -57,14 +57,10 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
         yield pair
 
 
-#: the broker-restart tests: not on Kafka, whose session node is shared (a private node would
-#: cost a JVM start per test; aiokafka's reconnects are its own)
-RESTARTABLE = [t for t in DURABLE if t != "kafka"]
-
-
-@pytest.fixture(params=RESTARTABLE)
+@pytest.fixture(params=DURABLE)
 def pair_with_own_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
-    """For a test that stops the broker: Apache Pulsar too is a standalone of its own."""
+    """For a test that stops the broker: the JVM brokers too (Apache Pulsar, Apache Kafka)
+    run a server of the test's own."""
     with running_pair(str(request.param), request, tmp_path, private=True) as pair:
         yield pair
 
