@@ -12,6 +12,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -213,6 +214,11 @@ def chart(results: list[Result], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+async def listed(result: Awaitable[Result]) -> list[Result]:
+    """A case that makes one row, as `rounds` takes them."""
+    return [await result]
+
+
 async def rounds(repeat: int, cases: list) -> list[Result]:
     """Run the sides of a pair in turn, `repeat` times; keep each row's median run.
 
@@ -296,15 +302,22 @@ async def main(args: argparse.Namespace) -> None:
         rss: list[float] = []
         for label, url in databases:
             print(f"-- saver ({label})", flush=True)
-            results.append(await saver_cases.raw_insert(url, n, label))
             for workers in (1, 2):
                 result, idle = await saver_cases.saver_end_to_end(
                     nats.url, url, label, args.saver_messages, workers, args.project)
                 results.append(result)
                 rss.append(idle)
-            for workers in args.drain_workers:
-                results.append(await saver_cases.saver_drain(
-                    nats.url, url, label, args.saver_messages * 4, args.project, workers))
+            # the raw insert and the drains in rounds, medians like the broker pairs: the
+            # drain ratio is the saver's target, and one run of it varies as much as theirs
+            drains = [
+                lambda c=saver_cases.saver_drain, url=url, label=label, workers=workers: listed(
+                    c(nats.url, url, label, args.saver_messages * 4, args.project, workers))
+                for workers in args.drain_workers
+            ]
+            results += await rounds(args.repeat, [
+                lambda c=saver_cases.raw_insert, url=url, label=label: listed(c(url, n, label)),
+                *drains,
+            ])
         notes.append(f"idle saver RSS: {max(rss):.0f} MB (target < 80 MB)")
     finally:
         nats.cleanup()
