@@ -55,7 +55,7 @@ def freeze_start_up_heap() -> None:
     After start-up the heap is mostly modules, classes and the container's objects, alive
     until exit; each full collection would walk them all again. A batch subscriber keeps
     hundreds of messages alive at once, so collections run often: freezing the start-up heap
-    took a third to a half off the CPU of its per-message steps (`bench/nats_steps.py`).
+    took a fifth to a third off the CPU of its decode-and-decide step (`bench/nats_steps.py`).
     Collected first, so that start-up garbage is not kept with it.
     """
     gc.collect()
