@@ -139,6 +139,8 @@ class PulsarSubscription(Subscription):
         self._ack_timeout = ack_timeout
         self._on_closed = on_closed
         self._held: set[asyncio.TimerHandle] = set()
+        self._acks: set[asyncio.Task[None]] = set()
+        self._nacks: list[_pulsar.Message] = []  # negative acks of this loop tick, sent together
         self._closed = False
         self._abandoned = 0  # messages whose handler the close cancelled
         self._client_consumer: _pulsar.Consumer = consumer._consumer  # the binding's object
@@ -322,13 +324,29 @@ class PulsarSubscription(Subscription):
         self._held.add(timer)
 
     def _negative_acknowledge(self, message: _pulsar.Message) -> None:
-        # the binding's call, on the loop: it only records the message in the client's
-        # negative-ack tracker (no I/O). `pulsar.asyncio`'s version runs it in a worker thread,
-        # so the retried messages of one batch were recorded at scattered moments and could
-        # leave in separate redelivery requests: a producer batch holding two of them was then
-        # redelivered twice, one delivery more than counted (and the client's dead-letter
-        # backstop took it, without the reason header)
-        self._client_consumer.negative_acknowledge(message)
+        """Negative-ack `message`, together with the others negative-acked in this loop tick.
+
+        One worker-thread call records them all, one after the other: nacked one call each,
+        the retried messages of one batch reached the client's tracker at scattered moments
+        and could leave in separate redelivery requests, so a producer batch holding two of
+        them was redelivered twice (one delivery more than counted, which the client's
+        dead-letter backstop then took without the reason header).
+        """
+        self._nacks.append(message)
+        if len(self._nacks) == 1:
+            asyncio.get_running_loop().call_soon(self._send_nacks)
+
+    def _send_nacks(self) -> None:
+        messages, self._nacks = self._nacks, []
+        nack = self._client_consumer.negative_acknowledge
+
+        def send() -> None:
+            for message in messages:
+                nack(message)
+
+        task = asyncio.ensure_future(asyncio.to_thread(send))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
 
     # -- closing ------------------------------------------------------------------------------
     async def close(self, timeout: float | None = None) -> None:
@@ -342,6 +360,8 @@ class PulsarSubscription(Subscription):
         for timer in self._held:  # held messages go back to the broker when the consumer closes
             timer.cancel()
         self._held.clear()
+        if self._acks:
+            await asyncio.wait(set(self._acks), timeout=timeout)
         # Acks are grouped by the client (every 100 ms); pulsar-lite was seen to redeliver
         # messages acked just before a close to the next consumer. A short pause lets the
         # group flush and the broker settle; it narrows that window, it does not close it.
