@@ -51,6 +51,9 @@ async def running(database_url: str) -> AsyncIterator[tuple[Any, str]]:
         overrides={
             "database": {"url": database_url},
             "grpc": {"address": address},
+            # a free port, not the default 8000: another test process (CI runs two lanes) may
+            # have an App of its own listening at the same time
+            "http": {"address": f"127.0.0.1:{free_port()}"},
             "broker": {"subscriber": {"backoff_initial": 0.05}},
             "shutdown_timeout": 5,
         },
