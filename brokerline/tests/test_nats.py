@@ -53,6 +53,56 @@ async def test_a_broker_outage_logs_its_connection_errors_aggregated(
     errors = [r for r in caplog.records if r.getMessage().startswith("NATS connection error")]
     assert 1 <= len(errors) <= 3, [r.getMessage() for r in errors]
 
+async def test_a_jetstream_subscription_made_while_the_server_restarts_waits_for_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The consumer request of a service starting while its server restarts times out (here
+    after 1 s, the server is away for 3): it is asked again, not a failed start-up, and the
+    subscription then receives what is published."""
+    with nats_server() as own:
+        own.start()
+        broker = JetStreamBroker(
+            nats_test_settings(own.url, reconnect_wait=0.2), publish_timeout=1.0
+        )
+        await broker.connect()
+        got: list[bytes] = []
+
+        async def handler(msg: bytes, ctx: MessageContext) -> None:
+            got.append(msg)
+
+        try:
+            caplog.set_level(logging.WARNING, logger="broker.jetstream")
+            topic = unique("events.restart")
+            own.stop()
+            subscribing = asyncio.create_task(broker.subscribe(topic, handler, group="g"))
+            await asyncio.sleep(3)
+            assert not subscribing.done(), "the subscription gave up while the server was away"
+            own.restart()
+            await asyncio.wait_for(subscribing, 30)
+            await broker.publish(topic, b"after the restart")
+            await eventually(lambda: got == [b"after the restart"], timeout=10)
+        finally:
+            await broker.close(timeout=5)
+    asked_again = [r for r in caplog.records if "asking again" in r.getMessage()]
+    assert asked_again, [r.getMessage() for r in caplog.records]
+
+
+async def test_a_jetstream_server_that_never_answers_fails_the_start_up_in_one_sentence() -> None:
+    with nats_server() as own:
+        own.start()
+        broker = JetStreamBroker(
+            nats_test_settings(own.url, setup_retry_for=1.5), publish_timeout=0.5
+        )
+        await broker.connect()
+        try:
+            own.stop()
+            with pytest.raises(BrokerError, match=r"did not answer the request for the stream "
+                               r"of .* within 1.5s .*setup_retry_for"):
+                await broker.subscribe(unique("events.never"), lambda m, c: asyncio.sleep(0))
+        finally:
+            await broker.close(timeout=5)
+
+
 async def test_wildcard_subjects(connect: Any) -> None:
     broker = await connect()
     root = unique("orders")

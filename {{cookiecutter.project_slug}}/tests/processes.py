@@ -23,7 +23,7 @@ import grpc
 import pytest
 from brokerline.config import DatabaseConfig
 from brokerline.core import Broker
-from brokerline.core.embedded import EmbeddedBroker, free_port, wait_for_port
+from brokerline.core.embedded import EmbeddedBroker, free_port
 from brokerline.core.errors import BrokerError
 from brokerline.sql.database import create_engine
 from brokerline.testing.brokers import APACHE_PULSAR, make_broker, unique
@@ -110,12 +110,11 @@ class Pair:
         ))
 
     def start(self, role: str, **extra_env: str) -> Service:
+        """Start `serve <role>` and wait until it started: a test that stops the broker right
+        after must not catch the saver still subscribing."""
         service = Service(role, self.env(**extra_env), self.workdir).start()
         self.services[role] = service
-        if role == "report":
-            port = int(self.grpc_address.rsplit(":", 1)[1])
-            wait_for_port(port, 60, service.process, what="the report service")
-        return service
+        return service.wait_started()
 
     def stop_all(self) -> None:
         for service in self.services.values():

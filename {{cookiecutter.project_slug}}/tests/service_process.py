@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,21 @@ class Service:
                 [sys.executable, "-m", PACKAGE, "serve", self.role],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
+        return self
+
+    def wait_started(self, timeout: float = 60) -> Service:
+        """Wait until the service says it started (subscribed, listening); fail with its log
+        if it exits first or takes longer than `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while f":{self.role} started" not in self.log():
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve {self.role} exited at start with code "
+                                     f"{self.process.returncode}:\n{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"serve {self.role} did not start within {timeout}s:\n"
+                                     f"{self.log()[-3000:]}")
+            time.sleep(0.05)
         return self
 
     def kill(self) -> None:

@@ -48,6 +48,7 @@ from brokerline.core.dispatch import Dispatcher
 from brokerline.core.errors import BrokerError, BrokerUnavailable
 from brokerline.jetstream.consumer import JetStreamSubscription
 from brokerline.jetstream.publisher import NO_RESPONDERS, AckedPublisher, Outgoing, subject_matches
+from brokerline.jetstream.setup import answered
 from brokerline.nats.broker import NatsBroker, check_shared, wildcard_safe
 from brokerline.nats.connection import wire_headers
 from brokerline.nats.settings import NatsSettings, StreamSettings
@@ -158,7 +159,11 @@ class JetStreamBroker(NatsBroker):
         await super().connect()
         self._js = self.client.jetstream(timeout=self.publish_timeout)
         try:
-            self.stream = await provision_stream(self._js, self.settings.stream)
+            js, stream = self._js, self.settings.stream
+            self.stream = await answered(
+                f"the stream {stream.name}", lambda: provision_stream(js, stream),
+                self.settings.setup_retry_for,
+            )
             await self._acks.start(self.client)
         except nats.js.errors.ServiceUnavailableError:
             await self.close()
@@ -339,7 +344,11 @@ class JetStreamBroker(NatsBroker):
         subscription = JetStreamSubscription(
             topic, group, dispatcher, options, self._subscriptions.discard, batch
         )
-        await subscription.start(self.js, self.client, await self._stream_of(topic))
+        stream = await answered(
+            f"the stream of {topic!r}", lambda: self._stream_of(topic),
+            self.settings.setup_retry_for,
+        )
+        await subscription.start(self.js, self.client, stream, self.settings.setup_retry_for)
         self._subscriptions.add(subscription)
         return subscription
 

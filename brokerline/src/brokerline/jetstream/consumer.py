@@ -53,6 +53,7 @@ from brokerline.core.batch_dispatch import BatchDispatcher
 from brokerline.core.consumer_loop import ConsumerLoop
 from brokerline.core.dispatch import Dispatcher, Outcome
 from brokerline.core.errors import BrokerError
+from brokerline.jetstream.setup import answered
 from brokerline.nats.connection import split_headers
 
 log = logging.getLogger("broker.jetstream")
@@ -151,7 +152,10 @@ class JetStreamSubscription(Subscription):
         self._closed = False
 
     # -- starting ------------------------------------------------------------------------------
-    async def start(self, js: JetStreamContext, client: NatsClient, stream: str) -> None:
+    async def start(
+        self, js: JetStreamContext, client: NatsClient, stream: str, retry_for: float = 0.0
+    ) -> None:
+        """Create (or find) the consumer, then pull; `retry_for`: see `jetstream.setup`."""
         options = self._options
         config = ConsumerConfig(
             ack_policy=AckPolicy.EXPLICIT,
@@ -166,7 +170,10 @@ class JetStreamSubscription(Subscription):
             filter_subject=self.topic,
         )
         try:
-            name = await self._consumer(js, stream, config)
+            name = await answered(
+                f"the consumer of {self.topic!r}", lambda: self._consumer(js, stream, config),
+                retry_for,
+            )
         except nats.js.errors.APIError as exc:
             raise BrokerError(
                 f"could not create the JetStream consumer for {self.topic!r} on stream "

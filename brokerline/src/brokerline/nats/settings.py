@@ -28,6 +28,9 @@ class NatsSettings(PluginSettings):
     # election, no acknowledgement) is resent with the same message id (at most half of
     # stream.duplicate_window); 0 fails at the first refusal
     publish_retry_for: float = Field(15.0, ge=0)
+    # JetStream: seconds a stream or consumer request at start-up is asked again while the
+    # server does not answer (it restarts; a cluster elects a leader); 0 fails at once
+    setup_retry_for: float = Field(30.0, ge=0)
     stream: StreamSettings = Field(default_factory=StreamSettings)
 
     @field_validator("servers")
