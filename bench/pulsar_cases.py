@@ -7,8 +7,11 @@ batch side is in batch_cases.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import replace
 
 import pulsar
 from brokerline import SubscribeOptions
@@ -28,6 +31,34 @@ from common import (
 #: as many in flight, in publish_batch calls of CHUNK
 RAW_PENDING = 1000
 CONCURRENCY = 64  # framework handlers in flight; the raw consumer's receiver queue matches
+
+
+#: the suffix of the cases run on Apache Pulsar (the `apache-pulsar` group)
+ON_APACHE = " (Apache Pulsar)"
+
+
+@contextlib.contextmanager
+def apache_pulsar(notes: list[str]) -> Iterator[str | None]:
+    """The service URL of an Apache Pulsar standalone (brokerline's test JVM, started here)
+    for the group, or None (with the reason in `notes`) where Java or Maven is missing."""
+    from brokerline.testing.apache_pulsar import apache_pulsar_standalone, missing_tools
+
+    missing = missing_tools()
+    if missing:
+        notes.append(f"Apache Pulsar skipped: {missing}")
+        print(notes[-1], flush=True)
+        yield None
+        return
+    server = apache_pulsar_standalone(tls=False).start()  # blocks: nothing else runs meanwhile
+    try:
+        yield server.url
+    finally:
+        server.cleanup()
+
+
+def on_apache(results: list[Result]) -> list[Result]:
+    """The same rows, named as run on Apache Pulsar."""
+    return [replace(r, case=r.case + ON_APACHE) for r in results]
 
 
 def full(topic: str) -> str:

@@ -11,7 +11,8 @@ part, so the figures barely move with the machine's load):
   decode, `acknowledge_async`;
 - what the framework adds: the `Delivery` (the calls into the message it needs; it is also
   the handler's `MessageContext`), decoding in `BatchDispatcher.process_batch`, the settle
-  loop (one ack each).
+  loop (one ack each); and the single-handler path, one message at a time (the `Delivery`,
+  `Dispatcher.process`, the ack; the worker loop around it is not in it).
 
 The heap is frozen first, as `serve` does (`freeze_start_up_heap`).
 
@@ -69,6 +70,14 @@ async def measure(url: str, n: int, repeat: int) -> list[tuple[str, float]]:
             options=SubscribeOptions(), batch=BatchOptions(256, 0.002),
         )
         dispatcher = sub._dispatcher_for(sub.topic)  # the subscription's BatchDispatcher
+
+        async def single_handler(msg: Report, _ctx: object) -> None:
+            return None
+
+        single = await broker.subscribe(
+            f"steps-idle-{uuid.uuid4().hex[:6]}", single_handler, group="steps",
+            options=SubscribeOptions(concurrency=1, ordered=False),
+        )
         chunks = [messages[i:i + 256] for i in range(0, n, 256)]
         validate = Report.__pydantic_validator__.validate_json
 
@@ -78,7 +87,8 @@ async def measure(url: str, n: int, repeat: int) -> list[tuple[str, float]]:
         steps = ("raw: decode (pydantic validate_json)", "raw: acknowledge_async",
                  "framework: Delivery per message",
                  "framework: process_batch (decode, context, outcome)",
-                 "framework: settle (one ack each)")
+                 "framework: settle (one ack each)",
+                 "framework single: handle (Delivery, Dispatcher.process, ack)")
         timings: dict[str, list[float]] = {name: [] for name in steps}
         for _ in range(repeat):
             spent = dict.fromkeys(steps, 0.0)
@@ -96,14 +106,19 @@ async def measure(url: str, n: int, repeat: int) -> list[tuple[str, float]]:
                 t4 = clock()
                 await sub.settle(chunk, outcomes)
                 t5 = clock()
-                for name, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4),
-                                         strict=True):
+                for m in chunk:
+                    await single._handle(m)
+                t6 = clock()
+                for name, seconds in zip(
+                    steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5), strict=True
+                ):
                     spent[name] += seconds
             for name in steps:
                 timings[name].append(spent[name])
         rows = [("raw: receive(0) from the prefetched queue", receive_seconds / n * 1e6)]
         rows += [(name, per_message(seconds, n)) for name, seconds in timings.items()]
         await sub.close(2)
+        await single.close(2)
         return rows
     finally:
         client.close()

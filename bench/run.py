@@ -29,7 +29,8 @@ from brokerline.pulsar import pulsar_lite
 from common import Result, freeze_start_up_heap
 
 RESULTS = Path(__file__).parent / "results"
-GROUPS = ("core", "jetstream", "pulsar", "before-after", "saver", "ingest", "kafka")
+GROUPS = ("core", "jetstream", "pulsar", "apache-pulsar", "before-after", "saver", "ingest",
+          "kafka")
 
 # (name, case, baseline side, compared side, target ratio, what is compared)
 RATIOS = [
@@ -49,6 +50,12 @@ RATIOS = [
      "framework", 0.9),
     ("Pulsar consume, framework / raw", "Pulsar consume+ack", "raw pulsar-client", "framework",
      0.9),
+    ("Apache Pulsar produce, framework / raw", "Pulsar produce (batching) (Apache Pulsar)",
+     "raw pulsar-client", "framework", 0.9),
+    ("Apache Pulsar consume, framework / raw", "Pulsar consume+ack (Apache Pulsar)",
+     "raw pulsar-client", "framework", 0.9),
+    ("Apache Pulsar consume, framework batch / raw", "Pulsar consume+ack (Apache Pulsar)",
+     "raw pulsar-client", "framework (batch)", 0.9),
     ("Kafka produce, framework / raw", "Kafka produce", "raw aiokafka", "framework", 0.9),
     ("Kafka consume, framework / raw", "Kafka consume+commit", "raw aiokafka", "framework", 0.9),
     ("Kafka consume, framework batch / raw", "Kafka consume+commit", "raw aiokafka",
@@ -267,6 +274,13 @@ async def main(args: argparse.Namespace) -> None:
                 lambda c=case: c(pulsar.url, n)
                 for case in (pulsar_cases.pulsar_raw, pulsar_cases.pulsar_framework,
                              batch_cases.pulsar_framework_batch)])
+        if "apache-pulsar" in args.only:
+            with pulsar_cases.apache_pulsar(notes) as apache_url:
+                if apache_url:
+                    results += pulsar_cases.on_apache(await rounds(args.repeat, [
+                        lambda c=case: c(apache_url, n)
+                        for case in (pulsar_cases.pulsar_raw, pulsar_cases.pulsar_framework,
+                                     batch_cases.pulsar_framework_batch)]))
         if args.libraries:
             comparison = await before_after.measure(args.libraries, args.repeat, nats.url,
                                                     pulsar.url, n, rate, lat_n)

@@ -100,6 +100,11 @@ class Pair:
 
     def client(self) -> Broker:
         """A broker client of the test's own (not yet connected), on the services' topics."""
+        if self.broker_type == "jetstream":  # the services' stream settings: it finds theirs
+            from brokerline.jetstream.broker import JetStreamBroker
+            from brokerline.nats.settings import NatsSettings
+
+            return JetStreamBroker(NatsSettings(servers=[self.broker.url]))
         if self.broker_type != "pulsar":
             return make_broker(self.broker_type, self.broker)
         from brokerline.pulsar.broker import PulsarBroker

@@ -4,6 +4,11 @@ Each worker fetches one item and handles it; while the subscription's `FlowContr
 (a dependency is down) no worker fetches a new one. `stop()` cancels the workers that are waiting
 for an item, lets the ones handling an item finish (within a timeout), then returns. Plugins
 use it so that `close()` waits for in-flight handlers the same way on every broker.
+
+A plugin whose client queues items in memory passes `poll` too: a plain call that returns the
+next item or None, tried before the `fetch` coroutine, so an item already there costs no
+coroutine. A worker yields to the event loop every `YIELD_EVERY` items: with items always
+there and handlers that never suspend, it would otherwise never let other tasks run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = logging.getLogger("broker")
 
+YIELD_EVERY = 32  # items a worker handles back to back before letting other tasks run
+
 
 class ConsumerLoop(Generic[T]):
     def __init__(
@@ -30,8 +37,10 @@ class ConsumerLoop(Generic[T]):
         concurrency: int,
         name: str,
         flow: FlowControl | None = None,
+        poll: Callable[[], T | None] | None = None,
     ) -> None:
         self._fetch = fetch
+        self._poll = poll
         self._flow = flow
         self._handle = handle
         self._concurrency = concurrency
@@ -53,13 +62,20 @@ class ConsumerLoop(Generic[T]):
     async def _work(self) -> None:
         task = asyncio.current_task()
         assert task is not None
-        flow = self._flow
+        flow, poll, handled = self._flow, self._poll, 0
         while not self._stopping:
             if flow is not None and flow.reason is not None:
                 await flow.wait_open()
                 continue  # stopping may have been decided meanwhile
+            handled += 1
+            if handled >= YIELD_EVERY:
+                handled = 0
+                await asyncio.sleep(0)
+                continue  # stopping or a paused flow may have been decided meanwhile
             try:
-                item = await self._fetch()
+                item = poll() if poll is not None else None
+                if item is None:
+                    item = await self._fetch()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a fetch error must not kill the worker: log, pause, retry

@@ -119,8 +119,8 @@ class Dispatcher:
         `order_key` (default: the message's key) names the sequence the message is ordered
         in; Kafka orders a partition's keyless messages by their partition.
         """
-        key = order_key or delivery.key
-        if not (self._sequence_keys and key):
+        key = (order_key or delivery.key) if self._sequence_keys else None
+        if not key:
             outcome = await self._decide(delivery)
         else:
             outcome = await self._in_key_order(key, delivery)

@@ -38,7 +38,6 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import _pulsar
@@ -54,6 +53,7 @@ from brokerline.core.errors import BrokerError
 from brokerline.core.flow import FlowControl
 from brokerline.pulsar.client import OK_VALUE
 from brokerline.pulsar.cumulative import CumulativeAcks, Tracked
+from brokerline.pulsar.delivery import PulsarDelivery
 from brokerline.pulsar.producer import ProducerPool
 from brokerline.pulsar.receiver import Receiver
 
@@ -152,8 +152,6 @@ class PulsarSubscription(Subscription):
         #: the topic of every message when one topic is subscribed by name, without a retry
         #: topic (a partition's messages too): no need to ask each message for its topic
         self._fixed_topic = fixed_topic
-        self._last_millis = 0
-        self._last_time: datetime | None = None
         self._flow = flow
         name = f"pulsar:{label}:{consumer.subscription_name()}"
         self._receiver = Receiver(
@@ -197,31 +195,27 @@ class PulsarSubscription(Subscription):
     def delivery(self, message: _pulsar.Message) -> Delivery:
         """The message as the core decodes it (once per message: kept to the calls it needs)."""
         headers = message.properties()  # a new dict on every call: ours to change
-        message_id = str(message.message_id())
-        earlier_retries = 0
+        redelivery_count = message.redelivery_count()
         topic = self._fixed_topic
+        if topic is not None:
+            return PulsarDelivery(message, topic, headers, redelivery_count, message.data())
+        # a partition's message is the partitioned topic's: handlers, dead letters and
+        # retries see the name that was subscribed to (the partition is in the message id)
+        name = message.topic_name()
+        topic = self._base_topics.get(name)
         if topic is None:
-            # a partition's message is the partitioned topic's: handlers, dead letters and
-            # retries see the name that was subscribed to (the partition is in the message id)
-            name = message.topic_name()
-            topic = self._base_topics.get(name)
-            if topic is None:
-                topic = self._base_topics[name] = base_topic(name)
-            if self._retry_topic is not None and topic == self._retry_topic:
-                topic = headers.get(REAL_TOPIC, topic)
-                earlier_retries = int(headers.get(RECONSUME_TIMES, "0") or 0)
-                message_id = headers.get(ORIGIN_MESSAGE_ID, message_id)
-                for name in RETRY_PROPERTIES:
-                    headers.pop(name, None)
-        millis = message.publish_timestamp()
-        if millis != self._last_millis:  # the messages of one producer batch share it
-            self._last_millis = millis
-            self._last_time = datetime.fromtimestamp(millis / 1000, UTC) if millis else None
-        return Delivery(
-            topic, message.partition_key() or None, headers, message_id,
-            earlier_retries + message.redelivery_count(), self._last_time,
-            payload=message.data(),
+            topic = self._base_topics[name] = base_topic(name)
+        if self._retry_topic is None or topic != self._retry_topic:
+            return PulsarDelivery(message, topic, headers, redelivery_count, message.data())
+        retried = PulsarDelivery(
+            message, headers.get(REAL_TOPIC, topic), headers,
+            int(headers.get(RECONSUME_TIMES, "0") or 0) + redelivery_count, message.data(),
         )
+        if ORIGIN_MESSAGE_ID in headers:
+            retried.message_id = headers[ORIGIN_MESSAGE_ID]
+        for name in RETRY_PROPERTIES:
+            headers.pop(name, None)
+        return retried
 
     _delivery = delivery
 

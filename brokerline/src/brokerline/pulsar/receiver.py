@@ -9,9 +9,10 @@ does it ask for a wakeup: one `receive_async` whose callback hands the next mess
 Under load nearly every message is taken without touching a future or the self-pipe.
 
 Concurrency: the `ConsumerLoop`'s `concurrency` workers, each takes a message, handles it, takes
-the next (a failed receive is logged and retried by the loop). A worker
-that finds nothing parks; the one that takes a message wakes one parked worker, so a burst
-spreads over as many workers as it has messages. Messages are taken in arrival order and each
+the next (a failed receive is logged and retried by the loop). A message already there is taken
+by a plain call (`poll`), without a coroutine; a worker that finds nothing parks (`_next`), and
+the one that takes a message wakes one parked worker, so a burst spreads over as many workers
+as it has messages. Messages are taken in arrival order and each
 worker starts handling at once (the Dispatcher queues per-key order before its first await);
 while the wakeup receive is pending nobody polls, so its message cannot be overtaken.
 
@@ -41,7 +42,6 @@ from brokerline.pulsar.client import OK_VALUE
 
 log = logging.getLogger("broker.pulsar")
 
-YIELD_EVERY = 32  # messages a worker handles back to back before letting other tasks run
 RETRY_PAUSE = 0.5  # seconds before receiving again after the client reported an error
 
 
@@ -57,29 +57,29 @@ class Receiver(ConsumerLoop[_pulsar.Message]):
         name: str,
         flow: FlowControl | None = None,
     ) -> None:
-        super().__init__(self._next, handle, concurrency=concurrency, name=name, flow=flow)
+        super().__init__(
+            self._next, handle, concurrency=concurrency, name=name, flow=flow, poll=self._poll
+        )
         self._consumer = consumer
         self._loop = asyncio.get_running_loop()
         self._ready: deque[_pulsar.Message] = deque()  # what the wakeup receive delivered
         self._parked: deque[asyncio.Future[None]] = deque()
         self._armed = False  # a wakeup receive is pending in the client
-        self._streak = 0  # messages taken without suspending
+
+    def _poll(self) -> _pulsar.Message | None:
+        """The next message if there is one now, else None."""
+        message = self._take()
+        if message is not None and self._parked:  # there may be more: let one more worker look
+            self._wake_one()
+        return message
 
     async def _next(self) -> _pulsar.Message:
         """The next message; parks the worker while the client's queue is empty."""
         while True:
-            message = self._take()
+            message = self._poll()
             if message is not None:
-                break
-            self._streak = 0
+                return message
             await self._park()
-        if self._parked:  # there may be more: let one more worker look
-            self._wake_one()
-        self._streak += 1
-        if self._streak >= YIELD_EVERY:  # handlers that never suspend must not starve the loop
-            self._streak = 0
-            await asyncio.sleep(0)
-        return message
 
     async def next_batch(self, max_size: int, max_wait: float) -> list[_pulsar.Message]:
         """Up to `max_size` messages: the next one, then what arrives within `max_wait`."""
