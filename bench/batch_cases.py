@@ -6,14 +6,13 @@ the batch subscribers lacks (the before/after group runs their single-handler ca
 
 from __future__ import annotations
 
-import uuid
-
 from brokerline import BatchContext, BatchOptions, SubscribeOptions, Subscription
 from brokerline.jetstream import JetStreamBroker
 from brokerline.nats import NatsBroker
 from brokerline.pulsar import PulsarBroker, PulsarSettings
-from common import CHUNK, Report, Result, Sink, framework_consume, make_reports
+from common import CHUNK, Report, Result, Sink, framework_consume
 from nats_cases import JS_BATCH_SIZE, core_framework_side, preload, settings
+from pulsar_cases import fill
 
 #: a batch per publish_batch chunk; a partial batch waits at most 2 ms for more (this bounds
 #: the latency a batch adds at low rates)
@@ -64,11 +63,8 @@ async def pulsar_framework_batch(url: str, n: int) -> list[Result]:
     """A batch subscriber: batches of up to 256 from the client's receiver queue."""
     broker = PulsarBroker(PulsarSettings(service_urls=[url], delayed_delivery="off"))
     await broker.connect()
-    topic = f"bench-fwb-{uuid.uuid4().hex[:6]}"
     try:
-        reports = make_reports(n)
-        for i in range(0, n, 500):  # untimed: the produce figure is the single case's
-            await broker.publish_batch(topic, reports[i:i + 500])
+        topic = await fill(url, n)  # untimed: the produce figure is the single case's
         return [await framework_consume(broker, topic, n, SubscribeOptions(),
                                         "Pulsar consume+ack", PULSAR_BATCH)]
     finally:

@@ -131,6 +131,14 @@ async def framework_produce_consume(
     """The framework side of a produce / consume pair: publish_batch in chunks (`in_flight`
     chunks at a time, to match a raw side that keeps that many messages pending), then a group
     subscription timed from when subscribe() returns, like the raw consumers."""
+    produced = await framework_produce(broker, topic, n, produce_case, in_flight)
+    return [produced, await framework_consume(broker, topic, n, options, consume_case)]
+
+
+async def framework_produce(
+    broker: Any, topic: str, n: int, case: str, in_flight: int = 1
+) -> Result:
+    """publish_batch in chunks, `in_flight` chunks at a time."""
     reports = make_reports(n)
     with Timed() as t:
         pending: set[asyncio.Task[None]] = set()
@@ -142,8 +150,7 @@ async def framework_produce_consume(
             pending.add(asyncio.ensure_future(broker.publish_batch(topic, reports[i:i + CHUNK])))
         for task in pending:
             await task
-    produced = Result(produce_case, "framework", t.rate(n), cpu_us=t.cpu_us(n))
-    return [produced, await framework_consume(broker, topic, n, options, consume_case)]
+    return Result(case, "framework", t.rate(n), cpu_us=t.cpu_us(n))
 
 
 async def framework_consume(
