@@ -9,10 +9,11 @@ from __future__ import annotations
 from brokerline import BatchContext, BatchOptions, SubscribeOptions, Subscription
 from brokerline.jetstream import JetStreamBroker
 from brokerline.nats import NatsBroker
-from brokerline.pulsar import PulsarBroker, PulsarSettings
+from brokerline.pulsar import PulsarBroker
 from common import CHUNK, Report, Result, Sink, framework_consume
 from nats_cases import JS_BATCH_SIZE, core_framework_side, preload, settings
 from pulsar_cases import fill
+from pulsar_cases import settings as pulsar_settings
 
 #: a batch per publish_batch chunk; a partial batch waits at most 2 ms for more (this bounds
 #: the latency a batch adds at low rates)
@@ -61,7 +62,7 @@ async def js_framework_batch(url: str, n: int, rate: float, lat_n: int) -> list[
 
 async def pulsar_framework_batch(url: str, n: int) -> list[Result]:
     """A batch subscriber: batches of up to 256 from the client's receiver queue."""
-    broker = PulsarBroker(PulsarSettings(service_urls=[url], delayed_delivery="off"))
+    broker = PulsarBroker(pulsar_settings(url))
     await broker.connect()
     try:
         topic = await fill(url, n)  # untimed: the produce figure is the single case's

@@ -31,7 +31,17 @@ from common import (
 #: messages the raw producer keeps pending (`max_pending_messages`); the framework side keeps
 #: as many in flight, in publish_batch calls of CHUNK
 RAW_PENDING = 1000
-CONCURRENCY = 64  # framework handlers in flight; the raw consumer's receiver queue matches
+CONCURRENCY = 64  # framework handlers in flight
+#: every consumer's receiver queue: the client's default, on the framework sides too (its
+#: own default is 2 x concurrency); on Apache Pulsar the raw consumer did 30-50k msgs/s with
+#: 128 and 60-77k with 512, so every side prefetches the same
+RECEIVER_QUEUE = 1000
+
+
+def settings(url: str) -> PulsarSettings:
+    """The framework sides' settings (with the raw consumer's prefetch)."""
+    return PulsarSettings(service_urls=[url], delayed_delivery="off",
+                          receiver_queue_size=RECEIVER_QUEUE)
 
 
 #: the suffix of the cases run on Apache Pulsar (the `apache-pulsar` group)
@@ -99,7 +109,7 @@ def _raw_consume(url: str, topic: str, n: int) -> float:
         consumer = client.subscribe(
             full(topic), "raw", consumer_type=pulsar.ConsumerType.Shared,
             initial_position=pulsar.InitialPosition.Earliest,
-            receiver_queue_size=max(10, 2 * CONCURRENCY),
+            receiver_queue_size=RECEIVER_QUEUE,
         )
         got = 0
         t0 = time.perf_counter()
@@ -145,7 +155,7 @@ async def pulsar_raw(url: str, n: int) -> list[Result]:
 
 
 async def pulsar_framework(url: str, n: int) -> list[Result]:
-    broker = PulsarBroker(PulsarSettings(service_urls=[url], delayed_delivery="off"))
+    broker = PulsarBroker(settings(url))
     await broker.connect()
     topic = f"bench-fw-{uuid.uuid4().hex[:6]}"
     try:
