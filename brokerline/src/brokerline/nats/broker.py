@@ -52,7 +52,7 @@ from brokerline.core.base import (
 )
 from brokerline.core.batch import BatchBuffer, BatchHandler, BatchOptions, batch_loop
 from brokerline.core.batch_dispatch import BatchDispatcher
-from brokerline.core.consumer_loop import ConsumerLoop
+from brokerline.core.consumer_loop import YIELD_EVERY, ConsumerLoop
 from brokerline.core.dispatch import Dispatcher, Outcome
 from brokerline.core.errors import BrokerError, BrokerUnavailable
 from brokerline.nats.connection import (
@@ -119,6 +119,7 @@ class NatsSubscription(Subscription):
         self._dispatcher = dispatcher
         self._direct = options.concurrency == 1 and batch is None
         self._turn = asyncio.Lock()  # direct mode: one handler at a time, retries included
+        self._streak = 0  # direct mode: messages handled since the last yield to the loop
         self._retrying: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[_Inbound] = asyncio.Queue()
         self._room = asyncio.Semaphore(options.concurrency * HELD_PER_WORKER)
@@ -173,6 +174,10 @@ class NatsSubscription(Subscription):
 
     async def _receive_direct(self, msg: Msg) -> None:
         item = self._take(msg)
+        self._streak += 1
+        if self._streak >= YIELD_EVERY:  # nats-py calls back message after message without
+            self._streak = 0  # suspending: handlers that never await would starve the loop
+            await asyncio.sleep(0)
         async with self._turn:  # `_handle_in_turn`, inlined: this runs once per message
             await self._handle(item)
 

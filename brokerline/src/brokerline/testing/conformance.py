@@ -134,6 +134,34 @@ class BrokerConformance(BatchConformance):
         await eventually(lambda: len(got) == 1)
         assert isinstance(got[0], StringValue) and got[0].value == "hello"
 
+    async def test_handlers_that_never_suspend_leave_the_event_loop_to_other_tasks(
+        self, broker: Broker
+    ) -> None:
+        """A backlog handled by handlers that never await must not starve the process's other
+        tasks (health checks, timers, the client's own): they run while it is worked off."""
+        topic, n = unique("busy"), 600
+        ticks = 0
+        seen_at: list[int] = []
+
+        async def handler(msg: bytes, ctx: MessageContext) -> None:
+            seen_at.append(ticks)  # how often the other task ran so far
+
+        async def other_task() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        await broker.subscribe(topic, handler, group=unique("g"))
+        ticker = asyncio.create_task(other_task())
+        try:
+            await broker.publish_batch(topic, [b"x"] * n)
+            await eventually(lambda: len(seen_at) == n, timeout=30)
+        finally:
+            ticker.cancel()
+        # while the backlog was handled (first to last message), the other task went on
+        assert seen_at[-1] - seen_at[0] >= 5, (seen_at[0], seen_at[-1])
+
     async def test_key_and_headers_preserved(self, broker: Broker) -> None:
         topic = unique("meta")
         seen: list[MessageContext] = []
