@@ -389,20 +389,32 @@ def test_ctrl_c_while_the_command_is_still_importing_exits_without_a_traceback(
     tmp_path: Path
 ) -> None:
     """Ctrl-C while the CLI's imports load (a second or so on a cold start): exit 130, never
-    a KeyboardInterrupt traceback. `-X importtime` tells when the imports have begun."""
-    process = subprocess.Popen(
-        [sys.executable, "-X", "importtime", "-m", PACKAGE, "asyncapi"], cwd=tmp_path,
-        text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    for line in process.stderr:  # one line per module imported, as each one finishes
-        if "brokerline" in line:  # the CLI's imports are loading
-            break
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
-    told = [line for line in stderr.splitlines() if not line.startswith("import time:")]
-    assert not [line for line in told if "Traceback" in line], told[-20:]
-    assert process.returncode == 130, (process.returncode, told[-20:])
+    a KeyboardInterrupt traceback. `-X importtime` tells when the imports have begun.
+
+    The signal is sent once a brokerline module has loaded; on a busy machine this test may
+    read that line so late that the command (`asyncapi`, which prints its document) is done
+    and the signal lands as it prints or as the interpreter exits (exit 130 or 0, or killed
+    by SIGINT once Python has put the default handler back). Such a run is tried again: the
+    one that counts is a signal that arrived while the command had printed nothing."""
+    for _attempt in range(5):
+        process = subprocess.Popen(
+            [sys.executable, "-X", "importtime", "-m", PACKAGE, "asyncapi"], cwd=tmp_path,
+            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        assert process.stderr is not None
+        for line in process.stderr:  # one line per module imported, as each one finishes
+            if "brokerline" in line:  # the CLI's imports are loading
+                break
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+        told = [line for line in stderr.splitlines() if not line.startswith("import time:")]
+        assert not [line for line in told if "Traceback" in line], told[-20:]
+        if stdout:  # the command had run to its end: the signal came too late to count
+            assert process.returncode in (0, 130, -signal.SIGINT), (process.returncode, told[-20:])
+            continue
+        assert process.returncode == 130, (process.returncode, told[-20:])
+        return
+    pytest.fail("in 5 runs the signal never arrived before the command finished")
 
 
 @pytest.mark.parametrize("broker_type", [t for t in known_types() if t != "memory"])
