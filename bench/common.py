@@ -198,6 +198,12 @@ async def asgi_json(send: Callable[[dict[str, Any]], Awaitable[None]], out: byte
     await send({"type": "http.response.body", "body": out})
 
 
+def skipped(notes: list[str], reason: str) -> None:
+    """Say that a group or case did not run, and why: printed now, and in the results' notes."""
+    notes.append(reason)
+    print(reason, flush=True)
+
+
 def freeze_start_up_heap() -> None:
     """What `serve` does before its App consumes (brokerline.cli.serve.freeze_start_up_heap):
     the start-up heap leaves the collector's work. Done once per benchmark process, before any

@@ -28,6 +28,7 @@ from common import (
     framework_consume,
     framework_produce_consume,
     make_reports,
+    skipped,
     throughput,
 )
 from kafka_clients import create_topic
@@ -47,8 +48,7 @@ async def apache_kafka(notes: list[str]) -> AsyncIterator[str | None]:
     or None (with the reason in `notes`) where Java or Maven is missing."""
     missing = missing_tools()
     if missing:
-        notes.append(f"Kafka skipped: {missing}")
-        print(notes[-1], flush=True)
+        skipped(notes, f"Kafka skipped: {missing}")
         yield None
         return
     server = apache_kafka_kraft(tls=False).start()  # blocks: nothing else runs meanwhile

@@ -25,6 +25,7 @@ from common import (
     framework_produce,
     make_reports,
     process_cpu,
+    skipped,
     throughput,
 )
 
@@ -56,8 +57,7 @@ def apache_pulsar(notes: list[str]) -> Iterator[str | None]:
 
     missing = missing_tools()
     if missing:
-        notes.append(f"Apache Pulsar skipped: {missing}")
-        print(notes[-1], flush=True)
+        skipped(notes, f"Apache Pulsar skipped: {missing}")
         yield None
         return
     server = apache_pulsar_standalone(tls=False).start()  # blocks: nothing else runs meanwhile

@@ -26,7 +26,7 @@ import pulsar_cases
 import saver_cases
 from brokerline.nats import nats_server
 from brokerline.pulsar import pulsar_lite
-from common import Result, freeze_start_up_heap
+from common import Result, freeze_start_up_heap, skipped
 
 RESULTS = Path(__file__).parent / "results"
 GROUPS = ("core", "jetstream", "pulsar", "apache-pulsar", "before-after", "saver", "ingest",
@@ -294,8 +294,7 @@ async def main(args: argparse.Namespace) -> None:
         if "ingest" in args.only:
             missing = ingest_cases.h2load_missing()
             if missing:
-                notes.append(missing)
-                print(missing, flush=True)
+                skipped(notes, missing)
             else:
                 try:
                     results += await rounds(args.repeat, [
@@ -309,8 +308,7 @@ async def main(args: argparse.Namespace) -> None:
         databases = [("SQLite", f"sqlite+aiosqlite:///{args.workdir}/bench.db")]
         reason = await saver_cases.pg_reachable()
         if reason:
-            notes.append(f"PostgreSQL skipped: {reason}")
-            print(notes[-1], flush=True)
+            skipped(notes, f"PostgreSQL skipped: {reason}")
         else:
             databases.append(("PostgreSQL", saver_cases.PG_URL))
         rss: list[float] = []
